@@ -1,0 +1,203 @@
+// Command worker is the CloudCommerce production binary: it runs the three
+// stage consumers (inventory, payment, shipping), provisions the topology,
+// answers the container health check and manages dead letters.
+//
+//	worker run            process orders until SIGTERM (the default)
+//	worker provision      create the queues, rules, tables and topic (idempotent)
+//	worker healthcheck    exit 0 when the worker on CLOUDCOMMERCE_OPS_ADDR is healthy
+//
+// Configuration comes from the environment only; see `worker help`.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
+	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
+	"github.com/cloudcommerce/cloudcommerce/internal/topology"
+	"github.com/cloudcommerce/cloudcommerce/internal/worker"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, `usage: worker [run|provision|healthcheck|help]
+
+  run          process orders until SIGTERM (default)
+  provision    create the topology on the configured endpoint (idempotent)
+  healthcheck  exit 0 when the local worker answers /healthz
+
+environment:`)
+	for _, e := range worker.Env {
+		fmt.Fprintf(w, "  %-38s %-14s %s\n", e.Name, orDash(e.Default), e.Meaning)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "run"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return runWorker(ctx)
+	case "provision":
+		return provision(ctx, stdout)
+	case "healthcheck":
+		return healthcheck(ctx)
+	case "help", "-h", "--help":
+		usage(stdout)
+		return nil
+	}
+	usage(stderr)
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+func runWorker(ctx context.Context) error {
+	cfg, err := worker.FromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	log, err := worker.NewLogger(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	m := metrics.New()
+	awsCfg, err := awsconf.Load(ctx, awsconf.Options{Requests: m.AWSRequests})
+	if err != nil {
+		return err
+	}
+	ledgerCfg, err := awsconf.Load(ctx, awsconf.Options{Requests: m.AWSRequests, ServiceLabel: "sandbox-ledger"})
+	if err != nil {
+		return err
+	}
+	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	startCtx, cancel := context.WithTimeout(sigCtx, 30*time.Second)
+	w, err := worker.New(startCtx, cfg, worker.Deps{AWS: awsCfg, LedgerAWS: &ledgerCfg, Log: log, Metrics: m})
+	cancel()
+	if err != nil {
+		return err
+	}
+	// The HTTP servers outlive the drain so /readyz can report it and
+	// Prometheus can scrape the last figures.
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHTTP()
+	errc := make(chan error, 2)
+	ops := http.NewServeMux()
+	w.OpsRoutes(ops)
+	go func() { errc <- worker.Serve(httpCtx, cfg.OpsAddr, ops, 5*time.Second, nil) }()
+	servers := 1
+	if cfg.IntakeAddr != "" {
+		servers++
+		go func() { errc <- worker.Serve(httpCtx, cfg.IntakeAddr, w.Intake.Handler(), 5*time.Second, nil) }()
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- w.Run(sigCtx) }()
+	select {
+	case err := <-runErr:
+		stopHTTP()
+		return errors.Join(err, drainServers(errc, servers))
+	case err := <-errc:
+		// An HTTP server failed to start: stop the worker and report it.
+		stop()
+		<-runErr
+		stopHTTP()
+		return errors.Join(err, drainServers(errc, servers-1))
+	}
+}
+
+func drainServers(errc <-chan error, n int) error {
+	var errs []error
+	for i := 0; i < n; i++ {
+		errs = append(errs, <-errc)
+	}
+	return errors.Join(errs...)
+}
+
+func provision(ctx context.Context, stdout io.Writer) error {
+	cfg, err := worker.FromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	awsCfg, err := awsconf.Load(ctx, awsconf.Options{})
+	if err != nil {
+		return err
+	}
+	topo, err := topology.Load()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	p, err := topo.Provision(ctx, topology.Clients{SQS: sqs.NewFromConfig(awsCfg), DynamoDB: awsconf.DynamoDB(awsCfg),
+		EventBridge: eventbridge.NewFromConfig(awsCfg), SNS: sns.NewFromConfig(awsCfg)}, cfg.Prefix)
+	if err != nil {
+		return err
+	}
+	if len(p.Created) == 0 {
+		fmt.Fprintf(stdout, "topology %q is up to date; nothing to create\n", cfg.Prefix)
+	} else {
+		fmt.Fprintf(stdout, "created %d resources for %q:\n  %s\n", len(p.Created), cfg.Prefix, strings.Join(p.Created, "\n  "))
+	}
+	fmt.Fprintf(stdout, "topic: %s\n", p.TopicARN)
+	return nil
+}
+
+// healthcheck asks the local worker's /healthz; for container health checks,
+// where there is no curl.
+func healthcheck(ctx context.Context) error {
+	addr := os.Getenv("CLOUDCOMMERCE_OPS_ADDR")
+	if addr == "" {
+		addr = ":9090"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("CLOUDCOMMERCE_OPS_ADDR=%q: %w", addr, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("unhealthy: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("unhealthy: /healthz answered %s", resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,101 @@
+# The worker's task role policy: exactly the calls the worker makes, on
+# exactly the resources created in main.tf. The role itself is in
+# modules/worker_service (with the separate execution role).
+
+data "aws_iam_policy_document" "worker_task" {
+  statement {
+    sid    = "ConsumeStageQueues"
+    effect = "Allow"
+    actions = [
+      "sqs:ChangeMessageVisibility",
+      "sqs:DeleteMessage", # DeleteMessageBatch is authorised by DeleteMessage
+      "sqs:GetQueueAttributes",
+      "sqs:GetQueueUrl",
+      "sqs:ReceiveMessage",
+      # Destination of a DLQ redrive (StartMessageMoveTask back to the source
+      # queue requires SendMessage on it).
+      "sqs:SendMessage",
+    ]
+    resources = [for q in module.stage_queue : q.queue_arn]
+  }
+
+  statement {
+    sid    = "DeadLetterAndRedriveStageDlqs"
+    effect = "Allow"
+    actions = [
+      "sqs:DeleteMessage",
+      "sqs:GetQueueAttributes",
+      "sqs:GetQueueUrl",
+      "sqs:ListMessageMoveTasks",
+      "sqs:ReceiveMessage",
+      "sqs:SendMessage", # the worker dead-letters poison messages itself
+      "sqs:StartMessageMoveTask",
+    ]
+    resources = [for q in module.stage_queue : q.dlq_arn]
+  }
+
+  statement {
+    sid    = "InspectAndRedriveRuleTargetDlqs"
+    effect = "Allow"
+    actions = [
+      "sqs:DeleteMessage",
+      "sqs:GetQueueAttributes",
+      "sqs:GetQueueUrl",
+      "sqs:ListMessageMoveTasks",
+      "sqs:ReceiveMessage",
+      "sqs:StartMessageMoveTask",
+    ]
+    resources = [for q in aws_sqs_queue.rule_target_dlq : q.arn]
+  }
+
+  statement {
+    sid    = "ReadWriteTables"
+    effect = "Allow"
+    actions = [
+      "dynamodb:BatchWriteItem",
+      "dynamodb:ConditionCheckItem",
+      "dynamodb:DeleteItem",
+      "dynamodb:GetItem",
+      "dynamodb:PutItem",
+      "dynamodb:Query",
+      "dynamodb:TransactWriteItems",
+      "dynamodb:UpdateItem",
+    ]
+    resources = [for t in aws_dynamodb_table.this : t.arn]
+  }
+
+  # Index ARNs by name (the topology's global secondary indexes), not /index/*.
+  dynamic "statement" {
+    for_each = length(flatten([for indexes in values(local.table_indexes) : keys(indexes)])) > 0 ? [1] : []
+    content {
+      sid       = "QueryTableIndexes"
+      effect    = "Allow"
+      actions   = ["dynamodb:Query"]
+      resources = flatten([for role, indexes in local.table_indexes : [for name in keys(indexes) : "${aws_dynamodb_table.this[role].arn}/index/${name}"]])
+    }
+  }
+
+  statement {
+    sid       = "EmitPipelineEvents"
+    effect    = "Allow"
+    actions   = ["events:PutEvents"]
+    resources = [aws_cloudwatch_event_bus.orders.arn]
+  }
+
+  statement {
+    sid       = "NotifyCustomers"
+    effect    = "Allow"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.notifications.arn]
+  }
+
+  dynamic "statement" {
+    for_each = local.kms_key_arn == null ? [] : [local.kms_key_arn]
+    content {
+      sid       = "UseCustomerKeyForQueuesAndTopic"
+      effect    = "Allow"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [statement.value]
+    }
+  }
+}

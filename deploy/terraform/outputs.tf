@@ -1,0 +1,104 @@
+output "event_bus_name" {
+  description = "Name of the EventBridge bus producers put OrderPlaced events on (= prefix)."
+  value       = aws_cloudwatch_event_bus.orders.name
+}
+
+output "event_bus_arn" {
+  description = "ARN of the EventBridge bus (grant events:PutEvents on it to producers)."
+  value       = aws_cloudwatch_event_bus.orders.arn
+}
+
+output "rule_arns" {
+  description = "EventBridge rule ARNs, by topology rule name."
+  value       = { for name, r in aws_cloudwatch_event_rule.this : name => r.arn }
+}
+
+output "stage_queue_urls" {
+  description = "Stage queue URLs, by stage (inventory, payment, shipping)."
+  value       = { for stage, q in module.stage_queue : stage => q.queue_url }
+}
+
+output "stage_queue_arns" {
+  description = "Stage queue ARNs, by stage."
+  value       = { for stage, q in module.stage_queue : stage => q.queue_arn }
+}
+
+output "stage_dlq_urls" {
+  description = "Stage dead-letter queue URLs, by stage (redrive with StartMessageMoveTask)."
+  value       = { for stage, q in module.stage_queue : stage => q.dlq_url }
+}
+
+output "rule_target_dlq_urls" {
+  description = "URLs of the DLQs where EventBridge puts events it could not deliver, by rule name."
+  value       = { for name, q in aws_sqs_queue.rule_target_dlq : name => q.url }
+}
+
+output "table_names" {
+  description = "DynamoDB table names, by topology role (orders, inventory, idempotency, payments_ledger)."
+  value       = { for role, t in aws_dynamodb_table.this : role => t.name }
+}
+
+output "table_arns" {
+  description = "DynamoDB table ARNs, by topology role."
+  value       = { for role, t in aws_dynamodb_table.this : role => t.arn }
+}
+
+output "notifications_topic_arn" {
+  description = "ARN of the customer notifications SNS topic."
+  value       = aws_sns_topic.notifications.arn
+}
+
+output "alarms_topic_arn" {
+  description = "ARN of the operational alarms SNS topic (subscribe on-call here)."
+  value       = aws_sns_topic.alarms.arn
+}
+
+output "ecr_repository_url" {
+  description = "ECR repository to push the worker image to: docker push <url>:<image_tag>."
+  value       = aws_ecr_repository.worker.repository_url
+}
+
+output "ecs_cluster_name" {
+  description = "Name of the ECS cluster."
+  value       = module.worker_service.cluster_name
+}
+
+output "ecs_service_name" {
+  description = "Name of the ECS service running the worker."
+  value       = module.worker_service.service_name
+}
+
+output "task_definition_arn" {
+  description = "ARN of the worker's current task definition revision."
+  value       = module.worker_service.task_definition_arn
+}
+
+output "task_role_arn" {
+  description = "ARN of the worker's task role (its own AWS permissions)."
+  value       = module.worker_service.task_role_arn
+}
+
+output "execution_role_arn" {
+  description = "ARN of the task execution role (image pull, logs, secrets)."
+  value       = module.worker_service.execution_role_arn
+}
+
+output "log_group_name" {
+  description = "CloudWatch log group of the worker (aws logs tail <name> --follow)."
+  value       = module.worker_service.log_group_name
+}
+
+output "security_group_id" {
+  description = "Security group of the worker tasks."
+  value       = module.worker_service.security_group_id
+}
+
+output "kms_key_arn" {
+  description = "Customer-managed KMS key in use, or null when AWS-managed encryption is used."
+  value       = local.kms_key_arn
+}
+
+output "worker_environment" {
+  description = "The non-secret environment the worker container runs with (secrets come from Secrets Manager)."
+  value       = module.worker_service.environment
+}

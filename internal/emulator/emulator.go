@@ -1,0 +1,143 @@
+// Package emulator hosts the kumo AWS emulator (github.com/sivchari/kumo)
+// in-process, for devstack and the tests. It is never linked into the
+// production worker.
+//
+// kumo reads its settings from the environment in package init, before main
+// or TestMain run, and its EventBridge delivers events to SQS by HTTP to
+// KUMO_HOST:KUMO_PORT rather than to the server's own address. So a process
+// that hosts it first calls Prepare, which re-executes the process with
+// those variables set when they differ, and Start then serves the emulator
+// on exactly that address (a reverse proxy in front of kumo's in-process
+// server), so events arrive and separate processes can use it too.
+package emulator
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/sivchari/kumo"
+)
+
+const envPrepared = "CLOUDCOMMERCE_EMULATOR_PREPARED"
+
+// Prepare ensures this process runs with kumo's environment for the given
+// listen address (port 0 picks a free port) and data directory (empty: in
+// memory). When the environment already matches it returns nil; otherwise
+// it re-executes the current program with the same arguments and the
+// environment set, and does not return unless that fails.
+func Prepare(addr, dataDir string) error {
+	if os.Getenv(envPrepared) == "1" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("emulator address %q: %w", addr, err)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	if port == "0" {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return fmt.Errorf("find a free port: %w", err)
+		}
+		port = strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+		_ = ln.Close()
+	}
+	env := append(os.Environ(), envPrepared+"=1", "KUMO_HOST="+host, "KUMO_PORT="+port, "KUMO_LOG_LEVEL=error")
+	if dataDir != "" {
+		if err := os.MkdirAll(dataDir, 0o750); err != nil {
+			return fmt.Errorf("create data dir: %w", err)
+		}
+		env = append(env, "KUMO_DATA_DIR="+dataDir, "KUMO_PERSIST_FLUSH_INTERVAL_MS=250")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	return fmt.Errorf("re-execute with the emulator environment: %w", syscall.Exec(exe, os.Args, env))
+}
+
+// FlushInterval is how often a persistent emulator writes its state; wait
+// this long after the last change before exiting to keep it.
+const FlushInterval = 250 * time.Millisecond
+
+// Emulator is a running emulator.
+type Emulator struct {
+	// URL is the address to give AWS clients (the proxy on KUMO_HOST:KUMO_PORT).
+	URL string
+	// DirectURL is kumo's own in-process server, one hop shorter, for
+	// clients in this process.
+	DirectURL string
+	srv       *kumo.Server
+	proxy     *http.Server
+}
+
+// Start starts the emulator on the address Prepare set up.
+func Start() (*Emulator, error) {
+	if os.Getenv(envPrepared) != "1" {
+		return nil, errors.New("emulator: Prepare was not called")
+	}
+	addr := net.JoinHostPort(os.Getenv("KUMO_HOST"), os.Getenv("KUMO_PORT"))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("emulator: listen on %s: %w", addr, err)
+	}
+	// Some kumo services log through the default slog logger; keep it to
+	// errors so devstack's own output stays readable.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	srv := kumo.NewServer()
+	target, _ := url.Parse(srv.URL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute}
+	e := &Emulator{URL: "http://" + ln.Addr().String(), DirectURL: srv.URL, srv: srv,
+		proxy: &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}}
+	go func() { _ = e.proxy.Serve(ln) }()
+	return e, nil
+}
+
+// Close stops the emulator. With a data directory, state changed in the
+// last FlushInterval may not be written; callers that care wait first.
+func (e *Emulator) Close() {
+	_ = e.proxy.Close()
+	e.srv.Close()
+}
+
+// TestingM is the part of *testing.M that RunTests needs.
+type TestingM interface{ Run() int }
+
+// RunTests is a TestMain body for packages that need the emulator: it
+// prepares a free port, starts the emulator and exports AWS_ENDPOINT_URL
+// (unless the environment already names an endpoint, such as LocalStack or
+// real AWS, in which case the suite runs against that), runs the tests and
+// exits.
+func RunTests(m TestingM) {
+	if os.Getenv("AWS_ENDPOINT_URL") != "" && os.Getenv(envPrepared) != "1" {
+		os.Exit(m.Run())
+	}
+	if err := Prepare("127.0.0.1:0", ""); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	e, err := Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	os.Setenv("AWS_ENDPOINT_URL", e.URL)
+	os.Setenv("AWS_REGION", "us-east-1")
+	os.Setenv("AWS_ACCESS_KEY_ID", "test")
+	os.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	code := m.Run()
+	e.Close()
+	os.Exit(code)
+}

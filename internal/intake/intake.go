@@ -1,0 +1,355 @@
+// Package intake is the HTTP API through which orders enter: it validates
+// an order, records it (PLACED) and puts OrderPlaced on the bus, and it
+// answers order and stock queries and cancellations. Bad input gets an RFC
+// 9457 problem document naming every offending field; nothing is written on
+// any error.
+package intake
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
+	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
+)
+
+// MaxBodyBytes is the largest request body accepted.
+const MaxBodyBytes = 64 << 10
+
+// DeliveredNotification is a notification as the topic delivered it.
+type DeliveredNotification struct {
+	Event      string            `json:"event"`
+	OrderID    string            `json:"order_id"`
+	Subject    string            `json:"subject"`
+	Message    string            `json:"message"`
+	Attributes map[string]string `json:"attributes"`
+	ReceivedAt time.Time         `json:"received_at"`
+}
+
+// NotificationLog answers which notifications reached a subscriber (devstack
+// subscribes a queue to the topic). Safe for concurrent use.
+type NotificationLog interface {
+	ForOrder(orderID string) []DeliveredNotification
+}
+
+// Server is the intake API. Its zero value is not usable; set every field
+// but Notifications and APIKey.
+type Server struct {
+	Service   *pipeline.Service
+	Store     pipeline.Store
+	Publisher pipeline.Publisher
+	Log       *zap.Logger
+	Metrics   *metrics.Metrics
+	// APIKey, when set, is required as "Authorization: Bearer <key>".
+	APIKey string
+	// Notifications, when set, serves GET /v1/notifications.
+	Notifications NotificationLog
+	// NewID returns a fresh order id; defaults to a UUIDv7.
+	NewID func() string
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// Routes registers the API on mux.
+func (s *Server) Routes(mux *http.ServeMux) {
+	handle := func(pattern, route string, h func(http.ResponseWriter, *http.Request) (int, error)) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			code, err := s.serve(w, r, h)
+			if err != nil {
+				s.Log.Error("intake request failed", zap.String("route", route), zap.Error(err))
+			}
+			s.Metrics.Intake.WithLabelValues(route, strconv.Itoa(code)).Inc()
+		})
+	}
+	handle("POST /v1/orders", "place_order", s.placeOrder)
+	handle("GET /v1/orders/{id}", "get_order", s.getOrder)
+	handle("POST /v1/orders/{id}/cancel", "cancel_order", s.cancelOrder)
+	handle("PUT /v1/inventory/{sku}", "put_inventory", s.putInventory)
+	handle("GET /v1/inventory/{sku}", "get_inventory", s.getInventory)
+	if s.Notifications != nil {
+		handle("GET /v1/notifications", "notifications", s.notifications)
+	}
+}
+
+// Handler returns the API as an http.Handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	s.Routes(mux)
+	return mux
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, h func(http.ResponseWriter, *http.Request) (int, error)) (int, error) {
+	if s.APIKey != "" {
+		got := r.Header.Get("Authorization")
+		want := "Bearer " + s.APIKey
+		if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="cloudcommerce"`)
+			return problem(w, http.StatusUnauthorized, "Unauthorized", "a valid API key is required: Authorization: Bearer <key>", nil), nil
+		}
+	}
+	return h(w, r)
+}
+
+// Problem is an RFC 9457 problem document.
+type Problem struct {
+	Type   string                `json:"type"`
+	Title  string                `json:"title"`
+	Status int                   `json:"status"`
+	Detail string                `json:"detail,omitempty"`
+	Errors []pipeline.FieldError `json:"errors,omitempty"`
+}
+
+func problem(w http.ResponseWriter, status int, title, detail string, fields []pipeline.FieldError) int {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(Problem{Type: "about:blank", Title: title, Status: status, Detail: detail, Errors: fields})
+	return status
+}
+
+func reply(w http.ResponseWriter, status int, v any) int {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+	return status
+}
+
+// readJSON enforces the content type and size limit and returns the body,
+// or writes the problem and returns a non-zero status.
+func readJSON(w http.ResponseWriter, r *http.Request) ([]byte, int) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return nil, problem(w, http.StatusUnsupportedMediaType, "Unsupported Media Type", "the body must be JSON with Content-Type: application/json", nil)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, problem(w, http.StatusRequestEntityTooLarge, "Content Too Large", fmt.Sprintf("the body must be at most %d bytes", MaxBodyBytes), nil)
+	}
+	if err != nil {
+		return nil, problem(w, http.StatusBadRequest, "Bad Request", "could not read the body: "+err.Error(), nil)
+	}
+	return body, 0
+}
+
+var idemKey = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
+
+// PlaceOrderResponse is the 202 answer of POST /v1/orders.
+type PlaceOrderResponse struct {
+	OrderID string          `json:"order_id"`
+	Status  pipeline.Status `json:"status"`
+}
+
+func (s *Server) placeOrder(w http.ResponseWriter, r *http.Request) (int, error) {
+	key := r.Header.Get("Idempotency-Key")
+	if key != "" && !idemKey.MatchString(key) {
+		return problem(w, http.StatusBadRequest, "Bad Request", "invalid header", []pipeline.FieldError{{Field: "Idempotency-Key", Detail: "must be 1-255 printable ASCII characters"}}), nil
+	}
+	body, code := readJSON(w, r)
+	if code != 0 {
+		return code, nil
+	}
+	req, fields, err := decodeOrder(body)
+	if err != nil {
+		return problem(w, http.StatusBadRequest, "Bad Request", "the body is not valid JSON: "+err.Error(), []pipeline.FieldError{{Field: "body", Detail: err.Error()}}), nil
+	}
+	if len(fields) > 0 {
+		return problem(w, http.StatusBadRequest, "Invalid order", fmt.Sprintf("%d field(s) are invalid", len(fields)), fields), nil
+	}
+	id := uuid.Must(uuid.NewV7()).String()
+	if s.NewID != nil {
+		id = s.NewID()
+	}
+	o, err := pipeline.NewOrder(id, req, s.now())
+	if err != nil {
+		var ve *pipeline.ValidationError
+		if errors.As(err, &ve) {
+			return problem(w, http.StatusBadRequest, "Invalid order", err.Error(), ve.Fields), nil
+		}
+		return problem(w, http.StatusInternalServerError, "Internal Server Error", "could not build the order", nil), err
+	}
+	o.Trace = r.Header.Get("Traceparent")
+	fingerprint := ""
+	if key != "" {
+		canon, _ := json.Marshal(req)
+		sum := sha256.Sum256(canon)
+		fingerprint = hex.EncodeToString(sum[:])
+	}
+	existing, err := s.Store.Create(r.Context(), o, key, fingerprint)
+	switch {
+	case errors.Is(err, pipeline.ErrIdempotencyMismatch):
+		return problem(w, http.StatusUnprocessableEntity, "Idempotency-Key reused", "this Idempotency-Key was used with a different request body",
+			[]pipeline.FieldError{{Field: "Idempotency-Key", Detail: "was used before with a different request"}}), nil
+	case err != nil:
+		return problem(w, http.StatusServiceUnavailable, "Service Unavailable", "the order could not be recorded; retry with the same Idempotency-Key", nil), err
+	case existing != "":
+		return s.replay(w, r.Context(), existing)
+	}
+	s.publishPlaced(r.Context(), o)
+	w.Header().Set("Location", "/v1/orders/"+o.ID)
+	return reply(w, http.StatusAccepted, PlaceOrderResponse{OrderID: o.ID, Status: o.Status}), nil
+}
+
+// replay answers a repeated request with the order the key created first,
+// publishing OrderPlaced again if the order has not moved on (the earlier
+// attempt may have died before publishing).
+func (s *Server) replay(w http.ResponseWriter, ctx context.Context, id string) (int, error) {
+	o, err := s.Store.Get(ctx, id)
+	if err != nil {
+		return problem(w, http.StatusServiceUnavailable, "Service Unavailable", "could not read the order of this Idempotency-Key; retry", nil), err
+	}
+	if o.Status == pipeline.StatusPlaced {
+		s.publishPlaced(ctx, o)
+	}
+	w.Header().Set("Location", "/v1/orders/"+o.ID)
+	return reply(w, http.StatusAccepted, PlaceOrderResponse{OrderID: o.ID, Status: o.Status}), nil
+}
+
+// publishPlaced puts OrderPlaced on the bus. The order is recorded already,
+// so a failure here does not fail the request: the stuck-order sweep
+// publishes it later.
+func (s *Server) publishPlaced(ctx context.Context, o pipeline.Order) {
+	if err := s.Publisher.Publish(ctx, pipeline.Event{Type: pipeline.EventOrderPlaced, Order: o}); err != nil {
+		s.Log.Warn("OrderPlaced not published; the stuck-order sweep will publish it", zap.String("order_id", o.ID), zap.Error(err))
+	}
+}
+
+// OrderView is the public form of an order.
+type OrderView struct {
+	OrderID         string                  `json:"order_id"`
+	Status          pipeline.Status         `json:"status"`
+	CustomerID      string                  `json:"customer_id"`
+	Items           []pipeline.Item         `json:"items"`
+	Total           pipeline.Money          `json:"total"`
+	ShippingAddress pipeline.Address        `json:"shipping_address"`
+	TrackingNumber  string                  `json:"tracking_number,omitempty"`
+	Carrier         string                  `json:"carrier,omitempty"`
+	Reason          string                  `json:"reason,omitempty"`
+	Refunded        bool                    `json:"refunded,omitempty"`
+	PlacedAt        time.Time               `json:"placed_at"`
+	UpdatedAt       time.Time               `json:"updated_at"`
+	History         []pipeline.HistoryEntry `json:"history"`
+}
+
+// View returns the public form of o (no payment token, no contact details).
+func View(o pipeline.Order) OrderView {
+	return OrderView{OrderID: o.ID, Status: o.Status, CustomerID: o.Customer.ID, Items: o.Items, Total: o.Total,
+		ShippingAddress: o.ShippingAddress, TrackingNumber: o.TrackingNumber, Carrier: o.Carrier, Reason: o.Reason,
+		Refunded: o.RefundID != "", PlacedAt: o.PlacedAt, UpdatedAt: o.UpdatedAt, History: o.Timeline()}
+}
+
+func (s *Server) getOrder(w http.ResponseWriter, r *http.Request) (int, error) {
+	o, err := s.Store.Get(r.Context(), r.PathValue("id"))
+	if errors.Is(err, pipeline.ErrNotFound) {
+		return problem(w, http.StatusNotFound, "Not Found", "no order "+r.PathValue("id"), nil), nil
+	}
+	if err != nil {
+		return problem(w, http.StatusServiceUnavailable, "Service Unavailable", "could not read the order; retry", nil), err
+	}
+	return reply(w, http.StatusOK, View(o)), nil
+}
+
+func (s *Server) cancelOrder(w http.ResponseWriter, r *http.Request) (int, error) {
+	o, err := s.Service.Cancel(r.Context(), r.PathValue("id"))
+	var se *pipeline.StatusError
+	switch {
+	case errors.Is(err, pipeline.ErrNotFound):
+		return problem(w, http.StatusNotFound, "Not Found", "no order "+r.PathValue("id"), nil), nil
+	case errors.As(err, &se):
+		return problem(w, http.StatusConflict, "Conflict", fmt.Sprintf("order %s is %s and can no longer be cancelled", se.OrderID, se.Status),
+			[]pipeline.FieldError{{Field: "status", Detail: string(se.Status)}}), nil
+	case err != nil && o.Status == pipeline.StatusCancelled:
+		// Cancelled; a follow-up (refund, announcement) failed and is
+		// retried by the sweep.
+		s.Log.Warn("order cancelled; follow-up will be retried", zap.String("order_id", o.ID), zap.Error(err))
+	case err != nil:
+		return problem(w, http.StatusServiceUnavailable, "Service Unavailable", "could not cancel the order; retry", nil), err
+	}
+	return reply(w, http.StatusOK, View(o)), nil
+}
+
+var skuPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// StockView is the body of the inventory endpoints.
+type StockView struct {
+	SKU       string `json:"sku"`
+	Available int64  `json:"available"`
+}
+
+func (s *Server) putInventory(w http.ResponseWriter, r *http.Request) (int, error) {
+	sku := r.PathValue("sku")
+	if !skuPattern.MatchString(sku) {
+		return problem(w, http.StatusBadRequest, "Bad Request", "invalid SKU", []pipeline.FieldError{{Field: "sku", Detail: "must be 1-64 letters, digits or ._-"}}), nil
+	}
+	body, code := readJSON(w, r)
+	if code != 0 {
+		return code, nil
+	}
+	v, err := parse(bytes.NewReader(body))
+	if err != nil {
+		return problem(w, http.StatusBadRequest, "Bad Request", "the body is not valid JSON: "+err.Error(), []pipeline.FieldError{{Field: "body", Detail: err.Error()}}), nil
+	}
+	d := &decoder{}
+	var n int64
+	if m := d.object("", v, "available"); m != nil {
+		if _, ok := m["available"]; !ok {
+			d.fail("available", "is required")
+		}
+		n = d.integer(m, "", "available")
+		if n < 0 {
+			d.fail("available", "must not be negative, got %d", n)
+		}
+	}
+	if len(d.errs) > 0 {
+		return problem(w, http.StatusBadRequest, "Invalid stock", "", d.errs), nil
+	}
+	if err := s.Store.SetStock(r.Context(), sku, n); err != nil {
+		return problem(w, http.StatusServiceUnavailable, "Service Unavailable", "could not set the stock; retry", nil), err
+	}
+	return reply(w, http.StatusOK, StockView{SKU: sku, Available: n}), nil
+}
+
+func (s *Server) getInventory(w http.ResponseWriter, r *http.Request) (int, error) {
+	sku := r.PathValue("sku")
+	n, err := s.Store.Stock(r.Context(), sku)
+	if errors.Is(err, pipeline.ErrNotFound) {
+		return problem(w, http.StatusNotFound, "Not Found", "no SKU "+sku, nil), nil
+	}
+	if err != nil {
+		return problem(w, http.StatusServiceUnavailable, "Service Unavailable", "could not read the stock; retry", nil), err
+	}
+	return reply(w, http.StatusOK, StockView{SKU: sku, Available: n}), nil
+}
+
+func (s *Server) notifications(w http.ResponseWriter, r *http.Request) (int, error) {
+	id := r.URL.Query().Get("order_id")
+	if id == "" {
+		return problem(w, http.StatusBadRequest, "Bad Request", "order_id is required", []pipeline.FieldError{{Field: "order_id", Detail: "is required"}}), nil
+	}
+	list := s.Notifications.ForOrder(id)
+	if list == nil {
+		list = []DeliveredNotification{}
+	}
+	return reply(w, http.StatusOK, map[string]any{"order_id": id, "notifications": list}), nil
+}

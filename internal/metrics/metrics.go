@@ -1,0 +1,114 @@
+// Package metrics defines every Prometheus metric of CloudCommerce on a
+// registry of its own (never the global one). Names follow
+// cloudcommerce_<subsystem>_<name>_<unit>.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
+)
+
+const ns = "cloudcommerce"
+
+// Metrics holds the collectors. Safe for concurrent use.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	Received        *prometheus.CounterVec   // stage
+	Handled         *prometheus.CounterVec   // stage, outcome
+	HandlerDuration *prometheus.HistogramVec // stage
+	PoolSize        *prometheus.GaugeVec     // stage
+	Panics          *prometheus.CounterVec   // stage
+	DeadLettered    *prometheus.CounterVec   // stage, reason
+	Extended        *prometheus.CounterVec   // stage
+	AckFailures     *prometheus.CounterVec   // stage, op
+
+	OrderLatency *prometheus.HistogramVec // status
+	Transitions  *prometheus.CounterVec   // from, to
+
+	AWSRequests *prometheus.CounterVec   // service, operation, outcome
+	BatchSize   *prometheus.HistogramVec // kind
+
+	QueueMessages *prometheus.GaugeVec // stage, queue, state
+	QueueOldest   *prometheus.GaugeVec // stage
+
+	Republished *prometheus.CounterVec // status
+	Intake      *prometheus.CounterVec // code
+	Ready       prometheus.Gauge
+}
+
+// New registers every metric on a new registry, with the Go runtime and
+// process collectors.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &Metrics{Registry: r}
+	f := func(c prometheus.Collector) { r.MustRegister(c) }
+
+	m.Received = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "stage", Name: "messages_received_total",
+		Help: "Messages received from a stage queue."}, []string{"stage"})
+	m.Handled = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "stage", Name: "messages_handled_total",
+		Help: "Messages handled by a stage, by outcome (ok, rejected, duplicate, conflict, retried, dead_lettered)."}, []string{"stage", "outcome"})
+	m.HandlerDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: "stage", Name: "handler_duration_seconds",
+		Help: "Time a stage handler took per message.", Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"stage"})
+	m.PoolSize = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: "stage", Name: "pool_size",
+		Help: "Configured concurrent handlers per stage."}, []string{"stage"})
+	m.Panics = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "stage", Name: "panics_total",
+		Help: "Handler panics recovered (the message is retried)."}, []string{"stage"})
+	m.DeadLettered = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "stage", Name: "dead_lettered_total",
+		Help: "Messages the worker moved to the DLQ at once, by reason."}, []string{"stage", "reason"})
+	m.Extended = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "stage", Name: "visibility_extensions_total",
+		Help: "Visibility extensions for slow handlers."}, []string{"stage"})
+	m.AckFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "stage", Name: "ack_failures_total",
+		Help: "Failed deletes or visibility changes (the message will be redelivered and handled idempotently)."}, []string{"stage", "op"})
+	m.OrderLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: "order", Name: "latency_seconds",
+		Help: "Time from placement to a final status, by final status.", Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}}, []string{"status"})
+	m.Transitions = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "order", Name: "transitions_total",
+		Help: "Order status transitions written."}, []string{"from", "to"})
+	m.AWSRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "aws", Name: "requests_total",
+		Help: "AWS API requests (each attempt), by service, operation and outcome (ok or the error code)."}, []string{"service", "operation", "outcome"})
+	m.BatchSize = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: "aws", Name: "batch_size_entries",
+		Help: "Entries per batched request (receive, delete, events, notifications, visibility).", Buckets: []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}, []string{"kind"})
+	m.QueueMessages = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: "queue", Name: "messages",
+		Help: "Approximate messages in a stage queue or its DLQ (sampled), by state (visible, in_flight, delayed)."}, []string{"stage", "queue", "state"})
+	m.QueueOldest = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: "queue", Name: "oldest_message_age_seconds",
+		Help: "Age of the oldest message seen in a stage queue's last receive (sampled)."}, []string{"stage"})
+	m.Republished = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "sweep", Name: "republished_total",
+		Help: "Events re-published for orders stuck in a status, by status."}, []string{"status"})
+	m.Intake = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "intake", Name: "requests_total",
+		Help: "Intake API requests by route and status code."}, []string{"route", "code"})
+	m.Ready = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: "worker", Name: "ready",
+		Help: "1 when the worker is ready (receiving), 0 when starting, draining or failing."})
+	for _, c := range []prometheus.Collector{m.Received, m.Handled, m.HandlerDuration, m.PoolSize, m.Panics, m.DeadLettered, m.Extended,
+		m.AckFailures, m.OrderLatency, m.Transitions, m.AWSRequests, m.BatchSize, m.QueueMessages, m.QueueOldest, m.Republished, m.Intake, m.Ready} {
+		f(c)
+	}
+	return m
+}
+
+// InFlight registers the in-flight gauge of a stage as a function over the
+// consumer's own counter.
+func (m *Metrics) InFlight(stage pipeline.Stage, count func() float64) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: ns, Subsystem: "stage", Name: "in_flight_messages",
+		Help: "Messages being handled right now.", ConstLabels: prometheus.Labels{"stage": string(stage)},
+	}, count))
+}
+
+// Observer returns a pipeline.Observer that records transitions and
+// end-to-end latency.
+func (m *Metrics) Observer() pipeline.Observer { return observer{m} }
+
+type observer struct{ m *Metrics }
+
+func (o observer) Transitioned(from, to pipeline.Status) {
+	o.m.Transitions.WithLabelValues(string(from), string(to)).Inc()
+}
+
+func (o observer) Finished(ord pipeline.Order, d time.Duration) {
+	o.m.OrderLatency.WithLabelValues(string(ord.Status)).Observe(d.Seconds())
+}

@@ -1,0 +1,13 @@
+// Package pipeline is the order domain of CloudCommerce: the order and its
+// state machine, money, validation, the events that move an order between
+// stages, and the three stage handlers (inventory, payment, shipping) plus
+// cancellation.
+//
+// It imports no AWS package. Everything it needs from the outside world is a
+// small interface declared here (Store, Publisher, Notifier, PaymentGateway,
+// Carrier) and implemented by the adapters beside it. The handlers rely on
+// the store's conditional writes as the single source of truth for progress:
+// every transition is one conditional write on the current status, and a
+// handler that loses the condition reads the order and decides whether it is
+// a duplicate (acknowledge, re-emit downstream when needed) or a conflict.
+package pipeline

@@ -1,0 +1,88 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Reasons for dead-lettering or rejecting, used as metric labels and in the
+// DLQ message attribute, so they are a short closed set.
+const (
+	ReasonMalformed  = "malformed"
+	ReasonWrongEvent = "wrong_event"
+	ReasonTooLarge   = "too_large"
+	ReasonNotFound   = "order_not_found"
+	ReasonInvalid    = "invalid_order"
+)
+
+// PermanentError is a failure that retrying cannot fix: the message is
+// dead-lettered at once instead of being retried.
+type PermanentError struct {
+	Reason string
+	Err    error
+}
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent marks err as permanent with a short reason.
+func Permanent(reason string, err error) error {
+	return &PermanentError{Reason: reason, Err: err}
+}
+
+// IsPermanent reports whether err (or anything it wraps) is permanent, and
+// its reason.
+func IsPermanent(err error) (string, bool) {
+	var p *PermanentError
+	if errors.As(err, &p) {
+		return p.Reason, true
+	}
+	return "", false
+}
+
+// ErrNotFound means the order (or SKU) does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict means a conditional write lost: the order is not in the status
+// the change expected. The caller reads the order to decide what it means.
+var ErrConflict = errors.New("order status changed concurrently")
+
+// ErrIdempotencyMismatch means an Idempotency-Key was reused with a
+// different request.
+var ErrIdempotencyMismatch = errors.New("idempotency key reused with a different request")
+
+// StockError says why a reservation failed: a SKU unknown or short.
+type StockError struct {
+	SKU       string
+	Unknown   bool
+	Requested int64
+	Available int64
+}
+
+func (e *StockError) Error() string {
+	if e.Unknown {
+		return fmt.Sprintf("unknown SKU %s", e.SKU)
+	}
+	return fmt.Sprintf("insufficient stock for %s: requested %d, available %d", e.SKU, e.Requested, e.Available)
+}
+
+// DeclinedError is a payment the provider refused for good (card declined,
+// insufficient funds). Retrying will not help.
+type DeclinedError struct {
+	Code    string
+	Message string
+}
+
+func (e *DeclinedError) Error() string { return "payment declined: " + e.Code + ": " + e.Message }
+
+// StatusError is returned when an operation is not allowed in the order's
+// current status (for example cancelling a shipped order).
+type StatusError struct {
+	OrderID string
+	Status  Status
+	Op      string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("cannot %s order %s: it is %s", e.Op, e.OrderID, e.Status)
+}

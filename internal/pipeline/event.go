@@ -1,0 +1,88 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// EventType is an EventBridge detail-type of the pipeline.
+type EventType string
+
+// Events on the bus. The first three route an order to the next stage
+// queue; the others record an outcome for any interested consumer.
+const (
+	EventOrderPlaced          EventType = "OrderPlaced"
+	EventInventoryReserved    EventType = "InventoryReserved"
+	EventPaymentCaptured      EventType = "PaymentCaptured"
+	EventOrderShipped         EventType = "OrderShipped"
+	EventOrderRejected        EventType = "OrderRejected"
+	EventPaymentFailed        EventType = "PaymentFailed"
+	EventOrderCancelled       EventType = "OrderCancelled"
+	EventOrderCancelRequested EventType = "OrderCancelRequested"
+)
+
+// EventSource is the EventBridge source of every pipeline event.
+const EventSource = "cloudcommerce.orders"
+
+// Event is a pipeline event: its type and the order snapshot it carries as
+// its detail.
+type Event struct {
+	Type  EventType
+	Order Order
+}
+
+// Envelope is the EventBridge event as SQS delivers it in a message body.
+type Envelope struct {
+	Version    string          `json:"version"`
+	ID         string          `json:"id"`
+	DetailType string          `json:"detail-type"`
+	Source     string          `json:"source"`
+	Account    string          `json:"account"`
+	Time       time.Time       `json:"time"`
+	Region     string          `json:"region"`
+	Resources  []string        `json:"resources"`
+	Detail     json.RawMessage `json:"detail"`
+}
+
+// MaxMessageBytes is the largest message body a stage accepts (the SQS
+// limit); larger bodies are dead-lettered unread.
+const MaxMessageBytes = 256 * 1024
+
+// DecodeEvent parses an SQS message body holding an EventBridge envelope.
+// Every error it returns is permanent: the same body will never parse.
+func DecodeEvent(body []byte) (Event, error) {
+	if len(body) > MaxMessageBytes {
+		return Event{}, Permanent(ReasonTooLarge, fmt.Errorf("message body is %d bytes, over the %d-byte limit", len(body), MaxMessageBytes))
+	}
+	var env Envelope
+	if err := json.Unmarshal(body, &env); err != nil {
+		return Event{}, Permanent(ReasonMalformed, fmt.Errorf("message body is not an EventBridge event: %w", err))
+	}
+	if env.DetailType == "" || len(env.Detail) == 0 {
+		return Event{}, Permanent(ReasonMalformed, errors.New("message body lacks detail-type or detail"))
+	}
+	if env.Source != EventSource {
+		return Event{}, Permanent(ReasonWrongEvent, fmt.Errorf("event source %q is not %q", env.Source, EventSource))
+	}
+	ev := Event{Type: EventType(env.DetailType)}
+	dec := json.NewDecoder(bytes.NewReader(env.Detail))
+	if err := dec.Decode(&ev.Order); err != nil {
+		return Event{}, Permanent(ReasonMalformed, fmt.Errorf("%s detail is not an order: %w", env.DetailType, err))
+	}
+	if ev.Order.ID == "" {
+		return Event{}, Permanent(ReasonMalformed, fmt.Errorf("%s detail has no order_id", env.DetailType))
+	}
+	return ev, nil
+}
+
+// EncodeDetail returns the event's detail JSON.
+func EncodeDetail(ev Event) (string, error) {
+	b, err := json.Marshal(ev.Order)
+	if err != nil {
+		return "", fmt.Errorf("encode %s detail for order %s: %w", ev.Type, ev.Order.ID, err)
+	}
+	return string(b), nil
+}

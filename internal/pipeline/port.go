@@ -1,0 +1,137 @@
+package pipeline
+
+import (
+	"context"
+	"time"
+)
+
+// Change is one conditional write: the order moves to Order.Status only if
+// its stored status is From, and in the same atomic write the stock of
+// Reserve lines is decremented (each only if enough is available) and the
+// stock of Release lines is incremented.
+type Change struct {
+	// Order is the whole order after the change.
+	Order Order
+	// From is the status the stored order must have.
+	From Status
+	// Upsert also lets the write succeed when no order is stored yet, for
+	// producers that put OrderPlaced straight on the bus.
+	Upsert  bool
+	Reserve []Line
+	Release []Line
+}
+
+// Store keeps orders and stock. Implementations are safe for concurrent use;
+// ctx bounds each call. Errors other than the documented sentinels and types
+// are transient (throttling, network) and worth retrying.
+type Store interface {
+	// Get returns the stored order, or ErrNotFound. Reads are strongly
+	// consistent.
+	Get(ctx context.Context, id string) (Order, error)
+	// Create stores a new PLACED order. With a non-empty idempotency key it
+	// records key → (fingerprint, order id) in the same write; when the key
+	// exists already it stores nothing and returns the existing order id,
+	// or ErrIdempotencyMismatch if the fingerprint differs.
+	Create(ctx context.Context, o Order, idempotencyKey, fingerprint string) (existingID string, err error)
+	// Apply performs ch atomically. It returns ErrConflict when the status
+	// condition fails and *StockError when a reservation cannot be met; in
+	// both cases nothing was written.
+	Apply(ctx context.Context, ch Change) error
+	// SetStock sets the units of sku available for sale.
+	SetStock(ctx context.Context, sku string, available int64) error
+	// Stock returns the units of sku available, or ErrNotFound.
+	Stock(ctx context.Context, sku string) (int64, error)
+	// ListByStatus returns up to limit orders in status last changed before
+	// (and, when after is not zero, after) the given times, oldest first.
+	ListByStatus(ctx context.Context, status Status, after, before time.Time, limit int) ([]Order, error)
+}
+
+// Publisher puts events on the bus. Publish returns only once every event
+// is accepted by the bus (batched with other callers' events for efficiency),
+// or an error; it is safe for concurrent use.
+type Publisher interface {
+	Publish(ctx context.Context, events ...Event) error
+}
+
+// Notification is a message to the customer about their order.
+type Notification struct {
+	// Event is OrderConfirmed, OrderShipped, OrderRejected, PaymentFailed or
+	// OrderCancelled.
+	Event    string
+	OrderID  string
+	Customer string
+	// Channels the customer can be reached on: "email" always, "sms" when a
+	// phone number is known.
+	Channels []string
+	Subject  string
+	Text     string
+}
+
+// Notifier tells customers what happened. Notify returns once the
+// notification is accepted by the topic; it is safe for concurrent use.
+type Notifier interface {
+	Notify(ctx context.Context, n Notification) error
+}
+
+// ChargeRequest asks the payment provider to capture money.
+type ChargeRequest struct {
+	// IdempotencyKey makes retries safe: the same key charges at most once
+	// and returns the original charge.
+	IdempotencyKey string
+	OrderID        string
+	Amount         Money
+	Token          string
+}
+
+// RefundRequest asks the provider to return a charge in full.
+type RefundRequest struct {
+	IdempotencyKey string
+	OrderID        string
+	ChargeID       string
+	Amount         Money
+}
+
+// PaymentGateway is the port to the payment provider. A *DeclinedError is
+// permanent; any other error is transient and the call may be retried with
+// the same idempotency key. Safe for concurrent use.
+type PaymentGateway interface {
+	Charge(ctx context.Context, r ChargeRequest) (chargeID string, err error)
+	Refund(ctx context.Context, r RefundRequest) (refundID string, err error)
+}
+
+// ShipmentRequest asks the carrier to book a shipment.
+type ShipmentRequest struct {
+	// IdempotencyKey makes retries safe: the same key books once.
+	IdempotencyKey string
+	OrderID        string
+	Address        Address
+	Items          []Item
+}
+
+// Shipment is a booked shipment.
+type Shipment struct {
+	Carrier        string
+	TrackingNumber string
+}
+
+// Carrier is the port to the shipping carrier. Errors are transient; safe for
+// concurrent use.
+type Carrier interface {
+	Book(ctx context.Context, r ShipmentRequest) (Shipment, error)
+	// Cancel voids a booking made with the same idempotency key, if any.
+	Cancel(ctx context.Context, idempotencyKey string) error
+}
+
+// Observer hears about domain outcomes, for metrics. Safe for concurrent use.
+type Observer interface {
+	// Transitioned is called after a status change is written.
+	Transitioned(from, to Status)
+	// Finished is called when an order reaches a final status, with the time
+	// from placement.
+	Finished(o Order, sincePlaced time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Transitioned(Status, Status)   {}
+func (nopObserver) Finished(Order, time.Duration) {}

@@ -1,0 +1,325 @@
+// Package store is the DynamoDB adapter of pipeline.Store: orders, stock and
+// intake idempotency keys. Each pipeline.Change is exactly one conditional
+// write (PutItem, or TransactWriteItems when stock moves with the order), so
+// the write is the single source of truth for progress. There is no read
+// before a write; reads happen only after a lost condition, to explain it.
+//
+// An order is stored as a few top-level attributes that conditions and the
+// by_status index need (order_id, status, updated_at) plus the whole order as
+// one JSON document, which keeps the mapping exact (integer money, times,
+// the status history map) and the item small.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
+)
+
+// Tables names the DynamoDB tables the store uses.
+type Tables struct {
+	Orders      string
+	Inventory   string
+	Idempotency string
+}
+
+// StatusIndex is the orders table's index on (status, updated_at).
+const StatusIndex = "by_status"
+
+// IdempotencyTTL is how long an intake Idempotency-Key is remembered.
+const IdempotencyTTL = 24 * time.Hour
+
+// timeLayout is fixed-width so that updated_at sorts as a string.
+const timeLayout = "2006-01-02T15:04:05.000000000Z"
+
+// Store implements pipeline.Store on DynamoDB. Safe for concurrent use.
+type Store struct {
+	db     *dynamodb.Client
+	tables Tables
+}
+
+var _ pipeline.Store = (*Store)(nil)
+
+// New returns a store on the given tables.
+func New(db *dynamodb.Client, t Tables) *Store { return &Store{db: db, tables: t} }
+
+func s(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
+func n(v int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
+}
+
+func orderItem(o pipeline.Order) (map[string]types.AttributeValue, error) {
+	doc, err := json.Marshal(o)
+	if err != nil {
+		return nil, fmt.Errorf("encode order %s: %w", o.ID, err)
+	}
+	return map[string]types.AttributeValue{
+		"order_id":    s(o.ID),
+		"status":      s(string(o.Status)),
+		"updated_at":  s(o.UpdatedAt.UTC().Format(timeLayout)),
+		"customer_id": s(o.Customer.ID),
+		"order":       s(string(doc)),
+	}, nil
+}
+
+func decodeOrder(item map[string]types.AttributeValue) (pipeline.Order, error) {
+	doc, ok := item["order"].(*types.AttributeValueMemberS)
+	if !ok {
+		return pipeline.Order{}, errors.New("stored order has no order document")
+	}
+	var o pipeline.Order
+	if err := json.Unmarshal([]byte(doc.Value), &o); err != nil {
+		return pipeline.Order{}, fmt.Errorf("decode stored order: %w", err)
+	}
+	return o, nil
+}
+
+// Get implements pipeline.Store.
+func (st *Store) Get(ctx context.Context, id string) (pipeline.Order, error) {
+	out, err := st.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      &st.tables.Orders,
+		Key:            map[string]types.AttributeValue{"order_id": s(id)},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return pipeline.Order{}, fmt.Errorf("get order %s: %w", id, err)
+	}
+	if out.Item == nil {
+		return pipeline.Order{}, fmt.Errorf("order %s: %w", id, pipeline.ErrNotFound)
+	}
+	return decodeOrder(out.Item)
+}
+
+// Create implements pipeline.Store.
+func (st *Store) Create(ctx context.Context, o pipeline.Order, key, fingerprint string) (string, error) {
+	item, err := orderItem(o)
+	if err != nil {
+		return "", err
+	}
+	putOrder := &types.Put{
+		TableName:           &st.tables.Orders,
+		Item:                item,
+		ConditionExpression: aws.String("attribute_not_exists(order_id)"),
+	}
+	if key == "" {
+		_, err := st.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: putOrder.TableName, Item: item, ConditionExpression: putOrder.ConditionExpression})
+		var ccf *types.ConditionalCheckFailedException
+		if errors.As(err, &ccf) {
+			return "", fmt.Errorf("create order %s: an order with this id exists", o.ID)
+		}
+		if err != nil {
+			return "", fmt.Errorf("create order %s: %w", o.ID, err)
+		}
+		return "", nil
+	}
+	_, err = st.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+		{Put: &types.Put{
+			TableName: &st.tables.Idempotency,
+			Item: map[string]types.AttributeValue{
+				"idempotency_key": s(key),
+				"fingerprint":     s(fingerprint),
+				"order_id":        s(o.ID),
+				"expires_at":      n(o.PlacedAt.Add(IdempotencyTTL).Unix()),
+			},
+			ConditionExpression: aws.String("attribute_not_exists(idempotency_key)"),
+		}},
+		{Put: putOrder},
+	}})
+	var tce *types.TransactionCanceledException
+	if errors.As(err, &tce) && len(tce.CancellationReasons) > 0 && aws.ToString(tce.CancellationReasons[0].Code) == "ConditionalCheckFailed" {
+		return st.existingKey(ctx, key, fingerprint)
+	}
+	if err != nil {
+		return "", fmt.Errorf("create order %s with idempotency key: %w", o.ID, err)
+	}
+	return "", nil
+}
+
+func (st *Store) existingKey(ctx context.Context, key, fingerprint string) (string, error) {
+	out, err := st.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      &st.tables.Idempotency,
+		Key:            map[string]types.AttributeValue{"idempotency_key": s(key)},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return "", fmt.Errorf("read idempotency key: %w", err)
+	}
+	if out.Item == nil {
+		return "", errors.New("idempotency key vanished after a conflict; retry")
+	}
+	fp, _ := out.Item["fingerprint"].(*types.AttributeValueMemberS)
+	id, _ := out.Item["order_id"].(*types.AttributeValueMemberS)
+	if fp == nil || id == nil {
+		return "", errors.New("idempotency record is incomplete")
+	}
+	if fp.Value != fingerprint {
+		return id.Value, pipeline.ErrIdempotencyMismatch
+	}
+	return id.Value, nil
+}
+
+// Apply implements pipeline.Store.
+func (st *Store) Apply(ctx context.Context, ch pipeline.Change) error {
+	item, err := orderItem(ch.Order)
+	if err != nil {
+		return err
+	}
+	cond := "#s = :from"
+	if ch.Upsert {
+		cond = "attribute_not_exists(order_id) OR #s = :from"
+	}
+	put := &types.Put{
+		TableName:                 &st.tables.Orders,
+		Item:                      item,
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  map[string]string{"#s": "status"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":from": s(string(ch.From))},
+	}
+	if len(ch.Reserve) == 0 && len(ch.Release) == 0 {
+		_, err := st.db.PutItem(ctx, &dynamodb.PutItemInput{
+			TableName: put.TableName, Item: put.Item, ConditionExpression: put.ConditionExpression,
+			ExpressionAttributeNames: put.ExpressionAttributeNames, ExpressionAttributeValues: put.ExpressionAttributeValues,
+		})
+		var ccf *types.ConditionalCheckFailedException
+		if errors.As(err, &ccf) {
+			return pipeline.ErrConflict
+		}
+		if err != nil {
+			return fmt.Errorf("write order %s %s→%s: %w", ch.Order.ID, ch.From, ch.Order.Status, err)
+		}
+		return nil
+	}
+	items := make([]types.TransactWriteItem, 0, len(ch.Reserve)+len(ch.Release)+1)
+	for _, l := range ch.Reserve {
+		items = append(items, types.TransactWriteItem{Update: &types.Update{
+			TableName:                 &st.tables.Inventory,
+			Key:                       map[string]types.AttributeValue{"sku": s(l.SKU)},
+			UpdateExpression:          aws.String("SET available = available - :q"),
+			ConditionExpression:       aws.String("attribute_exists(sku) AND available >= :q"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":q": n(l.Quantity)},
+		}})
+	}
+	for _, l := range ch.Release {
+		items = append(items, types.TransactWriteItem{Update: &types.Update{
+			TableName:                 &st.tables.Inventory,
+			Key:                       map[string]types.AttributeValue{"sku": s(l.SKU)},
+			UpdateExpression:          aws.String("ADD available :q"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":q": n(l.Quantity)},
+		}})
+	}
+	items = append(items, types.TransactWriteItem{Put: put})
+	_, err = st.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
+	var tce *types.TransactionCanceledException
+	if !errors.As(err, &tce) {
+		if err != nil {
+			return fmt.Errorf("write order %s %s→%s with stock: %w", ch.Order.ID, ch.From, ch.Order.Status, err)
+		}
+		return nil
+	}
+	reasons := tce.CancellationReasons
+	if len(reasons) == len(items) && aws.ToString(reasons[len(items)-1].Code) == "ConditionalCheckFailed" {
+		return pipeline.ErrConflict
+	}
+	for i, r := range reasons {
+		if i < len(ch.Reserve) && aws.ToString(r.Code) == "ConditionalCheckFailed" {
+			return st.stockError(ctx, ch.Reserve[i])
+		}
+	}
+	// TransactionConflict and friends: another transaction touched the same
+	// items; retrying is right.
+	return fmt.Errorf("write order %s %s→%s with stock: %w", ch.Order.ID, ch.From, ch.Order.Status, err)
+}
+
+func (st *Store) stockError(ctx context.Context, l pipeline.Line) error {
+	avail, err := st.Stock(ctx, l.SKU)
+	if errors.Is(err, pipeline.ErrNotFound) {
+		return &pipeline.StockError{SKU: l.SKU, Unknown: true, Requested: l.Quantity}
+	}
+	if err != nil {
+		return err
+	}
+	return &pipeline.StockError{SKU: l.SKU, Requested: l.Quantity, Available: avail}
+}
+
+// SetStock implements pipeline.Store.
+func (st *Store) SetStock(ctx context.Context, sku string, available int64) error {
+	_, err := st.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: &st.tables.Inventory,
+		Item:      map[string]types.AttributeValue{"sku": s(sku), "available": n(available)},
+	})
+	if err != nil {
+		return fmt.Errorf("set stock of %s: %w", sku, err)
+	}
+	return nil
+}
+
+// Stock implements pipeline.Store.
+func (st *Store) Stock(ctx context.Context, sku string) (int64, error) {
+	out, err := st.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      &st.tables.Inventory,
+		Key:            map[string]types.AttributeValue{"sku": s(sku)},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return 0, fmt.Errorf("get stock of %s: %w", sku, err)
+	}
+	if out.Item == nil {
+		return 0, fmt.Errorf("sku %s: %w", sku, pipeline.ErrNotFound)
+	}
+	av, ok := out.Item["available"].(*types.AttributeValueMemberN)
+	if !ok {
+		return 0, fmt.Errorf("sku %s has no numeric available attribute", sku)
+	}
+	v, err := strconv.ParseInt(av.Value, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("sku %s: available %q: %w", sku, av.Value, err)
+	}
+	return v, nil
+}
+
+// ListByStatus implements pipeline.Store.
+func (st *Store) ListByStatus(ctx context.Context, status pipeline.Status, after, before time.Time, limit int) ([]pipeline.Order, error) {
+	key := "#s = :s AND updated_at < :before"
+	vals := map[string]types.AttributeValue{":s": s(string(status)), ":before": s(before.UTC().Format(timeLayout))}
+	if !after.IsZero() {
+		key = "#s = :s AND updated_at BETWEEN :after AND :before"
+		vals[":after"] = s(after.UTC().Format(timeLayout))
+	}
+	var out []pipeline.Order
+	var start map[string]types.AttributeValue
+	for len(out) < limit {
+		page, err := st.db.Query(ctx, &dynamodb.QueryInput{
+			TableName:                 &st.tables.Orders,
+			IndexName:                 aws.String(StatusIndex),
+			KeyConditionExpression:    aws.String(key),
+			ExpressionAttributeNames:  map[string]string{"#s": "status"},
+			ExpressionAttributeValues: vals,
+			Limit:                     aws.Int32(int32(min(limit-len(out), 1000))),
+			ExclusiveStartKey:         start,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list %s orders: %w", status, err)
+		}
+		for _, it := range page.Items {
+			o, err := decodeOrder(it)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, o)
+		}
+		if page.LastEvaluatedKey == nil {
+			break
+		}
+		start = page.LastEvaluatedKey
+	}
+	return out, nil
+}

@@ -1,0 +1,250 @@
+package topology
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+)
+
+// Clients are the AWS clients the provisioner uses.
+type Clients struct {
+	SQS         *sqs.Client
+	DynamoDB    *dynamodb.Client
+	EventBridge *eventbridge.Client
+	SNS         *sns.Client
+}
+
+// Provisioned describes what Provision created or found.
+type Provisioned struct {
+	Names     Names
+	QueueURLs map[string]string // by queue name
+	QueueARNs map[string]string // by queue name
+	TopicARN  string
+	// Created lists resources that did not exist before this run.
+	Created []string
+}
+
+// Provision creates every resource of the topology under prefix on the
+// clients' endpoint. Resources that exist are left as they are, so running
+// it twice is a no-op.
+func (t *Topology) Provision(ctx context.Context, c Clients, prefix string) (*Provisioned, error) {
+	p := &Provisioned{Names: t.Names(prefix), QueueURLs: map[string]string{}, QueueARNs: map[string]string{}}
+	for _, tb := range t.Tables {
+		if err := p.table(ctx, c.DynamoDB, prefix, tb); err != nil {
+			return nil, err
+		}
+	}
+	for _, q := range t.Queues {
+		dlq := prefix + "-" + q.DLQ.Name
+		if err := p.queue(ctx, c.SQS, dlq, map[string]string{
+			"MessageRetentionPeriod": strconv.Itoa(q.DLQ.MessageRetentionSeconds),
+			"SqsManagedSseEnabled":   "true",
+		}); err != nil {
+			return nil, err
+		}
+		redrive, _ := json.Marshal(map[string]any{"deadLetterTargetArn": p.QueueARNs[dlq], "maxReceiveCount": q.DLQ.MaxReceiveCount})
+		if err := p.queue(ctx, c.SQS, prefix+"-"+q.Name, map[string]string{
+			"VisibilityTimeout":             strconv.Itoa(q.VisibilityTimeoutSeconds),
+			"ReceiveMessageWaitTimeSeconds": strconv.Itoa(q.ReceiveWaitTimeSeconds),
+			"MessageRetentionPeriod":        strconv.Itoa(q.MessageRetentionSeconds),
+			"MaximumMessageSize":            strconv.Itoa(q.MaxMessageSizeBytes),
+			"RedrivePolicy":                 string(redrive),
+			"SqsManagedSseEnabled":          "true",
+		}); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range t.Rules {
+		if err := p.queue(ctx, c.SQS, prefix+"-"+r.TargetDLQ, map[string]string{"MessageRetentionPeriod": "1209600", "SqsManagedSseEnabled": "true"}); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.bus(ctx, c.EventBridge, prefix); err != nil {
+		return nil, err
+	}
+	for _, r := range t.Rules {
+		if err := p.rule(ctx, c, prefix, r); err != nil {
+			return nil, err
+		}
+	}
+	out, err := c.SNS.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String(p.Names.Topic)})
+	if err != nil {
+		return nil, fmt.Errorf("create topic %s: %w", p.Names.Topic, err)
+	}
+	p.TopicARN = aws.ToString(out.TopicArn)
+	return p, nil
+}
+
+func (p *Provisioned) table(ctx context.Context, db *dynamodb.Client, prefix string, tb Table) error {
+	name := prefix + "-" + tb.Name
+	if _, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &name}); err == nil {
+		return nil
+	} else if var404 := new(ddbtypes.ResourceNotFoundException); !errors.As(err, &var404) {
+		return fmt.Errorf("describe table %s: %w", name, err)
+	}
+	attrs := map[string]string{tb.HashKey.Name: tb.HashKey.Type}
+	schema := []ddbtypes.KeySchemaElement{{AttributeName: aws.String(tb.HashKey.Name), KeyType: ddbtypes.KeyTypeHash}}
+	if tb.RangeKey != nil {
+		attrs[tb.RangeKey.Name] = tb.RangeKey.Type
+		schema = append(schema, ddbtypes.KeySchemaElement{AttributeName: aws.String(tb.RangeKey.Name), KeyType: ddbtypes.KeyTypeRange})
+	}
+	var gsis []ddbtypes.GlobalSecondaryIndex
+	for _, ix := range tb.GlobalSecondaryIndexes {
+		attrs[ix.HashKey.Name] = ix.HashKey.Type
+		ks := []ddbtypes.KeySchemaElement{{AttributeName: aws.String(ix.HashKey.Name), KeyType: ddbtypes.KeyTypeHash}}
+		if ix.RangeKey != nil {
+			attrs[ix.RangeKey.Name] = ix.RangeKey.Type
+			ks = append(ks, ddbtypes.KeySchemaElement{AttributeName: aws.String(ix.RangeKey.Name), KeyType: ddbtypes.KeyTypeRange})
+		}
+		gsis = append(gsis, ddbtypes.GlobalSecondaryIndex{
+			IndexName:  aws.String(ix.Name),
+			KeySchema:  ks,
+			Projection: &ddbtypes.Projection{ProjectionType: ddbtypes.ProjectionTypeAll},
+		})
+	}
+	var defs []ddbtypes.AttributeDefinition
+	for n, ty := range attrs {
+		defs = append(defs, ddbtypes.AttributeDefinition{AttributeName: aws.String(n), AttributeType: ddbtypes.ScalarAttributeType(ty)})
+	}
+	_, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:              &name,
+		AttributeDefinitions:   defs,
+		KeySchema:              schema,
+		GlobalSecondaryIndexes: gsis,
+		BillingMode:            ddbtypes.BillingModePayPerRequest,
+		SSESpecification:       &ddbtypes.SSESpecification{Enabled: aws.Bool(true)},
+	})
+	var inUse *ddbtypes.ResourceInUseException
+	if errors.As(err, &inUse) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create table %s: %w", name, err)
+	}
+	p.Created = append(p.Created, "table "+name)
+	if err := dynamodb.NewTableExistsWaiter(db).Wait(ctx, &dynamodb.DescribeTableInput{TableName: &name}, 2*60e9); err != nil {
+		return fmt.Errorf("wait for table %s: %w", name, err)
+	}
+	if tb.TTLAttribute != "" {
+		if _, err := db.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
+			TableName:               &name,
+			TimeToLiveSpecification: &ddbtypes.TimeToLiveSpecification{AttributeName: aws.String(tb.TTLAttribute), Enabled: aws.Bool(true)},
+		}); err != nil {
+			return fmt.Errorf("enable TTL on %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (p *Provisioned) queue(ctx context.Context, q *sqs.Client, name string, attrs map[string]string) error {
+	if u, err := q.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &name}); err == nil {
+		p.QueueURLs[name] = aws.ToString(u.QueueUrl)
+	} else {
+		if !QueueMissing(err) {
+			return fmt.Errorf("look up queue %s: %w", name, err)
+		}
+		out, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: &name, Attributes: attrs})
+		if err != nil {
+			return fmt.Errorf("create queue %s: %w", name, err)
+		}
+		p.QueueURLs[name] = aws.ToString(out.QueueUrl)
+		p.Created = append(p.Created, "queue "+name)
+	}
+	out, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(p.QueueURLs[name]), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn},
+	})
+	if err != nil {
+		return fmt.Errorf("get ARN of queue %s: %w", name, err)
+	}
+	p.QueueARNs[name] = out.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]
+	return nil
+}
+
+// QueueMissing reports whether err says the queue does not exist, in either
+// of the codes SQS endpoints use for it.
+func QueueMissing(err error) bool {
+	var dne *sqstypes.QueueDoesNotExist
+	if errors.As(err, &dne) {
+		return true
+	}
+	var api smithy.APIError
+	return errors.As(err, &api) && (api.ErrorCode() == "QueueDoesNotExist" || api.ErrorCode() == "AWS.SimpleQueueService.NonExistentQueue")
+}
+
+func (p *Provisioned) bus(ctx context.Context, eb *eventbridge.Client, name string) error {
+	if _, err := eb.DescribeEventBus(ctx, &eventbridge.DescribeEventBusInput{Name: &name}); err == nil {
+		return nil
+	}
+	_, err := eb.CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: &name})
+	var exists *ebtypes.ResourceAlreadyExistsException
+	if err != nil && !errors.As(err, &exists) {
+		return fmt.Errorf("create event bus %s: %w", name, err)
+	}
+	if err == nil {
+		p.Created = append(p.Created, "bus "+name)
+	}
+	return nil
+}
+
+func (p *Provisioned) rule(ctx context.Context, c Clients, prefix string, r Rule) error {
+	name := prefix + "-" + r.Name
+	ruleOut, err := c.EventBridge.PutRule(ctx, &eventbridge.PutRuleInput{
+		Name:         &name,
+		EventBusName: aws.String(p.Names.Bus),
+		EventPattern: aws.String(string(r.EventPattern)),
+		Description:  aws.String(r.Description),
+		State:        ebtypes.RuleStateEnabled,
+	})
+	if err != nil {
+		return fmt.Errorf("put rule %s: %w", name, err)
+	}
+	target := p.Names.Queues[r.TargetStage]
+	dlq := prefix + "-" + r.TargetDLQ
+	if _, err := c.EventBridge.PutTargets(ctx, &eventbridge.PutTargetsInput{
+		Rule:         &name,
+		EventBusName: aws.String(p.Names.Bus),
+		Targets: []ebtypes.Target{{
+			Id:               aws.String(string(r.TargetStage)),
+			Arn:              aws.String(p.QueueARNs[target]),
+			DeadLetterConfig: &ebtypes.DeadLetterConfig{Arn: aws.String(p.QueueARNs[dlq])},
+			RetryPolicy: &ebtypes.RetryPolicy{
+				MaximumEventAgeInSeconds: aws.Int32(int32(r.RetryPolicy.MaximumEventAgeSeconds)),
+				MaximumRetryAttempts:     aws.Int32(int32(r.RetryPolicy.MaximumRetryAttempts)),
+			},
+		}},
+	}); err != nil {
+		return fmt.Errorf("put target of rule %s: %w", name, err)
+	}
+	// Only this rule may send to its queue (and its target DLQ).
+	for _, q := range []string{target, dlq} {
+		policy, _ := json.Marshal(map[string]any{
+			"Version": "2012-10-17",
+			"Statement": []map[string]any{{
+				"Sid":       "AllowRule" + r.Name,
+				"Effect":    "Allow",
+				"Principal": map[string]string{"Service": "events.amazonaws.com"},
+				"Action":    "sqs:SendMessage",
+				"Resource":  p.QueueARNs[q],
+				"Condition": map[string]any{"ArnEquals": map[string]string{"aws:SourceArn": aws.ToString(ruleOut.RuleArn)}},
+			}},
+		})
+		if _, err := c.SQS.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{
+			QueueUrl: aws.String(p.QueueURLs[q]), Attributes: map[string]string{"Policy": string(policy)},
+		}); err != nil {
+			return fmt.Errorf("set policy of queue %s: %w", q, err)
+		}
+	}
+	return nil
+}

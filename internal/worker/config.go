@@ -1,0 +1,282 @@
+// Package worker assembles the long-running worker: three stage consumers,
+// the stuck-order sweep, the queue-depth sampler, the optional intake API
+// and the ops endpoints (/metrics, /healthz, /readyz), with graceful
+// shutdown. cmd/worker and cmd/devstack both run it.
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
+)
+
+// Config is the worker's configuration. Every field is read from one
+// environment variable (named in its comment) and zero means its default.
+type Config struct {
+	// Prefix of every AWS resource name. CLOUDCOMMERCE_PREFIX, default "cloudcommerce".
+	Prefix string
+	// OpsAddr serves /metrics, /healthz, /readyz. CLOUDCOMMERCE_OPS_ADDR, default ":9090".
+	OpsAddr string
+	// IntakeAddr, when set, serves the intake API. CLOUDCOMMERCE_INTAKE_ADDR, default off.
+	IntakeAddr string
+	// APIKey, when set, is required by the intake API. CLOUDCOMMERCE_API_KEY.
+	APIKey string
+	// Concurrency per stage: CLOUDCOMMERCE_INVENTORY_CONCURRENCY,
+	// CLOUDCOMMERCE_PAYMENT_CONCURRENCY, CLOUDCOMMERCE_SHIPPING_CONCURRENCY, default 16 each.
+	Concurrency map[pipeline.Stage]int
+	// Pollers per stage. CLOUDCOMMERCE_POLLERS, default 2.
+	Pollers int
+	// WaitTime is the long-poll wait, 1s..20s. CLOUDCOMMERCE_WAIT_TIME, default 20s.
+	WaitTime time.Duration
+	// Visibility is the stage queues' visibility timeout (as provisioned).
+	// CLOUDCOMMERCE_VISIBILITY_TIMEOUT, default 30s.
+	Visibility time.Duration
+	// HandlerTimeout bounds one message's handling. CLOUDCOMMERCE_HANDLER_TIMEOUT, default 20s.
+	HandlerTimeout time.Duration
+	// ShutdownTimeout is how long in-flight handlers may run after SIGTERM.
+	// CLOUDCOMMERCE_SHUTDOWN_TIMEOUT, default 25s (ECS waits 30s).
+	ShutdownTimeout time.Duration
+	// Batching turns receive/delete/event/notification batching on.
+	// CLOUDCOMMERCE_BATCHING, default true.
+	Batching *bool
+	// BatchLinger is how long a batched call waits for company. CLOUDCOMMERCE_BATCH_LINGER, default 5ms.
+	BatchLinger time.Duration
+	// RetryBase is the first back-off of a transient failure (doubling per
+	// receive, up to 5m). CLOUDCOMMERCE_RETRY_BASE, default 1s.
+	RetryBase time.Duration
+	// SweepInterval is how often stuck orders are looked for; "off" disables.
+	// CLOUDCOMMERCE_SWEEP_INTERVAL, default 30s.
+	SweepInterval time.Duration
+	// StuckAfter is how long an order may sit in a non-final status before
+	// the sweep re-publishes its event. CLOUDCOMMERCE_STUCK_AFTER, default 2m.
+	StuckAfter time.Duration
+	// QueueSampleInterval is how often queue depths are sampled.
+	// CLOUDCOMMERCE_QUEUE_SAMPLE_INTERVAL, default 15s.
+	QueueSampleInterval time.Duration
+	// TopicARN of the notifications topic; when empty it is looked up by
+	// name (CreateTopic is idempotent). CLOUDCOMMERCE_TOPIC_ARN.
+	TopicARN string
+	// PublishBatch: "auto" or "off" (SNS PublishBatch). CLOUDCOMMERCE_SNS_PUBLISH_BATCH, default auto.
+	PublishBatch string
+	// PaymentGateway is "sandbox". CLOUDCOMMERCE_PAYMENT_GATEWAY, default sandbox.
+	PaymentGateway string
+	// CarrierDelay makes the sandbox carrier slow. CLOUDCOMMERCE_CARRIER_DELAY, default 0.
+	CarrierDelay time.Duration
+	// LogLevel is debug, info, warn or error. CLOUDCOMMERCE_LOG_LEVEL, default info.
+	LogLevel string
+}
+
+// Env lists every environment variable the worker reads, with its default
+// and meaning, for documentation and checks.
+var Env = []struct{ Name, Default, Meaning string }{
+	{"AWS_REGION", "us-east-1", "AWS region (standard SDK variable)"},
+	{"AWS_ENDPOINT_URL", "", "AWS endpoint override, e.g. LocalStack or the devstack emulator (standard SDK variable)"},
+	{"CLOUDCOMMERCE_PREFIX", "cloudcommerce", "prefix of every AWS resource name"},
+	{"CLOUDCOMMERCE_OPS_ADDR", ":9090", "address of /metrics, /healthz, /readyz"},
+	{"CLOUDCOMMERCE_INTAKE_ADDR", "", "address of the intake API; empty turns it off"},
+	{"CLOUDCOMMERCE_API_KEY", "", "when set, the intake API requires Authorization: Bearer <key>"},
+	{"CLOUDCOMMERCE_INVENTORY_CONCURRENCY", "16", "inventory handlers running at once"},
+	{"CLOUDCOMMERCE_PAYMENT_CONCURRENCY", "16", "payment handlers running at once"},
+	{"CLOUDCOMMERCE_SHIPPING_CONCURRENCY", "16", "shipping handlers running at once"},
+	{"CLOUDCOMMERCE_POLLERS", "2", "concurrent long-polls per stage"},
+	{"CLOUDCOMMERCE_WAIT_TIME", "20s", "long-poll wait (1s..20s)"},
+	{"CLOUDCOMMERCE_VISIBILITY_TIMEOUT", "30s", "the stage queues' visibility timeout; slow handlers are extended at half of it"},
+	{"CLOUDCOMMERCE_HANDLER_TIMEOUT", "20s", "deadline of one message's handling"},
+	{"CLOUDCOMMERCE_SHUTDOWN_TIMEOUT", "25s", "time in-flight work gets after SIGTERM (keep below ECS stopTimeout)"},
+	{"CLOUDCOMMERCE_BATCHING", "true", "batch receives, deletes, events and notifications; false for one per call"},
+	{"CLOUDCOMMERCE_BATCH_LINGER", "5ms", "how long a batched call waits for more entries"},
+	{"CLOUDCOMMERCE_RETRY_BASE", "1s", "first back-off of a transient failure, doubled per receive up to 5m"},
+	{"CLOUDCOMMERCE_SWEEP_INTERVAL", "30s", "how often stuck orders are re-published; off disables"},
+	{"CLOUDCOMMERCE_STUCK_AFTER", "2m", "age at which a non-final order counts as stuck"},
+	{"CLOUDCOMMERCE_QUEUE_SAMPLE_INTERVAL", "15s", "how often queue depths are sampled for metrics"},
+	{"CLOUDCOMMERCE_TOPIC_ARN", "", "notifications topic ARN; looked up by name when empty"},
+	{"CLOUDCOMMERCE_SNS_PUBLISH_BATCH", "auto", "auto uses SNS PublishBatch where the endpoint has it; off never"},
+	{"CLOUDCOMMERCE_PAYMENT_GATEWAY", "sandbox", "payment provider adapter"},
+	{"CLOUDCOMMERCE_CARRIER_DELAY", "0s", "artificial delay of the sandbox carrier (for testing slow handlers)"},
+	{"CLOUDCOMMERCE_LOG_LEVEL", "info", "debug, info, warn or error"},
+}
+
+// Defaults returns the configuration with every default filled in.
+func Defaults() Config {
+	c := Config{}
+	c.fill()
+	return c
+}
+
+func (c *Config) fill() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	defD := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.Prefix, "cloudcommerce")
+	def(&c.OpsAddr, ":9090")
+	def(&c.PublishBatch, "auto")
+	def(&c.PaymentGateway, "sandbox")
+	def(&c.LogLevel, "info")
+	if c.Concurrency == nil {
+		c.Concurrency = map[pipeline.Stage]int{}
+	}
+	for _, st := range pipeline.Stages {
+		if c.Concurrency[st] == 0 {
+			c.Concurrency[st] = 16
+		}
+	}
+	if c.Pollers == 0 {
+		c.Pollers = 2
+	}
+	defD(&c.WaitTime, 20*time.Second)
+	defD(&c.Visibility, 30*time.Second)
+	defD(&c.HandlerTimeout, 20*time.Second)
+	defD(&c.ShutdownTimeout, 25*time.Second)
+	defD(&c.BatchLinger, 5*time.Millisecond)
+	defD(&c.RetryBase, time.Second)
+	defD(&c.SweepInterval, 30*time.Second)
+	defD(&c.StuckAfter, 2*time.Minute)
+	defD(&c.QueueSampleInterval, 15*time.Second)
+	if c.Batching == nil {
+		t := true
+		c.Batching = &t
+	}
+}
+
+// BatchingOn reports whether batching is on.
+func (c Config) BatchingOn() bool { return c.Batching == nil || *c.Batching }
+
+// FromEnv reads the configuration from getenv and validates it, reporting
+// every problem at once.
+func FromEnv(getenv func(string) string) (Config, error) {
+	var c Config
+	var errs []error
+	dur := func(name string, d *time.Duration, allowOff bool) {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return
+		}
+		if allowOff && (v == "off" || v == "0") {
+			*d = -1
+			return
+		}
+		p, err := time.ParseDuration(v)
+		if err != nil || p <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a positive duration such as 30s", name, v))
+			return
+		}
+		*d = p
+	}
+	integer := func(name string, n *int, lo, hi int) {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return
+		}
+		p, err := strconv.Atoi(v)
+		if err != nil || p < lo || p > hi {
+			errs = append(errs, fmt.Errorf("%s=%q: want an integer from %d to %d", name, v, lo, hi))
+			return
+		}
+		*n = p
+	}
+	c.Prefix = getenv("CLOUDCOMMERCE_PREFIX")
+	c.OpsAddr = getenv("CLOUDCOMMERCE_OPS_ADDR")
+	c.IntakeAddr = getenv("CLOUDCOMMERCE_INTAKE_ADDR")
+	c.APIKey = getenv("CLOUDCOMMERCE_API_KEY")
+	c.TopicARN = getenv("CLOUDCOMMERCE_TOPIC_ARN")
+	c.PublishBatch = getenv("CLOUDCOMMERCE_SNS_PUBLISH_BATCH")
+	c.PaymentGateway = getenv("CLOUDCOMMERCE_PAYMENT_GATEWAY")
+	c.LogLevel = getenv("CLOUDCOMMERCE_LOG_LEVEL")
+	c.Concurrency = map[pipeline.Stage]int{}
+	for _, st := range pipeline.Stages {
+		n := 0
+		integer("CLOUDCOMMERCE_"+strings.ToUpper(string(st))+"_CONCURRENCY", &n, 1, 1000)
+		c.Concurrency[st] = n
+	}
+	integer("CLOUDCOMMERCE_POLLERS", &c.Pollers, 1, 32)
+	dur("CLOUDCOMMERCE_WAIT_TIME", &c.WaitTime, false)
+	dur("CLOUDCOMMERCE_VISIBILITY_TIMEOUT", &c.Visibility, false)
+	dur("CLOUDCOMMERCE_HANDLER_TIMEOUT", &c.HandlerTimeout, false)
+	dur("CLOUDCOMMERCE_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, false)
+	dur("CLOUDCOMMERCE_BATCH_LINGER", &c.BatchLinger, false)
+	dur("CLOUDCOMMERCE_RETRY_BASE", &c.RetryBase, false)
+	dur("CLOUDCOMMERCE_SWEEP_INTERVAL", &c.SweepInterval, true)
+	dur("CLOUDCOMMERCE_STUCK_AFTER", &c.StuckAfter, false)
+	dur("CLOUDCOMMERCE_QUEUE_SAMPLE_INTERVAL", &c.QueueSampleInterval, true)
+	if v := strings.TrimSpace(getenv("CLOUDCOMMERCE_CARRIER_DELAY")); v != "" {
+		p, err := time.ParseDuration(v)
+		if err != nil || p < 0 {
+			errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_CARRIER_DELAY=%q: want a duration such as 2s", v))
+		}
+		c.CarrierDelay = p
+	}
+	if v := strings.TrimSpace(getenv("CLOUDCOMMERCE_BATCHING")); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_BATCHING=%q: want true or false", v))
+		}
+		c.Batching = &b
+	}
+	c.fill()
+	errs = append(errs, c.Validate())
+	if err := errors.Join(errs...); err != nil {
+		return c, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return c, nil
+}
+
+// Validate checks the filled configuration, reporting every problem.
+func (c Config) Validate() error {
+	var errs []error
+	if c.WaitTime > 20*time.Second || c.WaitTime < time.Second {
+		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_WAIT_TIME=%s: SQS long polls wait 1s to 20s", c.WaitTime))
+	}
+	if c.Visibility > 12*time.Hour || c.Visibility < 2*time.Second {
+		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_VISIBILITY_TIMEOUT=%s: must be 2s to 12h", c.Visibility))
+	}
+	if c.HandlerTimeout > c.ShutdownTimeout {
+		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_HANDLER_TIMEOUT=%s exceeds CLOUDCOMMERCE_SHUTDOWN_TIMEOUT=%s: a handler started just before SIGTERM could not finish", c.HandlerTimeout, c.ShutdownTimeout))
+	}
+	for _, a := range []struct{ name, v string }{{"CLOUDCOMMERCE_OPS_ADDR", c.OpsAddr}, {"CLOUDCOMMERCE_INTAKE_ADDR", c.IntakeAddr}} {
+		if a.v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: want host:port such as :9090", a.name, a.v))
+		}
+	}
+	if c.PublishBatch != "auto" && c.PublishBatch != "off" {
+		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_SNS_PUBLISH_BATCH=%q: want auto or off", c.PublishBatch))
+	}
+	if c.PaymentGateway != "sandbox" {
+		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_PAYMENT_GATEWAY=%q: the available gateway is sandbox", c.PaymentGateway))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel))
+	}
+	if !validPrefix(c.Prefix) {
+		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_PREFIX=%q: want 1-40 letters, digits, - or _", c.Prefix))
+	}
+	return errors.Join(errs...)
+}
+
+func validPrefix(p string) bool {
+	if p == "" || len(p) > 40 {
+		return false
+	}
+	for _, r := range p {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
