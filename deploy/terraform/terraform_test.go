@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -239,8 +240,11 @@ func (m *module) declared(ref string) bool {
 	case "var":
 		return len(p) > 1 && len(m.blocksOf("variable", p[1])) == 1
 	case "local":
+		if len(p) < 2 {
+			return false
+		}
 		_, ok := m.locals()[p[1]]
-		return len(p) > 1 && ok
+		return ok
 	case "module":
 		return len(p) > 1 && len(m.blocksOf("module", p[1])) == 1
 	case "data":
@@ -404,7 +408,7 @@ type evaluator struct {
 	funcs  map[string]function.Function
 }
 
-func functions(dir string) map[string]function.Function {
+func functions() map[string]function.Function {
 	file := function.New(&function.Spec{
 		Params: []function.Parameter{{Name: "path", Type: cty.String}},
 		Type:   function.StaticReturnType(cty.String),
@@ -446,7 +450,7 @@ func functions(dir string) map[string]function.Function {
 // attribute defaults applied, overridden by `set`) and then its locals.
 func newEvaluator(t *testing.T, m *module, set map[string]cty.Value) *evaluator {
 	t.Helper()
-	e := &evaluator{t: t, m: m, vars: map[string]cty.Value{}, locals: map[string]cty.Value{}, funcs: functions(m.dir)}
+	e := &evaluator{t: t, m: m, vars: map[string]cty.Value{}, locals: map[string]cty.Value{}, funcs: functions()}
 	for _, b := range m.blocksOf("variable") {
 		name := b.Labels[0]
 		val := cty.DynamicVal
@@ -925,8 +929,11 @@ func TestEveryQueueIsEncryptedAndRedriven(t *testing.T) {
 			plain = rootEvaluator(t, c, nil)
 			withKey = rootEvaluator(t, c, map[string]cty.Value{"kms": cty.ObjectVal(map[string]cty.Value{"key_arn": cty.StringVal(cmk)})})
 		} else {
-			plain = newEvaluator(t, m, nil)
-			withKey = newEvaluator(t, m, map[string]cty.Value{"kms_key_arn": cty.StringVal(cmk)})
+			dlq := cty.ObjectVal(map[string]cty.Value{
+				"name": cty.StringVal("q-dlq"), "max_receive_count": cty.NumberIntVal(5), "message_retention_seconds": cty.NumberIntVal(1209600),
+			})
+			plain = newEvaluator(t, m, map[string]cty.Value{"dlq": dlq})
+			withKey = newEvaluator(t, m, map[string]cty.Value{"dlq": dlq, "kms_key_arn": cty.StringVal(cmk)})
 		}
 		for _, q := range m.blocksOf("resource", "aws_sqs_queue") {
 			found++
@@ -1015,11 +1022,11 @@ func TestEveryTableHasPITRAndEncryption(t *testing.T) {
 			found++
 			id := fmt.Sprintf("%s: aws_dynamodb_table.%s", m.dir, tb.Labels[1])
 			pitr := child(t, tb, "point_in_time_recovery")
-			if v, _ := pitr.Body.Attributes["enabled"].Expr.Value(nil); v.IsNull() || !v.True() {
+			if v, _ := attr(t, pitr, "enabled").Expr.Value(nil); v.IsNull() || !v.True() {
 				t.Errorf("%s: point_in_time_recovery.enabled must be true", id)
 			}
 			sse := child(t, tb, "server_side_encryption")
-			if v, _ := sse.Body.Attributes["enabled"].Expr.Value(nil); v.IsNull() || !v.True() {
+			if v, _ := attr(t, sse, "enabled").Expr.Value(nil); v.IsNull() || !v.True() {
 				t.Errorf("%s: server_side_encryption.enabled must be true", id)
 			}
 			if k, ok := sse.Body.Attributes["kms_key_arn"]; !ok || !hasRef(k.Expr, "local.kms_key_arn") {
@@ -1113,35 +1120,48 @@ func literalList(t *testing.T, expr hclsyntax.Expression) []string {
 // taskRoleAllowed is every action the worker calls (see the brief of the
 // worker's AWS adapters), with the resources each may name.
 var taskRoleAllowed = map[string][]string{
-	"sqs:ReceiveMessage":           {"module.stage_queue", "aws_sqs_queue.rule_target_dlq"},
-	"sqs:DeleteMessage":            {"module.stage_queue", "aws_sqs_queue.rule_target_dlq"},
-	"sqs:ChangeMessageVisibility":  {"module.stage_queue"},
-	"sqs:GetQueueUrl":              {"module.stage_queue", "aws_sqs_queue.rule_target_dlq"},
-	"sqs:GetQueueAttributes":       {"module.stage_queue", "aws_sqs_queue.rule_target_dlq"},
-	"sqs:SendMessage":              {"module.stage_queue"},
-	"sqs:StartMessageMoveTask":     {"module.stage_queue", "aws_sqs_queue.rule_target_dlq"},
-	"sqs:ListMessageMoveTasks":     {"module.stage_queue", "aws_sqs_queue.rule_target_dlq"},
-	"dynamodb:GetItem":             {"aws_dynamodb_table.this"},
-	"dynamodb:PutItem":             {"aws_dynamodb_table.this"},
-	"dynamodb:UpdateItem":          {"aws_dynamodb_table.this"},
-	"dynamodb:DeleteItem":          {"aws_dynamodb_table.this"},
-	"dynamodb:Query":               {"aws_dynamodb_table.this"},
-	"dynamodb:BatchWriteItem":      {"aws_dynamodb_table.this"},
-	"dynamodb:TransactWriteItems":  {"aws_dynamodb_table.this"},
-	"dynamodb:ConditionCheckItem":  {"aws_dynamodb_table.this"},
-	"events:PutEvents":             {"aws_cloudwatch_event_bus.orders"},
-	"sns:Publish":                  {"aws_sns_topic.notifications"},
-	"kms:Decrypt":                  {"statement"}, // dynamic over local.kms_key_arn
-	"kms:GenerateDataKey":          {"statement"},
-	"ecs:UpdateTaskProtection":     {"aws_ecs_cluster.this"},
-	"ecs:GetTaskProtection":        {"aws_ecs_cluster.this"},
-	"logs:CreateLogStream":         {"aws_cloudwatch_log_group.this"},
-	"logs:PutLogEvents":            {"aws_cloudwatch_log_group.this"},
-	"ecr:GetAuthorizationToken":    {"*"},
+	"sqs:ReceiveMessage":              {"module.stage_queue", "aws_sqs_queue.rule_target_dlq"},
+	"sqs:DeleteMessage":               {"module.stage_queue", "aws_sqs_queue.rule_target_dlq"},
+	"sqs:ChangeMessageVisibility":     {"module.stage_queue"},
+	"sqs:GetQueueUrl":                 {"module.stage_queue", "aws_sqs_queue.rule_target_dlq"},
+	"sqs:GetQueueAttributes":          {"module.stage_queue", "aws_sqs_queue.rule_target_dlq"},
+	"sqs:SendMessage":                 {"module.stage_queue"},
+	"sqs:StartMessageMoveTask":        {"module.stage_queue", "aws_sqs_queue.rule_target_dlq"},
+	"sqs:ListMessageMoveTasks":        {"module.stage_queue", "aws_sqs_queue.rule_target_dlq"},
+	"dynamodb:GetItem":                {"aws_dynamodb_table.this"},
+	"dynamodb:PutItem":                {"aws_dynamodb_table.this"},
+	"dynamodb:UpdateItem":             {"aws_dynamodb_table.this"},
+	"dynamodb:DeleteItem":             {"aws_dynamodb_table.this"},
+	"dynamodb:Query":                  {"aws_dynamodb_table.this"},
+	"dynamodb:BatchWriteItem":         {"aws_dynamodb_table.this"},
+	"dynamodb:TransactWriteItems":     {"aws_dynamodb_table.this"},
+	"dynamodb:ConditionCheckItem":     {"aws_dynamodb_table.this"},
+	"events:PutEvents":                {"aws_cloudwatch_event_bus.orders"},
+	"sns:Publish":                     {"aws_sns_topic.notifications"},
+	"kms:Decrypt":                     {"statement"}, // dynamic over local.kms_key_arn
+	"kms:GenerateDataKey":             {"statement"},
+	"ecs:UpdateTaskProtection":        {"aws_ecs_cluster.this"},
+	"ecs:GetTaskProtection":           {"aws_ecs_cluster.this"},
+	"logs:CreateLogStream":            {"aws_cloudwatch_log_group.this"},
+	"logs:PutLogEvents":               {"aws_cloudwatch_log_group.this"},
+	"ecr:GetAuthorizationToken":       {"*"},
 	"ecr:BatchCheckLayerAvailability": {"var.image_repository_arn"},
-	"ecr:BatchGetImage":            {"var.image_repository_arn"},
-	"ecr:GetDownloadUrlForLayer":   {"var.image_repository_arn"},
-	"secretsmanager:GetSecretValue": {"var.secrets"},
+	"ecr:BatchGetImage":               {"var.image_repository_arn"},
+	"ecr:GetDownloadUrlForLayer":      {"var.image_repository_arn"},
+	"secretsmanager:GetSecretValue":   {"var.secrets"},
+}
+
+// arnParts only spell parts of an ARN; they never widen a resource.
+var arnParts = []string{"local.partition", "local.account_id", "var.region", "local.container_name", "local.table_indexes"}
+
+// isWildcard reports whether a resources expression is exactly ["*"].
+func isWildcard(expr hclsyntax.Expression) bool {
+	tup, ok := expr.(*hclsyntax.TupleConsExpr)
+	if !ok || len(tup.Exprs) != 1 {
+		return false
+	}
+	s, ok := literalString(tup.Exprs[0])
+	return ok && s == "*"
 }
 
 // Every statement of every policy document names explicit actions and
@@ -1289,16 +1309,24 @@ func TestTaskRoleIsLeastPrivilege(t *testing.T) {
 					t.Errorf("%s: %s grants %s, which the worker does not call", d.m.dir, d.doc, a)
 					continue
 				}
-				if lit, ok := literalString(res.Expr.(*hclsyntax.TupleConsExpr).Exprs[0]); ok && lit == "*" {
+				if isWildcard(res.Expr) {
 					if !slices.Contains(allowed, "*") {
 						t.Errorf("%s: %s grants %s on \"*\"", d.m.dir, d.doc, a)
 					}
 					continue
 				}
+				matched := false
 				for _, r := range refs(res.Expr) {
-					if !slices.ContainsFunc(allowed, func(p string) bool { return r == p || strings.HasPrefix(r, p+".") }) {
+					switch {
+					case slices.ContainsFunc(allowed, func(p string) bool { return r == p || strings.HasPrefix(r, p+".") }):
+						matched = true
+					case slices.Contains(arnParts, r):
+					default:
 						t.Errorf("%s: %s grants %s on %s; allowed only on %v", d.m.dir, d.doc, a, r, allowed)
 					}
+				}
+				if !matched {
+					t.Errorf("%s: %s grants %s without naming one of %v", d.m.dir, d.doc, a, allowed)
 				}
 			}
 		}
@@ -1661,6 +1689,8 @@ func TestNotificationSubscriptionsFilterOnEventAndChannel(t *testing.T) {
 // Conventions: pinned versions, typed and described variables and outputs
 // ---------------------------------------------------------------------------
 
+var anyType = regexp.MustCompile(`\bany\b`)
+
 func TestModulesArePinnedTypedAndDescribed(t *testing.T) {
 	t.Parallel()
 	c := cfg(t)
@@ -1679,16 +1709,17 @@ func TestModulesArePinnedTypedAndDescribed(t *testing.T) {
 			t.Errorf("%s: required_providers.aws must be hashicorp/aws with a ~> pin", m.dir)
 		}
 		for _, v := range m.blocksOf("variable") {
-			d, ok := v.Body.Attributes["description"]
-			if s, _ := literalString(d.Expr); !ok || len(s) < 10 {
+			if d, ok := v.Body.Attributes["description"]; !ok {
 				t.Errorf("%s: variable %s needs a description", m.dir, v.Labels[0])
+			} else if s, _ := literalString(d.Expr); len(s) < 10 {
+				t.Errorf("%s: variable %s description too short", m.dir, v.Labels[0])
 			}
 			ty, ok := v.Body.Attributes["type"]
 			if !ok {
 				t.Errorf("%s: variable %s needs a type", m.dir, v.Labels[0])
 				continue
 			}
-			if strings.Contains(string(ty.Expr.Range().SliceBytes(m.files[ty.SrcRange.Filename].Bytes)), "any") {
+			if anyType.MatchString(string(ty.Expr.Range().SliceBytes(m.files[ty.SrcRange.Filename].Bytes))) {
 				t.Errorf("%s: variable %s is typed `any`; use a typed object", m.dir, v.Labels[0])
 			}
 			if m == c.root && string(ty.Expr.Range().SliceBytes(m.files[ty.SrcRange.Filename].Bytes)) == "number" && len(children(v, "validation")) == 0 {
@@ -1707,6 +1738,121 @@ func TestModulesArePinnedTypedAndDescribed(t *testing.T) {
 			if !strings.HasPrefix(src, "./") {
 				t.Errorf("%s: module %s uses %q; only local modules are allowed", m.dir, b.Labels[0], src)
 			}
+		}
+	}
+}
+
+// The variable validations are real Terraform semantics, which the parser
+// alone cannot judge. Terraform itself runs offline as long as no provider is
+// needed: plan a copy of variables.tf plus the provider-free locals (the
+// topology views its validations use) and check that good settings pass and
+// bad ones are refused with the intended message.
+func TestVariableValidationsWithTerraform(t *testing.T) {
+	t.Parallel()
+	bin, err := exec.LookPath("terraform")
+	if err != nil {
+		t.Skip("terraform is not on PATH; variable validations not exercised")
+	}
+	c := cfg(t)
+	dir := filepath.Join(t.TempDir(), "deploy", "terraform")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	topo, err := os.ReadFile(filepath.Join("..", "topology.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars, err := os.ReadFile("variables.tf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Locals that refer only to variables, path and other such locals.
+	locals := c.root.locals()
+	pure := map[string]bool{}
+	for changed := true; changed; {
+		changed = false
+		for name, a := range locals {
+			if pure[name] {
+				continue
+			}
+			ok := true
+			for _, r := range refs(a.Expr) {
+				p := strings.Split(r, ".")
+				ok = ok && (p[0] == "var" || p[0] == "path" || (p[0] == "local" && pure[p[1]]))
+			}
+			if ok {
+				pure[name], changed = true, true
+			}
+		}
+	}
+	var src strings.Builder
+	src.WriteString("locals {\n")
+	for _, name := range sortedKeys(pure) {
+		a := locals[name]
+		src.Write(a.SrcRange.SliceBytes(c.root.files[a.SrcRange.Filename].Bytes))
+		src.WriteString("\n")
+	}
+	src.WriteString("}\n")
+	for name, data := range map[string][]byte{
+		filepath.Join(dir, "..", "topology.json"): topo,
+		filepath.Join(dir, "variables.tf"):        vars,
+		filepath.Join(dir, "locals.tf"):           []byte(src.String()),
+	} {
+		if err := os.WriteFile(name, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(args ...string) (string, error) {
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run("init", "-input=false", "-no-color"); err != nil {
+		t.Fatalf("terraform init: %v\n%s", err, out)
+	}
+	if out, err := run("validate", "-no-color"); err != nil {
+		t.Fatalf("terraform validate (variables + topology locals): %v\n%s", err, out)
+	}
+	required := []string{"-var=region=eu-west-1", "-var=vpc_id=vpc-0123456789abcdef0",
+		`-var=private_subnet_ids=["subnet-0123456789abcdef0"]`, "-var=image_tag=v1.0.0"}
+	const secret = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x-AbCdEf"
+	cases := []struct {
+		name    string
+		vars    []string
+		wantErr string // "" = must pass
+	}{
+		{"defaults", nil, ""},
+		{"everything on", []string{"-var=payment_gateway=stripe", "-var=stripe_secret_arn=" + secret,
+			`-var=intake={enabled=true,ingress_cidr_blocks=["10.0.0.0/16"]}`, "-var=api_key_secret_arn=" + secret,
+			"-var=kms={create_key=true}", "-var=min_tasks=2", "-var=max_tasks=4", "-var=cpu_architecture=ARM64",
+			`-var=notification_subscriptions=[{name="a",protocol="sms",endpoint="+447700900123",events=["OrderShipped"]},{name="b",protocol="email",endpoint="a@example.com"}]`,
+			`-var=alarm_subscriptions=[{name="oncall",protocol="email",endpoint="oncall@example.com"}]`}, ""},
+		{"bad prefix", []string{"-var=prefix=Bad_Prefix"}, "prefix must be"},
+		{"stripe without secret", []string{"-var=payment_gateway=stripe"}, "stripe_secret_arn must be"},
+		{"intake without api key", []string{"-var=intake={enabled=true}"}, "api_key_secret_arn must be"},
+		{"handler timeout above visibility", []string{"-var=handler_timeout_seconds=30"}, "handler_timeout_seconds must be"},
+		{"stop timeout over fargate limit", []string{"-var=shutdown_timeout_seconds=111"}, "shutdown_timeout_seconds must be"},
+		{"root user", []string{"-var=container_user=0:0"}, "container_user must be"},
+		{"max below min", []string{"-var=min_tasks=5", "-var=max_tasks=3"}, "max_tasks must be"},
+		{"latest tag", []string{"-var=image_tag=latest"}, "image_tag must be"},
+		{"unknown event", []string{`-var=notification_subscriptions=[{name="a",protocol="sms",endpoint="+447700900123",events=["Nope"]}]`}, "events must be a non-empty subset"},
+		{"both key options", []string{`-var=kms={create_key=true,key_arn="arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"}`}, "not both"},
+		{"log retention", []string{"-var=log_retention_days=2"}, "log_retention_days must be"},
+		{"open ops port", []string{`-var=ops_ingress_cidr_blocks=["0.0.0.0/0"]`}, "ops_ingress_cidr_blocks must be"},
+	}
+	for _, tc := range cases {
+		args := append([]string{"plan", "-input=false", "-no-color", "-lock=false", "-refresh=false"}, required...)
+		// A later -var wins, so overrides of required ones (image_tag) apply.
+		out, err := run(append(args, tc.vars...)...)
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s: terraform plan refused valid settings: %v\n%s", tc.name, err, out)
+		case tc.wantErr != "" && err == nil:
+			t.Errorf("%s: terraform plan accepted invalid settings", tc.name)
+		case tc.wantErr != "" && !strings.Contains(strings.Join(strings.Fields(out), " "), tc.wantErr):
+			t.Errorf("%s: want an error mentioning %q, got:\n%s", tc.name, tc.wantErr, out)
 		}
 	}
 }

@@ -94,7 +94,9 @@ func Start() (*Emulator, error) {
 	}
 	// Some kumo services log through the default slog logger; keep it to
 	// errors so devstack's own output stays readable.
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	// (they captured the default handler at init, so its level is what
+	// can be changed).
+	slog.SetLogLoggerLevel(slog.LevelError)
 	srv := kumo.NewServer()
 	target, _ := url.Parse(srv.URL)
 	rp := httputil.NewSingleHostReverseProxy(target)

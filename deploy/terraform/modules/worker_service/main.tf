@@ -39,13 +39,13 @@ locals {
     entryPoint = ["/worker"]
     command    = ["run"]
 
+    # Non-root, and nothing on disk is writable: the worker keeps its state
+    # in DynamoDB and SQS and writes only to stdout.
     user                   = var.container_user
     readonlyRootFilesystem = true
     linuxParameters = {
       capabilities = { drop = ["ALL"] }
     }
-    # The root filesystem is read-only; /tmp is a task-local scratch volume.
-    mountPoints = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
 
     stopTimeout = local.stop_timeout_seconds
 
@@ -165,10 +165,6 @@ resource "aws_ecs_task_definition" "this" {
   runtime_platform {
     operating_system_family = "LINUX"
     cpu_architecture        = var.cpu_architecture
-  }
-
-  volume {
-    name = "tmp"
   }
 
   container_definitions = jsonencode(local.container_definitions)

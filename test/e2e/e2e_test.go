@@ -1,0 +1,268 @@
+// Package e2e drives the built worker binary the way a user runs it: the
+// emulator (in this test process, or whatever AWS_ENDPOINT_URL names),
+// `worker provision` and `worker run` as separate processes, orders placed
+// through EventBridge PutEvents and through the intake API.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/bus"
+	"github.com/cloudcommerce/cloudcommerce/internal/emulator"
+	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
+	"github.com/cloudcommerce/cloudcommerce/internal/testkit"
+)
+
+func TestMain(m *testing.M) { emulator.RunTests(m) }
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// workerBinary builds cmd/worker once per test run.
+func workerBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cc-e2e-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "worker")
+		cmd := exec.Command("go", "build", "-o", binPath, "../../cmd/worker")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func env(prefix string, extra ...string) []string {
+	e := append(os.Environ(), "CLOUDCOMMERCE_PREFIX="+prefix, "CLOUDCOMMERCE_LOG_LEVEL=info")
+	return append(e, extra...)
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	done chan error
+}
+
+func start(t *testing.T, bin string, environ []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), out: &bytes.Buffer{}, done: make(chan error, 1)}
+	p.cmd.Env = environ
+	w := &syncWriter{w: p.out}
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("worker output:\n%s", w.String())
+		}
+	})
+	return p
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.w.Write(b) }
+func (s *syncWriter) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.w.String() }
+
+func TestWorkerBinaryDoesNotLinkTheEmulator(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("go", "version", "-m", workerBinary(t)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go version -m: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "kumo") {
+		t.Fatalf("the production worker links the emulator:\n%s", out)
+	}
+	if !strings.Contains(string(out), "aws-sdk-go-v2/service/sqs") {
+		t.Fatalf("unexpected module list:\n%s", out)
+	}
+}
+
+func TestProvisionIsIdempotent(t *testing.T) {
+	t.Parallel()
+	bin, prefix := workerBinary(t), testkit.Prefix()
+	for i, want := range []string{"created", "up to date"} {
+		cmd := exec.Command(bin, "provision")
+		cmd.Env = env(prefix)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Fatalf("provision run %d: %v\n%s\nwant %q", i+1, err, out, want)
+		}
+	}
+}
+
+func TestBadConfigurationIsReportedAllAtOnce(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(workerBinary(t), "run")
+	cmd.Env = env(testkit.Prefix(), "CLOUDCOMMERCE_WAIT_TIME=forever", "CLOUDCOMMERCE_PAYMENT_CONCURRENCY=0", "CLOUDCOMMERCE_OPS_ADDR=nohost")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatal("worker started with a bad configuration")
+	}
+	for _, name := range []string{"CLOUDCOMMERCE_WAIT_TIME", "CLOUDCOMMERCE_PAYMENT_CONCURRENCY", "CLOUDCOMMERCE_OPS_ADDR"} {
+		if !strings.Contains(string(out), name) {
+			t.Errorf("error output does not name %s:\n%s", name, out)
+		}
+	}
+}
+
+func TestOrdersFlowThroughTheBuiltWorker(t *testing.T) {
+	t.Parallel()
+	bin := workerBinary(t)
+	e := testkit.Provision(t)
+	ctx := context.Background()
+	st := e.Store()
+	for sku, n := range map[string]int64{"WIDGET": 100, "SCARCE": 0} {
+		if err := st.SetStock(ctx, sku, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inbox := e.SubscribeQueue(t)
+	ops, api := freeAddr(t), freeAddr(t)
+	w := start(t, bin, env(e.Prefix, "CLOUDCOMMERCE_OPS_ADDR="+ops, "CLOUDCOMMERCE_INTAKE_ADDR="+api,
+		"CLOUDCOMMERCE_WAIT_TIME=1s", "CLOUDCOMMERCE_SHUTDOWN_TIMEOUT=10s", "CLOUDCOMMERCE_HANDLER_TIMEOUT=5s"), "run")
+	waitFor(t, "/readyz", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + ops + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	hc := exec.Command(bin, "healthcheck")
+	hc.Env = env(e.Prefix, "CLOUDCOMMERCE_OPS_ADDR="+ops)
+	if out, err := hc.CombinedOutput(); err != nil {
+		t.Fatalf("worker healthcheck: %v\n%s", err, out)
+	}
+
+	// 1. Straight onto the bus, as any producer may.
+	direct, err := pipeline.NewOrder("bus-order-1", testkit.Order("tok_visa", "WIDGET"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := bus.Entry(e.Prov.Names.Bus, pipeline.Event{Type: pipeline.EventOrderPlaced, Order: direct})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.EB.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{entry}})
+	if err != nil || out.FailedEntryCount != 0 {
+		t.Fatalf("PutEvents: %v %+v", err, out)
+	}
+	// 2. Through the intake API: a good card, a declined card, a sold-out SKU.
+	place := func(token, sku string) string {
+		body, _ := json.Marshal(testkit.Order(token, sku))
+		resp, err := http.Post("http://"+api+"/v1/orders", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var r struct {
+			OrderID string `json:"order_id"`
+			Status  string `json:"status"`
+		}
+		if resp.StatusCode != 202 || json.Unmarshal(b, &r) != nil || r.Status != "PLACED" {
+			t.Fatalf("POST /v1/orders = %d %s", resp.StatusCode, b)
+		}
+		return r.OrderID
+	}
+	good, declined, soldOut := place("tok_visa", "WIDGET"), place("tok_chargeDeclined", "WIDGET"), place("tok_visa", "SCARCE")
+	want := map[string]pipeline.Status{"bus-order-1": pipeline.StatusShipped, good: pipeline.StatusShipped, declined: pipeline.StatusPaymentFailed, soldOut: pipeline.StatusRejected}
+	for id, status := range want {
+		waitFor(t, id+" to be "+string(status), 60*time.Second, func() bool {
+			o, err := st.Get(ctx, id)
+			return err == nil && o.Status == status
+		})
+	}
+	shipped, _ := st.Get(ctx, good)
+	if shipped.TrackingNumber == "" || len(shipped.Timeline()) != 4 {
+		t.Fatalf("shipped order = %+v", shipped)
+	}
+	if n, _ := st.Stock(ctx, "WIDGET"); n != 98 {
+		t.Fatalf("WIDGET stock = %d, want 98 (two shipped, the declined one released)", n)
+	}
+	// Notifications: confirmed + shipped for each shipped order, one each
+	// for the declined and rejected ones.
+	notes := testkit.Notifications(t, e.Receive(t, inbox, 6, 30*time.Second))
+	got := map[string]bool{}
+	for _, n := range notes {
+		got[n.Attr("order_id")+" "+n.Attr("event")] = true
+		if n.Attr("channel") == "" || n.Subject == "" || n.Message == "" {
+			t.Errorf("notification lacks channel, subject or text: %+v", n)
+		}
+	}
+	for _, k := range []string{"bus-order-1 OrderConfirmed", "bus-order-1 OrderShipped", good + " OrderConfirmed", good + " OrderShipped", declined + " PaymentFailed", soldOut + " OrderRejected"} {
+		if !got[k] {
+			t.Errorf("missing notification %s (got %v)", k, got)
+		}
+	}
+
+	// SIGTERM: drain and exit 0 within the shutdown timeout.
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-w.done:
+		if err != nil {
+			t.Fatalf("worker exited with %v after SIGTERM", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("worker did not exit within the drain deadline")
+	}
+}
+
