@@ -5,13 +5,19 @@
 //	worker run            process orders until SIGTERM (the default)
 //	worker provision      create the queues, rules, tables and topic (idempotent)
 //	worker healthcheck    exit 0 when the worker on CLOUDCOMMERCE_OPS_ADDR is healthy
+//	worker dlq list --stage S [--max N] [--json]
+//	                      show dead-lettered messages without consuming them
+//	worker dlq redrive --stage S [--max N]
+//	                      move dead-lettered messages back to the stage queue
 //
 // Configuration comes from the environment only; see `worker help`.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -20,7 +26,11 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/dlq"
+	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
@@ -45,6 +55,10 @@ func usage(w io.Writer) {
   run          process orders until SIGTERM (default)
   provision    create the topology on the configured endpoint (idempotent)
   healthcheck  exit 0 when the local worker answers /healthz
+  dlq list --stage S [--max N] [--json]
+               show a stage's dead-lettered messages without consuming them
+  dlq redrive --stage S [--max N]
+               move dead-lettered messages back to the stage queue (all by default)
 
 environment:`)
 	for _, e := range worker.Env {
@@ -71,6 +85,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return provision(ctx, stdout)
 	case "healthcheck":
 		return healthcheck(ctx)
+	case "dlq":
+		return deadLetters(ctx, args, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return nil
@@ -200,4 +216,87 @@ func healthcheck(ctx context.Context) error {
 		return fmt.Errorf("unhealthy: /healthz answered %s", resp.Status)
 	}
 	return nil
+}
+
+func deadLetters(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "redrive") {
+		usage(stderr)
+		return errors.New("dlq needs a subcommand: list or redrive")
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("dlq "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stage := fs.String("stage", "", "stage whose DLQ to use: inventory, payment or shipping")
+	maxN := fs.Int("max", 0, "at most this many messages (list default 100; redrive default all)")
+	asJSON := fs.Bool("json", false, "list as JSON")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	st := pipeline.Stage(*stage)
+	valid := false
+	for _, s := range pipeline.Stages {
+		valid = valid || s == st
+	}
+	if !valid {
+		return fmt.Errorf("--stage %q: want inventory, payment or shipping", *stage)
+	}
+	if *maxN < 0 {
+		return fmt.Errorf("--max %d: must not be negative", *maxN)
+	}
+	cfg, err := worker.FromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	awsCfg, err := awsconf.Load(ctx, awsconf.Options{})
+	if err != nil {
+		return err
+	}
+	topo, err := topology.Load()
+	if err != nil {
+		return err
+	}
+	names := topo.Names(cfg.Prefix)
+	client := sqs.NewFromConfig(awsCfg)
+	url := func(name string) (string, error) {
+		out, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &name})
+		if err != nil {
+			return "", fmt.Errorf("queue %s: %w", name, err)
+		}
+		return *out.QueueUrl, nil
+	}
+	var q dlq.Queues
+	if q.Source, err = url(names.Queues[st]); err != nil {
+		return err
+	}
+	if q.DLQ, err = url(names.DLQs[st]); err != nil {
+		return err
+	}
+	m := dlq.New(client, map[pipeline.Stage]dlq.Queues{st: q})
+	if sub == "redrive" {
+		n, err := m.Redrive(ctx, st, *maxN)
+		fmt.Fprintf(stdout, "moved %d messages from %s back to %s\n", n, names.DLQs[st], names.Queues[st])
+		return err
+	}
+	list, err := m.List(ctx, st, *maxN)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if list == nil {
+			list = []dlq.DeadLetter{}
+		}
+		return enc.Encode(list)
+	}
+	if len(list) == 0 {
+		fmt.Fprintf(stdout, "%s is empty\n", names.DLQs[st])
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MESSAGE ID\tORDER ID\tEVENT\tRECEIVES\tREASON\tSENT")
+	for _, d := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", d.MessageID, orDash(d.OrderID), orDash(d.EventType), d.ReceiveCount, d.Reason, d.SentAt.Format(time.RFC3339))
+	}
+	return tw.Flush()
 }

@@ -21,7 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/bus"
@@ -266,3 +268,59 @@ func TestOrdersFlowThroughTheBuiltWorker(t *testing.T) {
 	}
 }
 
+
+func TestDeadLettersCanBeListedAndRedriven(t *testing.T) {
+	t.Parallel()
+	bin := workerBinary(t)
+	e := testkit.Provision(t)
+	ctx := context.Background()
+	if err := e.Store().SetStock(ctx, "WIDGET", 10); err != nil {
+		t.Fatal(err)
+	}
+	// An order whose message exhausted its receives earlier (say, during
+	// an outage) sits in the inventory DLQ.
+	o, err := pipeline.NewOrder("redrive-me", testkit.Order("tok_visa", "WIDGET"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlqURL := e.QueueURL(pipeline.StageInventory, true)
+	if _, err := e.SQS.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &dlqURL, MessageBody: aws.String(testkit.Envelope(t, pipeline.Event{Type: pipeline.EventOrderPlaced, Order: o}))}); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = env(e.Prefix)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("worker %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	for i := 0; i < 2; i++ { // listing twice shows it twice: listing does not consume
+		var list []struct {
+			OrderID   string `json:"order_id"`
+			EventType string `json:"event_type"`
+			Reason    string `json:"reason"`
+		}
+		out := run("dlq", "list", "--stage", "inventory", "--json")
+		if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 1 || list[0].OrderID != "redrive-me" || list[0].EventType != "OrderPlaced" || list[0].Reason == "" {
+			t.Fatalf("dlq list #%d = %s (%v)", i+1, out, err)
+		}
+	}
+	if out := run("dlq", "redrive", "--stage", "inventory"); !strings.Contains(out, "moved 1 ") {
+		t.Fatalf("dlq redrive = %s", out)
+	}
+	if out := run("dlq", "list", "--stage", "inventory"); !strings.Contains(out, "is empty") {
+		t.Fatalf("DLQ not empty after redrive: %s", out)
+	}
+	start(t, bin, env(e.Prefix, "CLOUDCOMMERCE_OPS_ADDR="+freeAddr(t), "CLOUDCOMMERCE_WAIT_TIME=1s"), "run")
+	waitFor(t, "the redriven order to ship", 60*time.Second, func() bool {
+		got, err := e.Store().Get(ctx, "redrive-me")
+		return err == nil && got.Status == pipeline.StatusShipped
+	})
+	cmd := exec.Command(bin, "dlq", "list", "--stage", "billing")
+	cmd.Env = env(e.Prefix)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "inventory, payment or shipping") {
+		t.Fatalf("bad stage accepted: %s", out)
+	}
+}
