@@ -119,11 +119,12 @@ type TestingM interface{ Run() int }
 
 // RunTests is a TestMain body for packages that need the emulator: it
 // prepares a free port, starts the emulator and exports AWS_ENDPOINT_URL
-// (unless the environment already names an endpoint, such as LocalStack or
-// real AWS, in which case the suite runs against that), runs the tests and
-// exits.
+// (unless the environment already names an endpoint such as LocalStack, or
+// CLOUDCOMMERCE_TEST_REAL_AWS=1 asks for real AWS with the usual
+// credentials, in which case the suite runs against that), runs the tests
+// and exits.
 func RunTests(m TestingM) {
-	if os.Getenv("AWS_ENDPOINT_URL") != "" && os.Getenv(envPrepared) != "1" {
+	if (os.Getenv("AWS_ENDPOINT_URL") != "" || os.Getenv("CLOUDCOMMERCE_TEST_REAL_AWS") == "1") && os.Getenv(envPrepared) != "1" {
 		os.Exit(m.Run())
 	}
 	if err := Prepare("127.0.0.1:0", ""); err != nil {

@@ -8,6 +8,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 	"github.com/cloudcommerce/cloudcommerce/internal/sandbox"
@@ -171,5 +174,40 @@ func TestCancelRequestedEvent(t *testing.T) {
 	_, err = f.handle(t, pipeline.StageInventory, pipeline.Event{Type: pipeline.EventOrderCancelRequested, Order: pipeline.Order{ID: "ghost"}})
 	if reason, ok := pipeline.IsPermanent(err); !ok || reason != pipeline.ReasonNotFound {
 		t.Fatalf("unknown order: %v", err)
+	}
+}
+
+func TestSweepMovesOnAnOrderWhoseEventWasLost(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.stock(t, "A", 5)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	// Recorded by the intake, but the process died before publishing
+	// OrderPlaced.
+	o := f.order(t, "stranded", "tok_visa", "A")
+	o.UpdatedAt = o.UpdatedAt.Add(-10 * time.Minute)
+	if _, err := f.w.Store.Create(ctx, o, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	n, err := f.w.Sweep(ctx, time.Now().Add(-time.Minute))
+	if err != nil || n != 1 {
+		t.Fatalf("Sweep = %d, %v; want 1 order moved on", n, err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for f.get(t, "stranded").Status != pipeline.StatusShipped {
+		if time.Now().After(deadline) {
+			t.Fatalf("stranded order is %s, not SHIPPED", f.get(t, "stranded").Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if v := testutil.ToFloat64(f.m.Republished.WithLabelValues("PLACED")); v != 1 {
+		t.Fatalf("republished counter = %v", v)
+	}
+	// Fresh orders are left alone.
+	if n, _ := f.w.Sweep(ctx, time.Now().Add(-time.Hour)); n != 0 {
+		t.Fatalf("sweep moved %d recent orders", n)
 	}
 }

@@ -1,0 +1,110 @@
+// Command lambda is the CloudCommerce stage processor for AWS Lambda: one
+// binary (bootstrap, on the provided.al2023 runtime) behind SQS event
+// source mappings of the inventory, payment and shipping queues, running
+// the same stage handlers as the ECS worker and answering with partial
+// batch responses (ReportBatchItemFailures). See docs/lambda.md.
+//
+// Build it for arm64 without the RPC mode the al2023 runtime never uses:
+//
+//	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build -tags lambda.norpc -trimpath -ldflags=-s -o bootstrap ./cmd/lambda
+//
+// Configuration comes from the environment only; `bootstrap help` lists it.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	awslambda "github.com/aws/aws-lambda-go/lambda"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
+	"github.com/cloudcommerce/cloudcommerce/internal/lambda"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "lambda:", err)
+		os.Exit(1)
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, `usage: bootstrap [help]
+
+Runs as an AWS Lambda function (AWS_LAMBDA_RUNTIME_API must be set) serving
+SQS events of the stage queues.
+
+environment:`)
+	for _, e := range lambda.Env {
+		d := e.Default
+		if d == "" {
+			d = "-"
+		}
+		fmt.Fprintf(w, "  %-34s %-16s %s\n", e.Name, d, e.Meaning)
+	}
+}
+
+// run wires the handler at cold start and serves invocations; it returns
+// only on a configuration or start-up error (then Lambda reports an init
+// failure and retries the cold start on the next event).
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "help", "-h", "--help":
+			usage(stdout)
+			return nil
+		}
+		usage(stdout)
+		return fmt.Errorf("unknown argument %q", args[0])
+	}
+	cfg, err := lambda.FromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	if getenv("AWS_LAMBDA_RUNTIME_API") == "" {
+		usage(stdout)
+		return fmt.Errorf("AWS_LAMBDA_RUNTIME_API is not set: this binary runs inside AWS Lambda (the worker is the long-running alternative)")
+	}
+	awsCfg, err := awsconf.Load(ctx, awsconf.Options{})
+	if err != nil {
+		return err
+	}
+	// Cold start has Lambda's init phase (10s) to finish.
+	initCtx, cancel := context.WithTimeout(ctx, 8*time.Second)
+	h, err := lambda.New(initCtx, cfg, lambda.Deps{AWS: awsCfg, Log: log})
+	cancel()
+	if err != nil {
+		return err
+	}
+	log.Info("function ready", zap.String("prefix", cfg.Prefix), zap.String("stage", string(cfg.Stage)), zap.String("payment_gateway", cfg.PaymentGateway))
+	awslambda.StartWithOptions(h.Handle, awslambda.WithContext(ctx))
+	return nil
+}
+
+// newLogger returns the JSON logger the worker uses; Lambda sends stdout
+// and stderr to CloudWatch Logs.
+func newLogger(level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.EncoderConfig.TimeKey = "time"
+	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	log, err := cfg.Build()
+	if err != nil {
+		return nil, fmt.Errorf("build logger: %w", err)
+	}
+	return log, nil
+}

@@ -1,0 +1,73 @@
+package worker_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
+	"github.com/cloudcommerce/cloudcommerce/internal/worker"
+)
+
+func envOf(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := worker.FromEnv(envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Prefix != "cloudcommerce" || c.OpsAddr != ":9090" || c.ShutdownTimeout != 25*time.Second || c.Concurrency[pipeline.StagePayment] != 16 || !c.BatchingOn() {
+		t.Fatalf("defaults = %+v", c)
+	}
+}
+
+func TestConfigReadsEveryVariable(t *testing.T) {
+	t.Parallel()
+	c, err := worker.FromEnv(envOf(map[string]string{
+		"CLOUDCOMMERCE_PREFIX": "shop", "CLOUDCOMMERCE_PAYMENT_CONCURRENCY": "4", "CLOUDCOMMERCE_WAIT_TIME": "5s",
+		"CLOUDCOMMERCE_BATCHING": "false", "CLOUDCOMMERCE_SWEEP_INTERVAL": "off", "CLOUDCOMMERCE_INTAKE_ADDR": "127.0.0.1:8080",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Prefix != "shop" || c.Concurrency[pipeline.StagePayment] != 4 || c.Concurrency[pipeline.StageShipping] != 16 || c.WaitTime != 5*time.Second || c.BatchingOn() || c.SweepInterval >= 0 {
+		t.Fatalf("config = %+v", c)
+	}
+}
+
+func TestEveryProblemIsReportedAtOnce(t *testing.T) {
+	t.Parallel()
+	_, err := worker.FromEnv(envOf(map[string]string{
+		"CLOUDCOMMERCE_WAIT_TIME": "45s", "CLOUDCOMMERCE_INVENTORY_CONCURRENCY": "zero", "CLOUDCOMMERCE_BATCHING": "maybe",
+		"CLOUDCOMMERCE_HANDLER_TIMEOUT": "1m", "CLOUDCOMMERCE_PREFIX": "bad prefix!", "CLOUDCOMMERCE_LOG_LEVEL": "loud",
+	}))
+	if err == nil {
+		t.Fatal("bad configuration accepted")
+	}
+	for _, name := range []string{"CLOUDCOMMERCE_WAIT_TIME", "CLOUDCOMMERCE_INVENTORY_CONCURRENCY", "CLOUDCOMMERCE_BATCHING",
+		"CLOUDCOMMERCE_HANDLER_TIMEOUT", "CLOUDCOMMERCE_PREFIX", "CLOUDCOMMERCE_LOG_LEVEL"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error does not name %s:\n%v", name, err)
+		}
+	}
+}
+
+// The README's configuration table documents every variable the worker
+// reads, so it cannot silently fall behind.
+func TestReadmeDocumentsEveryVariable(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range worker.Env {
+		row := "| `" + e.Name + "` |"
+		if !strings.Contains(string(readme), row) {
+			t.Errorf("README's configuration table has no row for %s", e.Name)
+		}
+	}
+}

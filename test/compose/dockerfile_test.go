@@ -1,0 +1,281 @@
+// Package compose_test checks the container side of the deployment: the
+// Dockerfiles and compose files are parsed and their wiring asserted (always,
+// in milliseconds), and with CLOUDCOMMERCE_DOCKER_TESTS=1 the compose stack
+// runs on the machine's Docker engine with the real worker image and is put
+// through the faults ECS would meet (stack_test.go; test/compose/run.sh).
+package compose_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/distribution/reference"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+)
+
+// repoRoot is the module root, two levels above this package.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("module root not found from %s: %v", root, err)
+	}
+	return root
+}
+
+// dockerfile is a parsed Dockerfile: its stages and the defaults of the ARGs
+// before the first FROM.
+type dockerfile struct {
+	path     string
+	stages   []instructions.Stage
+	metaArgs map[string]string
+}
+
+func parseDockerfile(t *testing.T, name string) dockerfile {
+	t.Helper()
+	path := filepath.Join(repoRoot(t), name)
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	res, err := parser.Parse(f)
+	if err != nil {
+		t.Fatalf("parse %s: %v", name, err)
+	}
+	stages, metaArgs, err := instructions.Parse(res.AST, nil)
+	if err != nil {
+		t.Fatalf("parse %s instructions: %v", name, err)
+	}
+	d := dockerfile{path: name, stages: stages, metaArgs: map[string]string{}}
+	for _, a := range metaArgs {
+		for _, kv := range a.Args {
+			if kv.Value != nil {
+				d.metaArgs[kv.Key] = *kv.Value
+			}
+		}
+	}
+	return d
+}
+
+// base returns stage i's FROM with the meta ARGs' defaults substituted.
+func (d dockerfile) base(i int) string {
+	b := d.stages[i].BaseName
+	for k, v := range d.metaArgs {
+		b = strings.ReplaceAll(b, "${"+k+"}", v)
+		b = strings.ReplaceAll(b, "$"+k, v)
+	}
+	return b
+}
+
+// commands returns the commands of type T in stage s.
+func commands[T instructions.Command](s instructions.Stage) []T {
+	var out []T
+	for _, c := range s.Commands {
+		if v, ok := c.(T); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// last returns the last command of type T in stage s (the one in force), or nil.
+func last[T instructions.Command](s instructions.Stage) T {
+	var zero T
+	cs := commands[T](s)
+	if len(cs) == 0 {
+		return zero
+	}
+	return cs[len(cs)-1]
+}
+
+// checkPinned fails unless every FROM is scratch, an earlier stage, or an
+// image with an explicit tag other than latest (or a digest).
+func checkPinned(t *testing.T, d dockerfile) {
+	t.Helper()
+	var earlier []string
+	for i, s := range d.stages {
+		b := d.base(i)
+		switch {
+		case b == "scratch" || slices.Contains(earlier, b):
+		case strings.Contains(b, "$"):
+			t.Errorf("%s: FROM %q has an ARG without a default", d.path, s.BaseName)
+		default:
+			ref, err := reference.ParseNormalizedNamed(b)
+			if err != nil {
+				t.Errorf("%s: FROM %q: %v", d.path, b, err)
+				continue
+			}
+			_, digested := ref.(reference.Digested)
+			tagged, isTagged := ref.(reference.Tagged)
+			if !digested && (!isTagged || tagged.Tag() == "latest") {
+				t.Errorf("%s: FROM %q is not pinned: name an exact tag or a digest", d.path, b)
+			}
+		}
+		if s.Name != "" {
+			earlier = append(earlier, s.Name)
+		}
+	}
+}
+
+// checkNonRoot fails unless the stage's USER is a non-zero numeric uid (a
+// name would need /etc/passwd, which a scratch image has not).
+func checkNonRoot(t *testing.T, d dockerfile, s instructions.Stage) {
+	t.Helper()
+	u := last[*instructions.UserCommand](s)
+	if u == nil {
+		t.Errorf("%s: the runtime stage has no USER: the container would run as root", d.path)
+		return
+	}
+	uid, _, _ := strings.Cut(u.User, ":")
+	n, err := strconv.Atoi(uid)
+	if err != nil || n == 0 {
+		t.Errorf("%s: USER %q: want a numeric non-root uid such as 65532:65532", d.path, u.User)
+	}
+}
+
+// runtimeShape is what the worker image promises to whoever runs it.
+type runtimeShape struct {
+	user, entrypoint, cmd, health string
+	expose                        []string
+	files                         []string // destination paths
+}
+
+func shapeOf(t *testing.T, d dockerfile, s instructions.Stage) runtimeShape {
+	t.Helper()
+	var r runtimeShape
+	if u := last[*instructions.UserCommand](s); u != nil {
+		r.user = u.User
+	}
+	if e := last[*instructions.EntrypointCommand](s); e != nil {
+		if e.PrependShell {
+			t.Errorf("%s: ENTRYPOINT in shell form: a scratch image has no shell; use the JSON form", d.path)
+		}
+		r.entrypoint = strings.Join(e.CmdLine, " ")
+	}
+	if c := last[*instructions.CmdCommand](s); c != nil {
+		r.cmd = strings.Join(c.CmdLine, " ")
+	}
+	if h := last[*instructions.HealthCheckCommand](s); h != nil && h.Health != nil {
+		r.health = strings.Join(h.Health.Test, " ")
+	}
+	for _, e := range commands[*instructions.ExposeCommand](s) {
+		r.expose = append(r.expose, e.Ports...)
+	}
+	slices.Sort(r.expose)
+	for _, c := range commands[*instructions.CopyCommand](s) {
+		r.files = append(r.files, c.DestPath)
+	}
+	slices.Sort(r.files)
+	return r
+}
+
+func TestDockerfile(t *testing.T) {
+	t.Parallel()
+	d := parseDockerfile(t, "Dockerfile")
+	if len(d.stages) < 2 {
+		t.Fatalf("Dockerfile has %d stage(s); want a build stage and a runtime stage", len(d.stages))
+	}
+	checkPinned(t, d)
+	rt := d.stages[len(d.stages)-1]
+	if b := d.base(len(d.stages) - 1); b != "scratch" && !strings.HasPrefix(b, "gcr.io/distroless/static") {
+		t.Errorf("runtime stage FROM %q: want scratch or distroless static", b)
+	}
+	checkNonRoot(t, d, rt)
+
+	// Everything the runtime stage holds comes from the build stage: the
+	// static worker and the CA bundle, nothing else.
+	for _, c := range commands[*instructions.CopyCommand](rt) {
+		if c.From == "" {
+			t.Errorf("runtime stage copies %v from the build context; want only build-stage outputs", c.SourcePaths)
+		}
+	}
+	sh := shapeOf(t, d, rt)
+	want := runtimeShape{user: "65532:65532", entrypoint: "/worker", cmd: "run", health: "CMD /worker healthcheck",
+		expose: []string{"8080", "9090"}, files: []string{"/etc/ssl/certs/ca-certificates.crt", "/worker"}}
+	if !equalShape(sh, want) {
+		t.Errorf("runtime stage = %+v\nwant %+v", sh, want)
+	}
+
+	// The build compiles ./cmd/worker statically and nothing of the emulator.
+	var built bool
+	for _, s := range d.stages {
+		for _, r := range commands[*instructions.RunCommand](s) {
+			line := strings.Join(r.CmdLine, " ")
+			if strings.Contains(line, "devstack") {
+				t.Errorf("Dockerfile builds the emulator: %s", line)
+			}
+			if strings.Contains(line, "go build") && strings.Contains(line, "./cmd/worker") {
+				built = true
+				if !strings.Contains(line, "CGO_ENABLED=0") {
+					t.Errorf("the worker is not built static (CGO_ENABLED=0): %s", line)
+				}
+			}
+		}
+		for _, c := range commands[*instructions.CopyCommand](s) {
+			for _, p := range c.SourcePaths {
+				if strings.Contains(p, "devstack") || strings.Contains(p, "kumo") {
+					t.Errorf("Dockerfile copies %s: the production image must not contain the emulator", p)
+				}
+			}
+		}
+	}
+	if !built {
+		t.Error("no stage runs `go build ... ./cmd/worker`")
+	}
+}
+
+// TestDockerfileRuntime checks that the no-pull variant builds the same
+// runtime image as Dockerfile's last stage.
+func TestDockerfileRuntime(t *testing.T) {
+	t.Parallel()
+	full := parseDockerfile(t, "Dockerfile")
+	d := parseDockerfile(t, "Dockerfile.runtime")
+	if len(d.stages) != 1 || d.base(0) != "scratch" {
+		t.Fatalf("Dockerfile.runtime: want a single FROM scratch stage (it must build with no pull), got %d stage(s) from %q", len(d.stages), d.base(0))
+	}
+	checkNonRoot(t, d, d.stages[0])
+	got := shapeOf(t, d, d.stages[0])
+	want := shapeOf(t, full, full.stages[len(full.stages)-1])
+	if !equalShape(got, want) {
+		t.Errorf("Dockerfile.runtime and Dockerfile's runtime stage differ:\n runtime %+v\n full    %+v", got, want)
+	}
+	for _, c := range commands[*instructions.CopyCommand](d.stages[0]) {
+		for _, p := range c.SourcePaths {
+			if strings.Contains(p, "devstack") {
+				t.Errorf("Dockerfile.runtime copies %s: the worker image must not contain the emulator", p)
+			}
+		}
+	}
+}
+
+func TestDockerfileEmulator(t *testing.T) {
+	t.Parallel()
+	d := parseDockerfile(t, "Dockerfile.emulator")
+	if len(d.stages) != 1 || d.base(0) != "scratch" {
+		t.Fatalf("Dockerfile.emulator: want a single FROM scratch stage, got %d stage(s)", len(d.stages))
+	}
+	s := d.stages[0]
+	checkNonRoot(t, d, s)
+	e := last[*instructions.EntrypointCommand](s)
+	c := last[*instructions.CmdCommand](s)
+	if e == nil || strings.Join(e.CmdLine, " ") != "/devstack" {
+		t.Errorf("Dockerfile.emulator: ENTRYPOINT should be [\"/devstack\"]")
+	}
+	if c == nil || !slices.Contains(c.CmdLine, "--emulator-only") || !slices.Contains(c.CmdLine, "--memory") {
+		t.Errorf("Dockerfile.emulator: CMD should serve only the emulator, in memory (read-only root filesystem)")
+	}
+}
+
+func equalShape(a, b runtimeShape) bool {
+	return a.user == b.user && a.entrypoint == b.entrypoint && a.cmd == b.cmd && a.health == b.health &&
+		slices.Equal(a.expose, b.expose) && slices.Equal(a.files, b.files)
+}
