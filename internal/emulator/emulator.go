@@ -144,3 +144,8 @@ func RunTests(m TestingM) {
 	e.Close()
 	os.Exit(code)
 }
+
+// Embedded reports whether this process hosts the emulator (as opposed to
+// running a suite against LocalStack or AWS), for the few assertions that
+// depend on a documented emulator gap.
+func Embedded() bool { return os.Getenv(envPrepared) == "1" }

@@ -23,8 +23,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/bus"
 	"github.com/cloudcommerce/cloudcommerce/internal/emulator"
@@ -118,8 +118,12 @@ type syncWriter struct {
 	w  *bytes.Buffer
 }
 
-func (s *syncWriter) Write(b []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.w.Write(b) }
-func (s *syncWriter) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.w.String() }
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
+func (s *syncWriter) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.w.String() }
 
 func TestWorkerBinaryDoesNotLinkTheEmulator(t *testing.T) {
 	t.Parallel()
@@ -267,7 +271,6 @@ func TestOrdersFlowThroughTheBuiltWorker(t *testing.T) {
 		t.Fatal("worker did not exit within the drain deadline")
 	}
 }
-
 
 func TestDeadLettersCanBeListedAndRedriven(t *testing.T) {
 	t.Parallel()

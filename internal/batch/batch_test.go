@@ -1,0 +1,122 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+type recorder struct {
+	mu      sync.Mutex
+	batches [][]int
+	release chan struct{}
+}
+
+func (r *recorder) flush(_ context.Context, items []int) []error {
+	if r.release != nil {
+		<-r.release
+	}
+	r.mu.Lock()
+	r.batches = append(r.batches, append([]int(nil), items...))
+	r.mu.Unlock()
+	errs := make([]error, len(items))
+	for i, it := range items {
+		if it%7 == 0 {
+			errs[i] = fmt.Errorf("item %d failed", it)
+		}
+	}
+	return errs
+}
+
+func TestFullBatchesGoAtOnceAndEachCallerGetsItsOwnResult(t *testing.T) {
+	t.Parallel()
+	r := &recorder{}
+	b := New(Config{Max: 10, Linger: time.Hour}, r.flush)
+	var wg sync.WaitGroup
+	results := make([]error, 30)
+	for i := 1; i <= 30; i++ {
+		wg.Add(1)
+		go func(i int) { defer wg.Done(); results[i-1] = b.Do(context.Background(), i) }(i)
+	}
+	wg.Wait() // a one-hour linger would hang here unless full batches are sent at once
+	b.Close()
+	if len(r.batches) != 3 {
+		t.Fatalf("%d batches, want 3 of 10", len(r.batches))
+	}
+	for _, bt := range r.batches {
+		if len(bt) != 10 {
+			t.Fatalf("batch of %d, want 10", len(bt))
+		}
+	}
+	for i, err := range results {
+		item := i + 1
+		if (item%7 == 0) != (err != nil) {
+			t.Errorf("item %d: err = %v", item, err)
+		}
+	}
+}
+
+func TestLingerSendsAPartialBatch(t *testing.T) {
+	t.Parallel()
+	r := &recorder{}
+	b := New(Config{Max: 10, Linger: time.Millisecond}, r.flush)
+	defer b.Close()
+	for i := 1; i <= 3; i++ {
+		if err := b.Do(context.Background(), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(r.batches) == 0 {
+		t.Fatal("nothing was sent")
+	}
+}
+
+func TestWholeBatchErrorReachesEveryCaller(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("throttled")
+	b := New(Config{Max: 3, Linger: time.Hour}, func(context.Context, []string) []error { return []error{boom} })
+	defer b.Close()
+	chans := []<-chan error{b.Submit("a"), b.Submit("b"), b.Submit("c")}
+	for _, ch := range chans {
+		if err := <-ch; !errors.Is(err, boom) {
+			t.Fatalf("err = %v, want the batch error", err)
+		}
+	}
+}
+
+func TestCloseFlushesPendingAndRefusesMore(t *testing.T) {
+	t.Parallel()
+	r := &recorder{release: make(chan struct{})}
+	b := New(Config{Max: 10, Linger: time.Hour}, r.flush)
+	ch := b.Submit(1)
+	done := make(chan struct{})
+	go func() { b.Close(); close(done) }()
+	close(r.release)
+	<-done
+	if err := <-ch; err != nil {
+		t.Fatalf("pending item: %v", err)
+	}
+	if len(r.batches) != 1 {
+		t.Fatalf("Close sent %d batches, want 1", len(r.batches))
+	}
+	if err := <-b.Submit(2); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after Close: %v, want ErrClosed", err)
+	}
+	b.Close() // idempotent
+}
+
+func TestCallerContextEndsTheWait(t *testing.T) {
+	t.Parallel()
+	r := &recorder{release: make(chan struct{})}
+	b := New(Config{Max: 1}, r.flush)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := b.Do(ctx, 1); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	close(r.release)
+	b.Close()
+}
