@@ -133,7 +133,9 @@ func runWorker(ctx context.Context) error {
 	servers := 1
 	if cfg.IntakeAddr != "" {
 		servers++
-		go func() { errc <- worker.Serve(httpCtx, cfg.IntakeAddr, w.Intake.Handler(), 5*time.Second, nil) }()
+		// The intake stops taking orders as soon as SIGTERM arrives, before
+		// the worker flushes and closes its event publisher.
+		go func() { errc <- worker.Serve(sigCtx, cfg.IntakeAddr, w.Intake.Handler(), 5*time.Second, nil) }()
 	}
 	runErr := make(chan error, 1)
 	go func() { runErr <- w.Run(sigCtx) }()

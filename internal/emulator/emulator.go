@@ -14,6 +14,8 @@ package emulator
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -101,6 +103,8 @@ func Start() (*Emulator, error) {
 	target, _ := url.Parse(srv.URL)
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute}
+	// Clients that give up on a long poll (shutdown) are routine here.
+	rp.ErrorLog = log.New(io.Discard, "", 0)
 	e := &Emulator{URL: "http://" + ln.Addr().String(), DirectURL: srv.URL, srv: srv,
 		proxy: &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}}
 	go func() { _ = e.proxy.Serve(ln) }()

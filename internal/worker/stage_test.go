@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
 	"github.com/cloudcommerce/cloudcommerce/internal/emulator"
 	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
@@ -41,7 +42,11 @@ func setup(t *testing.T, mutate ...func(*worker.Config)) *fixture {
 	}
 	m := metrics.New()
 	gw := sandbox.NewGateway(env.DDB, env.Prov.Names.Tables["payments_ledger"])
-	w, err := worker.New(context.Background(), cfg, worker.Deps{AWS: env.AWS, Log: zaptest.NewLogger(t), Metrics: m, Payments: gw})
+	counted, err := awsconf.Load(context.Background(), awsconf.Options{Requests: m.AWSRequests})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := worker.New(context.Background(), cfg, worker.Deps{AWS: counted, Log: zaptest.NewLogger(t), Metrics: m, Payments: gw})
 	if err != nil {
 		t.Fatal(err)
 	}
