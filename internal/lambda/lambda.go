@@ -39,6 +39,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/wire"
+
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -72,7 +74,7 @@ type Handler struct {
 	cfg  Config
 	log  *zap.Logger
 	sqs  *sqs.Client
-	comp *Components
+	comp *wire.Components
 
 	handlers  map[pipeline.Stage]pipeline.Handler
 	byQueue   map[string]pipeline.Stage // queue name → stage
@@ -113,12 +115,12 @@ func New(ctx context.Context, cfg Config, d Deps) (*Handler, error) {
 			q.into[st] = aws.ToString(out.QueueUrl)
 		}
 	}
-	sc := ServiceConfig{Names: names, TopicARN: cfg.TopicARN, Batching: cfg.BatchingOn(), Linger: cfg.BatchLinger,
+	sc := wire.Config{Names: names, TopicARN: cfg.TopicARN, Batching: cfg.BatchingOn(), Linger: cfg.BatchLinger,
 		PublishBatch: cfg.PublishBatch, PaymentGateway: cfg.PaymentGateway}
 	if cfg.PaymentGateway == "stripe" && d.Payments == nil {
 		key := cfg.StripeSecretKey
 		if cfg.StripeSecretARN != "" {
-			if key, err = StripeKeyFromSecret(ctx, d.AWS, cfg.StripeSecretARN); err != nil {
+			if key, err = wire.StripeKeyFromSecret(ctx, d.AWS, cfg.StripeSecretARN); err != nil {
 				return nil, err
 			}
 		}
@@ -127,7 +129,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Handler, error) {
 			return nil, fmt.Errorf("the Stripe key (from %s): %w", stripeKeySource(cfg), err)
 		}
 	}
-	h.comp, err = NewComponents(ctx, sc, ServiceDeps{AWS: d.AWS, Log: d.Log, Metrics: d.Metrics, Payments: d.Payments, Carrier: d.Carrier})
+	h.comp, err = wire.New(ctx, sc, wire.Deps{AWS: d.AWS, Log: d.Log, Metrics: d.Metrics, Payments: d.Payments, Carrier: d.Carrier})
 	if err != nil {
 		return nil, err
 	}
@@ -170,11 +172,10 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 	}
 	// Handlers stop DeadlineMargin before the invocation does, so their
 	// records can still be dead-lettered or backed off and the answer sent.
-	work, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	work := ctx
 	if dl, ok := ctx.Deadline(); ok {
 		var stop context.CancelFunc
-		work, stop = context.WithDeadlineCause(work, dl.Add(-h.cfg.DeadlineMargin), errInvocationDeadline)
+		work, stop = context.WithDeadlineCause(ctx, dl.Add(-h.cfg.DeadlineMargin), errInvocationDeadline)
 		defer stop()
 	}
 	outcomes := make([]string, len(ev.Records))
@@ -192,7 +193,8 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 	}
 	wg.Wait()
 
-	var resp events.SQSEventResponse
+	// An empty list, not null: both mean "all succeeded", this one reads so.
+	resp := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
 	counts := map[string]int{}
 	for i, r := range ev.Records {
 		counts[outcomes[i]]++

@@ -198,11 +198,11 @@ func TestChargeCreatesAndConfirmsPaymentIntent(t *testing.T) {
 		t.Errorf("Idempotency-Key = %q, want the order id %q", got, chargeKey)
 	}
 	wantForm(t, r, map[string]string{
-		"amount":                                     "2599", // minor units, as given
-		"currency":                                   "usd",  // lowercased
-		"payment_method":                             token,
-		"confirm":                                    "true",
-		"automatic_payment_methods[enabled]":         "true",
+		"amount":                             "2599", // minor units, as given
+		"currency":                           "usd",  // lowercased
+		"payment_method":                     token,
+		"confirm":                            "true",
+		"automatic_payment_methods[enabled]": "true",
 		"automatic_payment_methods[allow_redirects]": "never",
 		"metadata[order_id]":                         orderID,
 	})

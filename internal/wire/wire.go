@@ -1,4 +1,8 @@
-package lambda
+// Package wire assembles the stage handlers' dependencies — the DynamoDB
+// store, the EventBridge publisher, the SNS notifier, the payment gateway
+// and the carrier — into a pipeline.Service, the same way for the worker and
+// for the Lambda adapter.
+package wire
 
 import (
 	"context"
@@ -22,9 +26,9 @@ import (
 	"github.com/cloudcommerce/cloudcommerce/internal/topology"
 )
 
-// ServiceConfig says how to build the stage handlers' dependencies. It has
+// Config says how to build the stage handlers' dependencies. It has
 // nothing Lambda-specific: the worker can build its service the same way.
-type ServiceConfig struct {
+type Config struct {
 	Names topology.Names
 	// TopicARN of the notifications topic; when empty it is looked up by
 	// name with CreateTopic (idempotent).
@@ -41,8 +45,8 @@ type ServiceConfig struct {
 	Stripe stripe.Config
 }
 
-// ServiceDeps are what the service is given rather than builds.
-type ServiceDeps struct {
+// Deps are what the service is given rather than builds.
+type Deps struct {
 	AWS aws.Config
 	// LedgerAWS, when set, configures the sandbox payment ledger's client.
 	LedgerAWS *aws.Config
@@ -63,10 +67,10 @@ type Components struct {
 	TopicARN  string
 }
 
-// NewComponents wires the store, the bus publisher, the notifier, the
+// New wires the store, the bus publisher, the notifier, the
 // payment gateway and the carrier into a pipeline.Service, exactly as the
 // worker runs it.
-func NewComponents(ctx context.Context, cfg ServiceConfig, d ServiceDeps) (*Components, error) {
+func New(ctx context.Context, cfg Config, d Deps) (*Components, error) {
 	names := cfg.Names
 	c := &Components{TopicARN: cfg.TopicARN}
 	snsClient := sns.NewFromConfig(d.AWS)
