@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/trace"
+
 	"golang.org/x/term"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/devstack"
@@ -109,6 +111,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg.WaitTime, cfg.RetryBase, cfg.SweepInterval, cfg.StuckAfter, cfg.QueueSampleInterval = 2*time.Second, 500*time.Millisecond, 10*time.Second, 30*time.Second, 5*time.Second
 	cfg.Prefix = o.prefix
 	opts := devstack.Options{Prefix: o.prefix, Worker: cfg, Log: log}
+	tp, err := trace.FromEnv(ctx, os.Getenv, "cloudcommerce-devstack")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tp.Shutdown(sctx)
+	}()
+	if tp.Enabled {
+		opts.Tracing = tp
+	}
 	s, err := devstack.Provision(ctx, opts)
 	if err != nil {
 		return err

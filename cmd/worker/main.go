@@ -29,6 +29,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/trace"
+
 	"github.com/cloudcommerce/cloudcommerce/internal/dlq"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 
@@ -116,8 +118,22 @@ func runWorker(ctx context.Context) error {
 	}
 	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// Tracing follows the standard OTEL_* variables and is off by default.
+	tp, err := trace.FromEnv(ctx, os.Getenv, "cloudcommerce-worker")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tp.Shutdown(sctx)
+	}()
+	deps := worker.Deps{AWS: awsCfg, LedgerAWS: &ledgerCfg, Log: log, Metrics: m}
+	if tp.Enabled {
+		deps.Tracing = tp
+	}
 	startCtx, cancel := context.WithTimeout(sigCtx, 30*time.Second)
-	w, err := worker.New(startCtx, cfg, worker.Deps{AWS: awsCfg, LedgerAWS: &ledgerCfg, Log: log, Metrics: m})
+	w, err := worker.New(startCtx, cfg, deps)
 	cancel()
 	if err != nil {
 		return err
@@ -266,20 +282,24 @@ func deadLetters(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		return *out.QueueUrl, nil
 	}
-	var q dlq.Queues
-	if q.Source, err = url(names.Queues[st]); err != nil {
+	var q dlq.Queue
+	if q.URL, err = url(names.Queues[st]); err != nil {
 		return err
 	}
-	if q.DLQ, err = url(names.DLQs[st]); err != nil {
+	if q.DLQURL, err = url(names.DLQs[st]); err != nil {
 		return err
 	}
-	m := dlq.New(client, map[pipeline.Stage]dlq.Queues{st: q})
+	peek := *maxN
+	if peek == 0 {
+		peek = 100
+	}
+	m := &dlq.Manager{SQS: client, Queues: map[pipeline.Stage]dlq.Queue{st: q}, PeekLimit: peek}
 	if sub == "redrive" {
 		n, err := m.Redrive(ctx, st, *maxN)
 		fmt.Fprintf(stdout, "moved %d messages from %s back to %s\n", n, names.DLQs[st], names.Queues[st])
 		return err
 	}
-	list, err := m.List(ctx, st, *maxN)
+	list, err := m.List(ctx, st)
 	if err != nil {
 		return err
 	}
@@ -298,7 +318,7 @@ func deadLetters(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MESSAGE ID\tORDER ID\tEVENT\tRECEIVES\tREASON\tSENT")
 	for _, d := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", d.MessageID, orDash(d.OrderID), orDash(d.EventType), d.ReceiveCount, d.Reason, d.SentAt.Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", d.MessageID, orDash(d.OrderID), orDash(d.Event), d.ReceiveCount, d.Reason, d.SentAt.Format(time.RFC3339))
 	}
 	return tw.Flush()
 }

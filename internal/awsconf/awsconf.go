@@ -1,8 +1,9 @@
 // Package awsconf builds the AWS SDK configuration every component shares:
 // region and endpoint from the SDK's standard environment (AWS_REGION,
 // AWS_ENDPOINT_URL), the SDK's own retryer (never a second one stacked on
-// it), and a middleware that counts every request attempt by service,
-// operation and outcome.
+// it), a middleware that counts every request attempt by service,
+// operation and outcome, and (Traced) one that makes a client span of every
+// call made within a traced context.
 package awsconf
 
 import (
@@ -19,6 +20,11 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	oteltrace "go.opentelemetry.io/otel/trace"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/trace"
 )
 
 // Options adjust Load.
@@ -102,6 +108,46 @@ func Outcome(err error) string {
 		return "canceled"
 	}
 	return "network"
+}
+
+// Traced returns a copy of cfg whose clients make a client span named
+// "<Service>.<Operation>" (as otelaws does) for every AWS call made with a
+// context that already holds a span: a stage handler's or the intake's. The
+// span covers the whole call, retries included. Calls outside a trace
+// (long polls, batched deletes and events flushed on their batcher's own
+// context, the queue sampler) make no span, so idle polling does not flood
+// the trace backend with one-span traces.
+func Traced(cfg aws.Config, tp oteltrace.TracerProvider) aws.Config {
+	if tp == nil {
+		return cfg
+	}
+	tr := tp.Tracer(trace.InstrumentationName)
+	cfg = cfg.Copy()
+	cfg.APIOptions = append(append([]func(*middleware.Stack) error(nil), cfg.APIOptions...), func(s *middleware.Stack) error {
+		// After the service metadata is registered (Initialize, Before),
+		// above the retry loop (Finalize).
+		return s.Initialize.Add(middleware.InitializeMiddlewareFunc("cloudcommerceTrace",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				if !oteltrace.SpanContextFromContext(ctx).IsValid() {
+					return next.HandleInitialize(ctx, in)
+				}
+				svc, op := awsmiddleware.GetServiceID(ctx), awsmiddleware.GetOperationName(ctx)
+				ctx, span := tr.Start(ctx, svc+"."+op, oteltrace.WithSpanKind(oteltrace.SpanKindClient), oteltrace.WithAttributes(
+					attribute.String("rpc.system", "aws-api"), attribute.String("rpc.service", svc), attribute.String("rpc.method", op),
+					attribute.String("cloud.region", awsmiddleware.GetRegion(ctx))))
+				defer span.End()
+				out, md, err := next.HandleInitialize(ctx, in)
+				if id, ok := awsmiddleware.GetRequestIDMetadata(md); ok {
+					span.SetAttributes(attribute.String("aws.request_id", id))
+				}
+				if err != nil {
+					span.RecordError(err)
+					span.SetStatus(codes.Error, Outcome(err))
+				}
+				return out, md, err
+			}), middleware.After)
+	})
+	return cfg
 }
 
 // DynamoDB returns a DynamoDB client for cfg. Against a custom endpoint

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
@@ -37,6 +38,8 @@ type Options struct {
 	// Worker is the worker configuration (defaults apply to zero fields).
 	Worker worker.Config
 	Log    *zap.Logger
+	// Tracing, when set, traces orders (see worker.Deps.Tracing).
+	Tracing oteltrace.TracerProvider
 }
 
 // Stack is a provisioned emulator, optionally with a worker on it.
@@ -131,11 +134,14 @@ func (s *Stack) StartWorker(ctx context.Context, o Options) error {
 	}
 	cfg := o.Worker
 	cfg.Prefix = o.Prefix
-	s.Worker, err = worker.New(ctx, cfg, worker.Deps{AWS: s.AWS, LedgerAWS: &ledger, Log: o.Log, Metrics: s.Metrics, Notifications: s.Inbox})
+	s.Worker, err = worker.New(ctx, cfg, worker.Deps{AWS: s.AWS, LedgerAWS: &ledger, Log: o.Log, Metrics: s.Metrics, Notifications: s.Inbox,
+		Tracing: o.Tracing})
 	return err
 }
 
-// Handler serves the intake API and the ops endpoints on one address.
+// Handler serves the intake API, the ops endpoints and the operations
+// console (/console, with the notifications each order was sent) on one
+// address.
 func (s *Stack) Handler() http.Handler {
 	mux := http.NewServeMux()
 	s.Worker.Intake.Routes(mux)

@@ -22,10 +22,14 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
+	"github.com/cloudcommerce/cloudcommerce/internal/trace"
 )
 
 // MaxBodyBytes is the largest request body accepted.
@@ -63,18 +67,26 @@ type Server struct {
 	NewID func() string
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// Tracing, when set, makes a server span of every request, the parent
+	// of the order's trace; when nil, no spans are made, and an incoming
+	// traceparent header is still carried into the order.
+	Tracing oteltrace.TracerProvider
 }
 
 // Routes registers the API on mux.
 func (s *Server) Routes(mux *http.ServeMux) {
+	// The span starts (or continues the caller's traceparent) before
+	// anything else, so the order placed records its context.
+	traced := []otelhttp.Option{otelhttp.WithTracerProvider(trace.OrNoop(s.Tracing)), otelhttp.WithPropagators(trace.Propagator),
+		otelhttp.WithMeterProvider(metricnoop.NewMeterProvider())}
 	handle := func(pattern, route string, h func(http.ResponseWriter, *http.Request) (int, error)) {
-		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		mux.Handle(pattern, otelhttp.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			code, err := s.serve(w, r, h)
 			if err != nil {
 				s.Log.Error("intake request failed", zap.String("route", route), zap.Error(err))
 			}
 			s.Metrics.Intake.WithLabelValues(route, strconv.Itoa(code)).Inc()
-		})
+		}), pattern, traced...))
 	}
 	handle("POST /v1/orders", "place_order", s.placeOrder)
 	handle("GET /v1/orders/{id}", "get_order", s.getOrder)
@@ -189,7 +201,8 @@ func (s *Server) placeOrder(w http.ResponseWriter, r *http.Request) (int, error)
 		}
 		return problem(w, http.StatusInternalServerError, "Internal Server Error", "could not build the order", nil), err
 	}
-	o.Trace = r.Header.Get("Traceparent")
+	o.Trace = trace.Traceparent(r.Context())
+	oteltrace.SpanFromContext(r.Context()).SetAttributes(trace.AttrOrderID.String(o.ID))
 	fingerprint := ""
 	if key != "" {
 		canon, _ := json.Marshal(req)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/stripe"
+
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 )
 
@@ -63,8 +65,11 @@ type Config struct {
 	TopicARN string
 	// PublishBatch: "auto" or "off" (SNS PublishBatch). CLOUDCOMMERCE_SNS_PUBLISH_BATCH, default auto.
 	PublishBatch string
-	// PaymentGateway is "sandbox". CLOUDCOMMERCE_PAYMENT_GATEWAY, default sandbox.
+	// PaymentGateway is "sandbox" or "stripe". CLOUDCOMMERCE_PAYMENT_GATEWAY, default sandbox.
 	PaymentGateway string
+	// StripeSecretKey is the Stripe API key, for the stripe gateway.
+	// CLOUDCOMMERCE_STRIPE_SECRET_KEY (from a secret store; never logged).
+	StripeSecretKey string
 	// CarrierDelay makes the sandbox carrier slow. CLOUDCOMMERCE_CARRIER_DELAY, default 0.
 	CarrierDelay time.Duration
 	// LogLevel is debug, info, warn or error. CLOUDCOMMERCE_LOG_LEVEL, default info.
@@ -96,7 +101,8 @@ var Env = []struct{ Name, Default, Meaning string }{
 	{"CLOUDCOMMERCE_QUEUE_SAMPLE_INTERVAL", "15s", "how often queue depths are sampled for metrics"},
 	{"CLOUDCOMMERCE_TOPIC_ARN", "", "notifications topic ARN; looked up by name when empty"},
 	{"CLOUDCOMMERCE_SNS_PUBLISH_BATCH", "auto", "auto uses SNS PublishBatch where the endpoint has it; off never"},
-	{"CLOUDCOMMERCE_PAYMENT_GATEWAY", "sandbox", "payment provider adapter"},
+	{"CLOUDCOMMERCE_PAYMENT_GATEWAY", "sandbox", "payment provider adapter: sandbox or stripe"},
+	{"CLOUDCOMMERCE_STRIPE_SECRET_KEY", "", "Stripe secret key, required with the stripe gateway (inject from a secret store)"},
 	{"CLOUDCOMMERCE_CARRIER_DELAY", "0s", "artificial delay of the sandbox carrier (for testing slow handlers)"},
 	{"CLOUDCOMMERCE_LOG_LEVEL", "info", "debug, info, warn or error"},
 }
@@ -193,6 +199,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.TopicARN = getenv("CLOUDCOMMERCE_TOPIC_ARN")
 	c.PublishBatch = getenv("CLOUDCOMMERCE_SNS_PUBLISH_BATCH")
 	c.PaymentGateway = getenv("CLOUDCOMMERCE_PAYMENT_GATEWAY")
+	c.StripeSecretKey = getenv(stripe.EnvSecretKey)
 	c.LogLevel = getenv("CLOUDCOMMERCE_LOG_LEVEL")
 	c.Concurrency = map[pipeline.Stage]int{}
 	for _, st := range pipeline.Stages {
@@ -255,8 +262,14 @@ func (c Config) Validate() error {
 	if c.PublishBatch != "auto" && c.PublishBatch != "off" {
 		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_SNS_PUBLISH_BATCH=%q: want auto or off", c.PublishBatch))
 	}
-	if c.PaymentGateway != "sandbox" {
-		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_PAYMENT_GATEWAY=%q: the available gateway is sandbox", c.PaymentGateway))
+	switch c.PaymentGateway {
+	case "sandbox":
+	case "stripe":
+		if err := (stripe.Config{SecretKey: c.StripeSecretKey}).Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	default:
+		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_PAYMENT_GATEWAY=%q: want sandbox or stripe", c.PaymentGateway))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -44,12 +44,13 @@ func TestEveryProblemIsReportedAtOnce(t *testing.T) {
 	_, err := worker.FromEnv(envOf(map[string]string{
 		"CLOUDCOMMERCE_WAIT_TIME": "45s", "CLOUDCOMMERCE_INVENTORY_CONCURRENCY": "zero", "CLOUDCOMMERCE_BATCHING": "maybe",
 		"CLOUDCOMMERCE_HANDLER_TIMEOUT": "1m", "CLOUDCOMMERCE_PREFIX": "bad prefix!", "CLOUDCOMMERCE_LOG_LEVEL": "loud",
+		"CLOUDCOMMERCE_PAYMENT_GATEWAY": "stripe",
 	}))
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
 	for _, name := range []string{"CLOUDCOMMERCE_WAIT_TIME", "CLOUDCOMMERCE_INVENTORY_CONCURRENCY", "CLOUDCOMMERCE_BATCHING",
-		"CLOUDCOMMERCE_HANDLER_TIMEOUT", "CLOUDCOMMERCE_PREFIX", "CLOUDCOMMERCE_LOG_LEVEL"} {
+		"CLOUDCOMMERCE_HANDLER_TIMEOUT", "CLOUDCOMMERCE_PREFIX", "CLOUDCOMMERCE_LOG_LEVEL", "CLOUDCOMMERCE_STRIPE_SECRET_KEY"} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not name %s:\n%v", name, err)
 		}

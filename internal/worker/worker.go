@@ -13,24 +13,26 @@ import (
 	"time"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
+	"github.com/cloudcommerce/cloudcommerce/internal/stripe"
+	"github.com/cloudcommerce/cloudcommerce/internal/wire"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/bus"
+	"github.com/cloudcommerce/cloudcommerce/internal/console"
 	"github.com/cloudcommerce/cloudcommerce/internal/intake"
 	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
-	"github.com/cloudcommerce/cloudcommerce/internal/notify"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 	"github.com/cloudcommerce/cloudcommerce/internal/queue"
 	"github.com/cloudcommerce/cloudcommerce/internal/sandbox"
 	"github.com/cloudcommerce/cloudcommerce/internal/store"
 	"github.com/cloudcommerce/cloudcommerce/internal/topology"
+	"github.com/cloudcommerce/cloudcommerce/internal/trace"
 )
 
 // Deps are what the worker is given rather than builds.
@@ -47,6 +49,9 @@ type Deps struct {
 	Carrier  pipeline.Carrier
 	// Notifications, when set, serves GET /v1/notifications (devstack).
 	Notifications intake.NotificationLog
+	// Tracing, when set, traces each order from intake through every
+	// stage and AWS call (trace.FromEnv); nil makes no spans.
+	Tracing oteltrace.TracerProvider
 }
 
 // Worker is the assembled pipeline. Build it with New, run it with Run.
@@ -60,8 +65,9 @@ type Worker struct {
 	Store     *store.Store
 	Service   *pipeline.Service
 	Publisher *bus.Publisher
-	notifier  *notify.Notifier
+	comp      *wire.Components
 	Intake    *intake.Server
+	Console   *console.Console
 
 	consumers map[pipeline.Stage]*queue.Consumer
 	queueURLs map[pipeline.Stage]string
@@ -79,6 +85,13 @@ func New(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d.Tracing != nil {
+		d.AWS = awsconf.Traced(d.AWS, d.Tracing)
+		if d.LedgerAWS != nil {
+			l := awsconf.Traced(*d.LedgerAWS, d.Tracing)
+			d.LedgerAWS = &l
+		}
+	}
 	names := topo.Names(cfg.Prefix)
 	w := &Worker{cfg: cfg, log: d.Log, m: d.Metrics, topo: topo, sqs: sqs.NewFromConfig(d.AWS),
 		consumers: map[pipeline.Stage]*queue.Consumer{}, queueURLs: map[pipeline.Stage]string{}, dlqURLs: map[pipeline.Stage]string{}}
@@ -94,37 +107,23 @@ func New(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 			q.into[st] = aws.ToString(out.QueueUrl)
 		}
 	}
-	topicARN := cfg.TopicARN
-	snsClient := sns.NewFromConfig(d.AWS)
-	if topicARN == "" {
-		out, err := snsClient.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String(names.Topic)})
-		if err != nil {
-			return nil, fmt.Errorf("look up topic %s: %w (or set CLOUDCOMMERCE_TOPIC_ARN)", names.Topic, err)
-		}
-		topicARN = aws.ToString(out.TopicArn)
-	}
-	db := awsconf.DynamoDB(d.AWS)
-	w.Store = store.New(db, store.Tables{Orders: names.Tables["orders"], Inventory: names.Tables["inventory"], Idempotency: names.Tables["idempotency"]})
-	batchMax, linger := 10, cfg.BatchLinger
-	if !cfg.BatchingOn() {
-		batchMax, linger = 1, -1
-	}
-	w.Publisher = bus.New(eventbridge.NewFromConfig(d.AWS), bus.Config{Bus: names.Bus, Batch: batchMax, Linger: linger,
-		OnFlush: func(n int) { d.Metrics.BatchSize.WithLabelValues("events").Observe(float64(n)) }})
-	w.notifier = notify.New(snsClient, notify.Config{TopicARN: topicARN, Batch: batchMax, Linger: linger, PublishBatch: cfg.PublishBatch,
-		OnFlush: func(n int) { d.Metrics.BatchSize.WithLabelValues("notifications").Observe(float64(n)) }}, d.Log)
-	payments, carrier := d.Payments, d.Carrier
-	if payments == nil {
-		ledger := db
-		if d.LedgerAWS != nil {
-			ledger = awsconf.DynamoDB(*d.LedgerAWS)
-		}
-		payments = sandbox.NewGateway(ledger, names.Tables["payments_ledger"])
-	}
+	carrier := d.Carrier
 	if carrier == nil {
 		carrier = sandbox.Carrier{Delay: cfg.CarrierDelay}
 	}
-	w.Service = &pipeline.Service{Store: w.Store, Publisher: w.Publisher, Notifier: w.notifier, Payments: payments, Carrier: carrier, Observer: d.Metrics.Observer()}
+	comp, err := wire.New(ctx, wire.Config{Names: names, TopicARN: cfg.TopicARN, Batching: cfg.BatchingOn(), Linger: cfg.BatchLinger,
+		PublishBatch: cfg.PublishBatch, PaymentGateway: cfg.PaymentGateway, Stripe: stripe.Config{SecretKey: cfg.StripeSecretKey}},
+		wire.Deps{AWS: d.AWS, LedgerAWS: d.LedgerAWS, Log: d.Log, Metrics: d.Metrics, Payments: d.Payments, Carrier: carrier})
+	if err != nil {
+		return nil, err
+	}
+	w.comp = comp
+	w.Store, w.Service, w.Publisher = comp.Store, comp.Service, comp.Publisher
+	db := awsconf.DynamoDB(d.AWS)
+	linger := cfg.BatchLinger
+	if !cfg.BatchingOn() {
+		linger = -1
+	}
 	for _, st := range pipeline.Stages {
 		qc := queue.Config{
 			Stage: st, QueueURL: w.queueURLs[st], DLQURL: w.dlqURLs[st],
@@ -135,10 +134,20 @@ func New(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 		if !cfg.BatchingOn() {
 			qc.MaxReceive, qc.DeleteBatch = 1, 1
 		}
-		w.consumers[st] = queue.New(w.sqs, qc, w.Service.Handler(st), d.Log, d.Metrics)
+		h := w.Service.Handler(st)
+		if d.Tracing != nil {
+			h = trace.Handler(d.Tracing, st, h)
+		}
+		w.consumers[st] = queue.New(w.sqs, qc, h, d.Log, d.Metrics)
 	}
 	w.Intake = &intake.Server{Service: w.Service, Store: w.Store, Publisher: w.Publisher, Log: d.Log, Metrics: d.Metrics,
-		APIKey: cfg.APIKey, Notifications: d.Notifications}
+		APIKey: cfg.APIKey, Notifications: d.Notifications, Tracing: d.Tracing}
+	queues := map[pipeline.Stage]console.Queue{}
+	for _, st := range pipeline.Stages {
+		queues[st] = console.Queue{URL: w.queueURLs[st], DLQURL: w.dlqURLs[st]}
+	}
+	w.Console = console.New(console.Config{Store: w.Store, DynamoDB: db, OrdersTable: names.Tables["orders"], InventoryTable: names.Tables["inventory"],
+		SQS: w.sqs, Queues: queues, Notifications: d.Notifications, APIKey: cfg.APIKey, Log: d.Log})
 	return w, nil
 }
 
@@ -201,8 +210,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.log.Error("shutdown deadline passed; cancelling handlers, their messages will be redelivered")
 		<-done
 	}
-	w.Publisher.Close()
-	w.notifier.Close()
+	w.comp.Close()
 	w.log.Info("worker stopped")
 	return result
 }
@@ -224,8 +232,10 @@ func (w *Worker) Ready() error {
 	return errors.Join(errs...)
 }
 
-// OpsRoutes registers /metrics, /healthz and /readyz on mux.
+// OpsRoutes registers /metrics, /healthz, /readyz and the operations
+// console (/console) on mux.
 func (w *Worker) OpsRoutes(mux *http.ServeMux) {
+	w.Console.Routes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(w.m.Registry, promhttp.HandlerOpts{Registry: w.m.Registry}))
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
 		writeStatus(rw, http.StatusOK, "ok", nil)

@@ -1,0 +1,540 @@
+// Package console is the operations console: one server-rendered page at
+// /console for the person on call. It shows orders by status with counts,
+// finds an order by id and shows its timeline (each transition, and the
+// notifications sent when a notification log is available), the stock
+// levels, and each stage's backlog and DLQ with the dead-lettered messages
+// and a button that redrives them.
+//
+// It reads only what it shows, when the page is asked for, with a bounded
+// context; a part that cannot be read says so and the rest of the page
+// still renders. The only action, redrive, is a POST behind the API key
+// (when one is set) and Go's cross-origin protection. It never shows a
+// customer's email, phone number or payment token, nor a message body.
+package console
+
+import (
+	"cmp"
+	"context"
+	"crypto/subtle"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/dlq"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.uber.org/zap"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/intake"
+	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
+	"github.com/cloudcommerce/cloudcommerce/internal/store"
+)
+
+// Config is what the console reads and acts on. Store, DynamoDB, the table
+// names, SQS, Queues and Log are required.
+type Config struct {
+	Store          pipeline.Store
+	DynamoDB       *dynamodb.Client
+	OrdersTable    string
+	InventoryTable string
+	SQS            *sqs.Client
+	Queues         map[pipeline.Stage]Queue
+	// DeadLetters defaults to a dlq.Manager on Queues.
+	DeadLetters DeadLetters
+	// Notifications, when set, adds the notifications sent to a timeline.
+	Notifications intake.NotificationLog
+	// APIKey, when set, is required to redrive (the form's key field or
+	// Authorization: Bearer <key>).
+	APIKey string
+	Log    *zap.Logger
+	// RedriveMax is the most messages one redrive moves; default 1000.
+	RedriveMax int
+	// Timeout bounds the reads behind one page; default 10s.
+	Timeout time.Duration
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// Console serves the page. Safe for concurrent use.
+type Console struct {
+	cfg  Config
+	tmpl *template.Template
+}
+
+//go:embed console.html
+var files embed.FS
+
+// New returns a console.
+func New(cfg Config) *Console {
+	if cfg.DeadLetters == nil {
+		cfg.DeadLetters = &dlq.Manager{SQS: cfg.SQS, Queues: cfg.Queues, Log: cfg.Log}
+	}
+	cfg.RedriveMax = cmp.Or(cfg.RedriveMax, 1000)
+	cfg.Timeout = cmp.Or(cfg.Timeout, 10*time.Second)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	tmpl := template.Must(template.New("console.html").Funcs(funcs).ParseFS(files, "console.html"))
+	return &Console{cfg: cfg, tmpl: tmpl}
+}
+
+// Routes registers GET /console and POST /console/redrive on mux.
+func (c *Console) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /console", c.page)
+	mux.Handle("POST /console/redrive", http.NewCrossOriginProtection().Handler(http.HandlerFunc(c.redrive)))
+}
+
+// maxCount is where counting the orders of one status stops.
+const maxCount = 10000
+
+// StatusCount is the number of orders in a status (Capped: at least).
+type StatusCount struct {
+	Status pipeline.Status
+	Count  int
+	Capped bool
+}
+
+// OrderRow is an order in a list.
+type OrderRow struct {
+	ID         string
+	Status     pipeline.Status
+	CustomerID string
+	UpdatedAt  time.Time
+}
+
+// TimelineEntry is one line of an order's timeline: a transition or a
+// notification.
+type TimelineEntry struct {
+	At     time.Time
+	Since  time.Duration
+	Kind   string // "status" or "notification"
+	Status pipeline.Status
+	Event  string
+	Detail string
+}
+
+// OrderDetail is the order looked up by id.
+type OrderDetail struct {
+	View     intake.OrderView
+	TraceID  string
+	Timeline []TimelineEntry
+	Notes    bool // a notification log is available
+}
+
+// StageRow is a stage's queue and DLQ.
+type StageRow struct {
+	Stage                      pipeline.Stage
+	Visible, InFlight, Delayed int
+	DLQ                        int
+	DeadLetters                []DeadLetter
+	Err                        string
+}
+
+// StockRow is one SKU's stock.
+type StockRow struct {
+	SKU       string
+	Available int64
+}
+
+// Page is everything the template renders.
+type Page struct {
+	Now        time.Time
+	Flash      string
+	FlashError bool
+	KeyNeeded  bool
+
+	Counts    []StatusCount
+	CountsErr string
+	Total     int
+
+	Status    pipeline.Status // the list shown: a status, or "" for stuck-looking orders
+	Orders    []OrderRow
+	OrdersErr string
+
+	Query    string
+	Order    *OrderDetail
+	OrderErr string
+
+	Stages []StageRow
+
+	Stock    []StockRow
+	StockErr string
+}
+
+func (c *Console) page(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), c.cfg.Timeout)
+	defer cancel()
+	q := r.URL.Query()
+	p := &Page{Now: c.cfg.Now().UTC(), KeyNeeded: c.cfg.APIKey != "", Query: strings.TrimSpace(q.Get("order"))}
+	p.Flash, p.FlashError = flash(q)
+	if st := pipeline.Status(strings.ToUpper(q.Get("status"))); st.Valid() {
+		p.Status = st
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { c.counts(ctx, p) })
+	wg.Go(func() { c.orders(ctx, p) })
+	wg.Go(func() { c.order(ctx, p) })
+	wg.Go(func() { c.stages(ctx, p) })
+	wg.Go(func() { c.stock(ctx, p) })
+	wg.Wait()
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	if err := c.tmpl.Execute(w, p); err != nil {
+		c.cfg.Log.Warn("console page render failed", zap.Error(err))
+	}
+}
+
+// flash turns the redirect after a redrive into a message. Only known
+// values are shown, never text from the URL.
+func flash(q url.Values) (string, bool) {
+	st := pipeline.Stage(q.Get("redriven"))
+	if !slices.Contains(pipeline.Stages, st) {
+		return "", false
+	}
+	n, _ := strconv.Atoi(q.Get("moved"))
+	msg := fmt.Sprintf("Moved %d message%s from the %s DLQ back to the %s queue.", n, plural(n), st, st)
+	if q.Get("failed") == "1" {
+		return msg + " The redrive stopped on an error (see the worker log); messages not moved are still in the DLQ.", true
+	}
+	return msg, false
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func errText(what string, err error) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "could not read " + what + " in time"
+	}
+	return "could not read " + what + ": " + err.Error()
+}
+
+// counts counts the orders of every status on the by_status index (a COUNT
+// query reads the index but returns no items).
+func (c *Console) counts(ctx context.Context, p *Page) {
+	out := make([]StatusCount, len(pipeline.AllStatuses))
+	errs := make([]error, len(out))
+	var wg sync.WaitGroup
+	for i, st := range pipeline.AllStatuses {
+		wg.Go(func() {
+			out[i] = StatusCount{Status: st}
+			var start map[string]dbtypes.AttributeValue
+			for {
+				page, err := c.cfg.DynamoDB.Query(ctx, &dynamodb.QueryInput{
+					TableName: &c.cfg.OrdersTable, IndexName: aws.String(store.StatusIndex), Select: dbtypes.SelectCount,
+					KeyConditionExpression:    aws.String("#s = :s"),
+					ExpressionAttributeNames:  map[string]string{"#s": "status"},
+					ExpressionAttributeValues: map[string]dbtypes.AttributeValue{":s": &dbtypes.AttributeValueMemberS{Value: string(st)}},
+					ExclusiveStartKey:         start,
+				})
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				out[i].Count += int(page.Count)
+				if page.LastEvaluatedKey == nil {
+					return
+				}
+				if out[i].Count >= maxCount {
+					out[i].Capped = true
+					return
+				}
+				start = page.LastEvaluatedKey
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		p.CountsErr = errText("order counts", err)
+	}
+	p.Counts = out
+	for _, sc := range out {
+		p.Total += sc.Count
+	}
+}
+
+// orders lists the chosen status's most recent orders, or with no status
+// chosen the oldest orders still in progress: the ones that may be stuck.
+func (c *Console) orders(ctx context.Context, p *Page) {
+	if p.Status == "" {
+		var rows []OrderRow
+		for _, st := range []pipeline.Status{pipeline.StatusPlaced, pipeline.StatusReserved, pipeline.StatusPaid} {
+			list, err := c.cfg.Store.ListByStatus(ctx, st, time.Time{}, p.Now, 10)
+			if err != nil {
+				p.OrdersErr = errText("orders in progress", err)
+				return
+			}
+			for _, o := range list {
+				rows = append(rows, OrderRow{ID: o.ID, Status: o.Status, CustomerID: o.Customer.ID, UpdatedAt: o.UpdatedAt})
+			}
+		}
+		sort.Slice(rows, func(i, j int) bool { return rows[i].UpdatedAt.Before(rows[j].UpdatedAt) })
+		p.Orders = rows[:min(len(rows), 15)]
+		return
+	}
+	out, err := c.cfg.DynamoDB.Query(ctx, &dynamodb.QueryInput{
+		TableName: &c.cfg.OrdersTable, IndexName: aws.String(store.StatusIndex), ScanIndexForward: aws.Bool(false), Limit: aws.Int32(50),
+		KeyConditionExpression:    aws.String("#s = :s"),
+		ProjectionExpression:      aws.String("order_id, customer_id, updated_at"),
+		ExpressionAttributeNames:  map[string]string{"#s": "status"},
+		ExpressionAttributeValues: map[string]dbtypes.AttributeValue{":s": &dbtypes.AttributeValueMemberS{Value: string(p.Status)}},
+	})
+	if err != nil {
+		p.OrdersErr = errText(string(p.Status)+" orders", err)
+		return
+	}
+	for _, it := range out.Items {
+		row := OrderRow{ID: str(it["order_id"]), Status: p.Status, CustomerID: str(it["customer_id"])}
+		row.UpdatedAt, _ = time.Parse(time.RFC3339Nano, str(it["updated_at"]))
+		p.Orders = append(p.Orders, row)
+	}
+}
+
+func str(v dbtypes.AttributeValue) string {
+	if s, ok := v.(*dbtypes.AttributeValueMemberS); ok {
+		return s.Value
+	}
+	return ""
+}
+
+func (c *Console) order(ctx context.Context, p *Page) {
+	if p.Query == "" {
+		return
+	}
+	o, err := c.cfg.Store.Get(ctx, p.Query)
+	if errors.Is(err, pipeline.ErrNotFound) {
+		p.OrderErr = "There is no order " + p.Query + "."
+		return
+	}
+	if err != nil {
+		p.OrderErr = errText("order "+p.Query, err)
+		return
+	}
+	d := &OrderDetail{View: intake.View(o), TraceID: traceID(o.Trace), Notes: c.cfg.Notifications != nil}
+	for _, h := range o.Timeline() {
+		d.Timeline = append(d.Timeline, TimelineEntry{At: h.At, Kind: "status", Status: h.Status, Detail: statusDetail(o, h.Status)})
+	}
+	if c.cfg.Notifications != nil {
+		for _, n := range c.cfg.Notifications.ForOrder(o.ID) {
+			d.Timeline = append(d.Timeline, TimelineEntry{At: n.ReceivedAt, Kind: "notification", Event: n.Event,
+				Detail: n.Subject + channels(n.Attributes["channel"])})
+		}
+	}
+	sort.SliceStable(d.Timeline, func(i, j int) bool { return d.Timeline[i].At.Before(d.Timeline[j].At) })
+	for i := range d.Timeline {
+		d.Timeline[i].Since = d.Timeline[i].At.Sub(o.PlacedAt)
+	}
+	p.Order = d
+}
+
+// channels renders the channel attribute (a String.Array, ["email","sms"]).
+func channels(attr string) string {
+	v := strings.NewReplacer("[", "", "]", "", `"`, "", ",", ", ").Replace(attr)
+	if v == "" {
+		return ""
+	}
+	return " · " + v
+}
+
+// statusDetail says what a transition did, from what the order records.
+func statusDetail(o pipeline.Order, st pipeline.Status) string {
+	switch st {
+	case pipeline.StatusPlaced:
+		return "placed: " + pipeline.FormatMoney(o.Total)
+	case pipeline.StatusReserved:
+		return "stock reserved"
+	case pipeline.StatusPaid:
+		if o.ChargeID != "" {
+			return "payment captured: " + o.ChargeID
+		}
+		return "payment captured"
+	case pipeline.StatusShipped:
+		return strings.TrimSpace("shipped " + o.Carrier + " " + o.TrackingNumber)
+	case pipeline.StatusRejected, pipeline.StatusPaymentFailed, pipeline.StatusCancelled:
+		return o.Reason
+	}
+	return ""
+}
+
+// traceID returns the trace id of a W3C traceparent, for looking the order
+// up in the tracing backend.
+func traceID(traceparent string) string {
+	parts := strings.Split(traceparent, "-")
+	if len(parts) != 4 || len(parts[1]) != 32 {
+		return ""
+	}
+	return parts[1]
+}
+
+// stages reads each stage queue's and DLQ's depths, and peeks at the DLQs
+// that are not empty.
+func (c *Console) stages(ctx context.Context, p *Page) {
+	p.Stages = make([]StageRow, len(pipeline.Stages))
+	var wg sync.WaitGroup
+	for i, st := range pipeline.Stages {
+		wg.Go(func() {
+			row := StageRow{Stage: st}
+			defer func() { p.Stages[i] = row }()
+			q := c.cfg.Queues[st]
+			main, err := c.depth(ctx, q.URL)
+			if err != nil {
+				row.Err = errText(string(st)+" queue", err)
+				return
+			}
+			row.Visible, row.InFlight, row.Delayed = main[0], main[1], main[2]
+			dlq, err := c.depth(ctx, q.DLQURL)
+			if err != nil {
+				row.Err = errText(string(st)+" DLQ", err)
+				return
+			}
+			row.DLQ = dlq[0] + dlq[1] + dlq[2]
+			if row.DLQ == 0 {
+				return
+			}
+			row.DeadLetters, err = c.cfg.DeadLetters.List(ctx, st)
+			if err != nil {
+				row.Err = errText(string(st)+" dead letters", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// depth returns a queue's approximate visible, in-flight and delayed
+// messages.
+func (c *Console) depth(ctx context.Context, url string) ([3]int, error) {
+	names := []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+		sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible, sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed}
+	out, err := c.cfg.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &url, AttributeNames: names})
+	if err != nil {
+		return [3]int{}, err
+	}
+	var d [3]int
+	for i, n := range names {
+		d[i], _ = strconv.Atoi(out.Attributes[string(n)])
+	}
+	return d, nil
+}
+
+// maxSKUs is where the stock scan stops.
+const maxSKUs = 500
+
+func (c *Console) stock(ctx context.Context, p *Page) {
+	var start map[string]dbtypes.AttributeValue
+	for len(p.Stock) < maxSKUs {
+		out, err := c.cfg.DynamoDB.Scan(ctx, &dynamodb.ScanInput{TableName: &c.cfg.InventoryTable, ExclusiveStartKey: start,
+			Limit: aws.Int32(int32(maxSKUs - len(p.Stock)))})
+		if err != nil {
+			p.StockErr = errText("stock", err)
+			return
+		}
+		for _, it := range out.Items {
+			row := StockRow{SKU: str(it["sku"])}
+			if n, ok := it["available"].(*dbtypes.AttributeValueMemberN); ok {
+				row.Available, _ = strconv.ParseInt(n.Value, 10, 64)
+			}
+			p.Stock = append(p.Stock, row)
+		}
+		if out.LastEvaluatedKey == nil {
+			break
+		}
+		start = out.LastEvaluatedKey
+	}
+	sort.Slice(p.Stock, func(i, j int) bool { return p.Stock[i].SKU < p.Stock[j].SKU })
+}
+
+// authorized checks the API key, from the form or the Authorization header.
+func (c *Console) authorized(r *http.Request) bool {
+	if c.cfg.APIKey == "" {
+		return true
+	}
+	got := r.PostFormValue("api_key")
+	if h := r.Header.Get("Authorization"); got == "" && strings.HasPrefix(h, "Bearer ") {
+		got = strings.TrimPrefix(h, "Bearer ")
+	}
+	return subtle.ConstantTimeCompare([]byte(got), []byte(c.cfg.APIKey)) == 1
+}
+
+func (c *Console) redrive(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	st := pipeline.Stage(r.PostFormValue("stage"))
+	if !slices.Contains(pipeline.Stages, st) {
+		http.Error(w, "unknown stage: want inventory, payment or shipping", http.StatusBadRequest)
+		return
+	}
+	if !c.authorized(r) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = fmt.Fprint(w, `<!doctype html><title>API key required</title><p>Redrive needs the worker's API key (CLOUDCOMMERCE_API_KEY). Nothing was moved. <a href="/console">Back to the console</a></p>`)
+		return
+	}
+	// The messages move whether or not the person waits for the answer.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Minute)
+	defer cancel()
+	n, err := c.cfg.DeadLetters.Redrive(ctx, st, c.cfg.RedriveMax)
+	v := url.Values{"redriven": {string(st)}, "moved": {strconv.Itoa(n)}}
+	if err != nil {
+		v.Set("failed", "1")
+		c.cfg.Log.Error("console redrive failed", zap.String("stage", string(st)), zap.Int("moved", n), zap.Error(err))
+	} else {
+		c.cfg.Log.Info("console redrive", zap.String("stage", string(st)), zap.Int("moved", n))
+	}
+	http.Redirect(w, r, "/console?"+v.Encode()+"#stages", http.StatusSeeOther)
+}
+
+var funcs = template.FuncMap{
+	"ts": func(t time.Time) string {
+		if t.IsZero() {
+			return "—"
+		}
+		return t.UTC().Format("2006-01-02 15:04:05.000Z")
+	},
+	"ago": func(now, t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return round(now.Sub(t)) + " ago"
+	},
+	"clock": func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
+	"dur":   round,
+	"money": pipeline.FormatMoney,
+	"lower": func(s pipeline.Status) string { return strings.ToLower(string(s)) },
+	"final": func(s pipeline.Status) bool { return s.Final() },
+	"pct": func(n, total int) int {
+		if n == 0 || total == 0 {
+			return 0
+		}
+		return max(1, n*100/total)
+	},
+	"low": func(n int64) bool { return n < 10 },
+}
+
+func round(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(10 * time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	}
+	return d.Round(time.Minute).String()
+}
