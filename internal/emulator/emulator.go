@@ -105,7 +105,13 @@ func Start() (*Emulator, error) {
 	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute}
 	// Clients that give up on a long poll (shutdown) are routine here.
 	rp.ErrorLog = log.New(io.Discard, "", 0)
-	e := &Emulator{URL: "http://" + ln.Addr().String(), DirectURL: srv.URL, srv: srv,
+	// Listening on every interface (in a container, say), clients on this
+	// host still reach it on loopback.
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	e := &Emulator{URL: "http://" + net.JoinHostPort(host, port), DirectURL: srv.URL, srv: srv,
 		proxy: &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}}
 	go func() { _ = e.proxy.Serve(ln) }()
 	return e, nil

@@ -81,6 +81,7 @@ type Config struct {
 var Env = []struct{ Name, Default, Meaning string }{
 	{"AWS_REGION", "us-east-1", "AWS region (standard SDK variable)"},
 	{"AWS_ENDPOINT_URL", "", "AWS endpoint override, e.g. LocalStack or the devstack emulator (standard SDK variable)"},
+	{"AWS_MAX_ATTEMPTS", "3", "attempts per AWS call by the SDK's retryer, the only retry below the queue's (standard SDK variable)"},
 	{"CLOUDCOMMERCE_PREFIX", "cloudcommerce", "prefix of every AWS resource name"},
 	{"CLOUDCOMMERCE_OPS_ADDR", ":9090", "address of /metrics, /healthz, /readyz"},
 	{"CLOUDCOMMERCE_INTAKE_ADDR", "", "address of the intake API; empty turns it off"},
