@@ -1,8 +1,11 @@
 # The worker's task role policy: exactly the calls the worker makes, on
 # exactly the resources created in main.tf. The role itself is in
-# modules/worker_service (with the separate execution role).
+# modules/worker_service (with the separate execution role). The Lambda
+# functions' roles are in lambda.tf.
 
 data "aws_iam_policy_document" "worker_task" {
+  count = local.ecs ? 1 : 0
+
   statement {
     sid    = "ConsumeStageQueues"
     effect = "Allow"

@@ -1,6 +1,8 @@
 # CloudCommerce on AWS: the resources of deploy/topology.json (the same file
-# the worker's provisioner reads for LocalStack and the embedded mode), the ECS
-# Fargate worker that consumes them, its scaling and its alarms.
+# the worker's provisioner reads for LocalStack and the embedded mode) and the
+# compute that consumes them: the ECS Fargate worker with its scaling
+# (compute = "ecs", here) or one Lambda function per stage (compute =
+# "lambda", lambda.tf).
 #
 # Every queue, rule, table and the topic comes from a for_each over the decoded
 # topology: adding a stage or a table is an edit to topology.json, not here.
@@ -40,6 +42,26 @@ locals {
 
   # null means AWS-managed encryption everywhere (see var.kms).
   kms_key_arn = var.kms.create_key ? aws_kms_key.this[0].arn : var.kms.key_arn
+
+  # The compute target. Exactly one of the two is created: count = 1 or 0 on
+  # the ECS-only resources, for_each over local.lambda_stages (empty for
+  # "ecs") on the Lambda ones.
+  ecs = var.compute == "ecs"
+
+  # Setting stripe_secret_arn alone selects the stripe gateway; an explicit
+  # "sandbox" next to a secret is refused by the variable's validation.
+  payment_gateway = coalesce(var.payment_gateway, var.stripe_secret_arn == null ? "sandbox" : "stripe")
+
+  # The stage queues' visibility timeout. topology.json's 30 s is sized for
+  # the worker, which extends a slow message's visibility itself. An SQS
+  # event source mapping cannot: a batch stays in flight while Lambda
+  # invokes (and, when throttled, retries invoking) the function, so AWS asks
+  # for at least six times the function timeout. The function reports
+  # transient failures with its own back-off (ChangeMessageVisibility), so
+  # only a crashed or timed-out invocation waits this long for redelivery.
+  stage_visibility_timeout_seconds = {
+    for stage, q in local.queues : stage => var.compute == "lambda" ? max(q.visibility_timeout_seconds, 6 * var.lambda.timeout_seconds) : q.visibility_timeout_seconds
+  }
 }
 
 ################################################################################
@@ -110,7 +132,7 @@ data "aws_iam_policy_document" "kms" {
   }
 
   statement {
-    sid       = "CloudWatchLogsEncryptsWorkerLogs"
+    sid       = "CloudWatchLogsEncryptsComputeLogs"
     effect    = "Allow"
     actions   = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom", "kms:ReEncryptTo"]
     resources = ["*"] # iam-wildcard-justified: key policy, "*" is this key.
@@ -120,10 +142,15 @@ data "aws_iam_policy_document" "kms" {
       identifiers = ["logs.${var.region}.amazonaws.com"]
     }
 
+    # Only the log groups of the chosen compute: the worker's, or the
+    # functions' /aws/lambda/<prefix>-<stage>.
     condition {
       test     = "ArnLike"
       variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${local.partition}:logs:${var.region}:${local.account_id}:log-group:/ecs/${var.prefix}/*"]
+      values = [local.ecs ?
+        "arn:${local.partition}:logs:${var.region}:${local.account_id}:log-group:/ecs/${var.prefix}/*" :
+        "arn:${local.partition}:logs:${var.region}:${local.account_id}:log-group:/aws/lambda/${var.prefix}-*"
+      ]
     }
   }
 }
@@ -243,7 +270,7 @@ module "stage_queue" {
   for_each = local.queues
 
   name                       = "${var.prefix}-${each.value.name}"
-  visibility_timeout_seconds = each.value.visibility_timeout_seconds
+  visibility_timeout_seconds = local.stage_visibility_timeout_seconds[each.key]
   receive_wait_time_seconds  = each.value.receive_wait_time_seconds
   message_retention_seconds  = each.value.message_retention_seconds
   max_message_size           = each.value.max_message_size_bytes
@@ -339,10 +366,12 @@ resource "aws_sns_topic_subscription" "notification" {
 }
 
 ################################################################################
-# ECR repository of the worker image
+# ECR repository of the worker image (compute = "ecs" only)
 ################################################################################
 
 resource "aws_ecr_repository" "worker" {
+  count = local.ecs ? 1 : 0
+
   name                 = "${var.prefix}/worker"
   image_tag_mutability = "IMMUTABLE"
 
@@ -357,7 +386,9 @@ resource "aws_ecr_repository" "worker" {
 }
 
 resource "aws_ecr_lifecycle_policy" "worker" {
-  repository = aws_ecr_repository.worker.name
+  count = local.ecs ? 1 : 0
+
+  repository = aws_ecr_repository.worker[0].name
   policy = jsonencode({
     rules = [{
       rulePriority = 1
@@ -373,18 +404,19 @@ resource "aws_ecr_lifecycle_policy" "worker" {
 }
 
 ################################################################################
-# The worker service
+# The worker service (compute = "ecs" only)
 ################################################################################
 
 module "worker_service" {
   source = "./modules/worker_service"
+  count  = local.ecs ? 1 : 0
 
   name                 = var.prefix
   region               = var.region
   vpc_id               = var.vpc_id
   subnet_ids           = var.private_subnet_ids
-  image                = "${aws_ecr_repository.worker.repository_url}:${var.image_tag}"
-  image_repository_arn = aws_ecr_repository.worker.arn
+  image                = "${aws_ecr_repository.worker[0].repository_url}:${var.image_tag}"
+  image_repository_arn = aws_ecr_repository.worker[0].arn
   cpu                  = var.task_cpu
   memory               = var.task_memory
   cpu_architecture     = var.cpu_architecture
@@ -399,7 +431,10 @@ module "worker_service" {
     CLOUDCOMMERCE_SHIPPING_CONCURRENCY  = tostring(var.stage_concurrency.shipping)
     CLOUDCOMMERCE_HANDLER_TIMEOUT       = "${var.handler_timeout_seconds}s"
     CLOUDCOMMERCE_LOG_LEVEL             = var.log_level
-    CLOUDCOMMERCE_PAYMENT_GATEWAY       = var.payment_gateway
+    CLOUDCOMMERCE_PAYMENT_GATEWAY       = local.payment_gateway
+    # The topic by ARN: without it the worker looks the topic up by name
+    # with sns:CreateTopic, which the task role deliberately lacks.
+    CLOUDCOMMERCE_TOPIC_ARN = aws_sns_topic.notifications.arn
   }
   # Secrets Manager ARNs only: ECS resolves them at task start, so the values
   # never enter Terraform state or the task definition.
@@ -420,7 +455,7 @@ module "worker_service" {
 
   log_retention_days    = var.log_retention_days
   kms_key_arn           = local.kms_key_arn
-  task_role_policy_json = data.aws_iam_policy_document.worker_task.json
+  task_role_policy_json = data.aws_iam_policy_document.worker_task[0].json
 
   min_tasks                       = var.min_tasks
   max_tasks                       = var.max_tasks

@@ -54,43 +54,68 @@ output "alarms_topic_arn" {
 }
 
 output "ecr_repository_url" {
-  description = "ECR repository to push the worker image to: docker push <url>:<image_tag>."
-  value       = aws_ecr_repository.worker.repository_url
+  description = "ECR repository to push the worker image to: docker push <url>:<image_tag>. null with compute = \"lambda\"."
+  value       = one(aws_ecr_repository.worker[*].repository_url)
 }
 
 output "ecs_cluster_name" {
-  description = "Name of the ECS cluster."
-  value       = module.worker_service.cluster_name
+  description = "Name of the ECS cluster; null with compute = \"lambda\"."
+  value       = one(module.worker_service[*].cluster_name)
 }
 
 output "ecs_service_name" {
-  description = "Name of the ECS service running the worker."
-  value       = module.worker_service.service_name
+  description = "Name of the ECS service running the worker; null with compute = \"lambda\"."
+  value       = one(module.worker_service[*].service_name)
 }
 
 output "task_definition_arn" {
-  description = "ARN of the worker's current task definition revision."
-  value       = module.worker_service.task_definition_arn
+  description = "ARN of the worker's current task definition revision; null with compute = \"lambda\"."
+  value       = one(module.worker_service[*].task_definition_arn)
 }
 
 output "task_role_arn" {
-  description = "ARN of the worker's task role (its own AWS permissions)."
-  value       = module.worker_service.task_role_arn
+  description = "ARN of the worker's task role (its own AWS permissions); null with compute = \"lambda\"."
+  value       = one(module.worker_service[*].task_role_arn)
 }
 
 output "execution_role_arn" {
-  description = "ARN of the task execution role (image pull, logs, secrets)."
-  value       = module.worker_service.execution_role_arn
+  description = "ARN of the task execution role (image pull, logs, secrets); null with compute = \"lambda\"."
+  value       = one(module.worker_service[*].execution_role_arn)
 }
 
 output "log_group_name" {
-  description = "CloudWatch log group of the worker (aws logs tail <name> --follow)."
-  value       = module.worker_service.log_group_name
+  description = "CloudWatch log group of the worker (aws logs tail <name> --follow); null with compute = \"lambda\" (see lambda_log_group_names)."
+  value       = one(module.worker_service[*].log_group_name)
 }
 
 output "security_group_id" {
-  description = "Security group of the worker tasks."
-  value       = module.worker_service.security_group_id
+  description = "Security group of the worker tasks; null with compute = \"lambda\"."
+  value       = one(module.worker_service[*].security_group_id)
+}
+
+output "lambda_function_names" {
+  description = "Lambda function names, by stage (compute = \"lambda\"; empty with \"ecs\")."
+  value       = { for stage, f in module.lambda_stage : stage => f.function_name }
+}
+
+output "lambda_function_arns" {
+  description = "Lambda function ARNs, by stage (empty with compute = \"ecs\")."
+  value       = { for stage, f in module.lambda_stage : stage => f.function_arn }
+}
+
+output "lambda_event_source_mapping_uuids" {
+  description = "UUIDs of the SQS event source mappings, by stage (disable one to pause a stage; empty with compute = \"ecs\")."
+  value       = { for stage, f in module.lambda_stage : stage => f.event_source_mapping_uuid }
+}
+
+output "lambda_log_group_names" {
+  description = "CloudWatch log groups of the functions, by stage (aws logs tail <name> --follow; empty with compute = \"ecs\")."
+  value       = { for stage, f in module.lambda_stage : stage => f.log_group_name }
+}
+
+output "lambda_role_arns" {
+  description = "Execution role ARNs of the functions, by stage (empty with compute = \"ecs\")."
+  value       = { for stage, f in module.lambda_stage : stage => f.role_arn }
 }
 
 output "kms_key_arn" {
@@ -99,6 +124,11 @@ output "kms_key_arn" {
 }
 
 output "worker_environment" {
-  description = "The non-secret environment the worker container runs with (secrets come from Secrets Manager)."
-  value       = module.worker_service.environment
+  description = "The non-secret environment the worker container runs with (secrets come from Secrets Manager); null with compute = \"lambda\"."
+  value       = one(module.worker_service[*].environment)
+}
+
+output "compute" {
+  description = "The compute target in use: ecs or lambda."
+  value       = var.compute
 }

@@ -3,9 +3,10 @@
 #
 # Installs a pinned tfsec from the Go module proxy into a cache directory if it
 # is not there yet (about 70 s on a fresh machine, a second afterwards), then
-# scans. Exits non-zero on any HIGH or CRITICAL finding that is not justified
-# by an inline `#tfsec:ignore:<check> <reason>` comment next to the resource,
-# or when the scan did not cover the topology-driven resources.
+# scans once per compute target (ecs, lambda). Exits non-zero on any HIGH or
+# CRITICAL finding that is not justified by an inline
+# `#tfsec:ignore:<check> <reason>` comment next to the resource, or when a
+# scan did not cover the topology-driven and compute resources.
 #
 # Usage: deploy/terraform/scan.sh            (from anywhere)
 # Env:   CLOUDCOMMERCE_TOOLS_DIR  cache for tools (default ~/.cache/cloudcommerce/tools)
@@ -43,16 +44,38 @@ cp "$topology" "$stage/terraform/${stage#/}/topology.json"
 
 common=(--no-color --no-module-downloads --exclude-downloaded-modules)
 
-# Coverage guard: the topology-driven resources must have been evaluated.
-report="$stage/report.json"
-"$tfsec" "$stage/terraform" "${common[@]}" --include-passed --include-ignored --format json --out "$report" --soft-fail >/dev/null 2>&1
-for want in 'module.stage_queue[\"inventory\"]' 'module.stage_queue[\"payment\"]' 'module.stage_queue[\"shipping\"]' \
-	'aws_sqs_queue.rule_target_dlq[' 'aws_dynamodb_table.this[' 'aws_sns_topic.notifications' 'aws_ecr_repository.worker' 'module.worker_service'; do
-	if ! grep -qF "$want" "$report"; then
-		echo "scan.sh: tfsec did not evaluate $want; the scan would be incomplete" >&2
+# Both compute targets are scanned: compute = "ecs" (the default) and
+# compute = "lambda", whose resources exist only with that choice. The Lambda
+# scan gets a stand-in deployment zip (only its hash is read).
+printf 'stand-in for the bootstrap zip\n' >"$stage/lambda.zip"
+printf '%s\n' 'region = "eu-west-1"' 'vpc_id = "vpc-0123456789abcdef0"' \
+	'private_subnet_ids = ["subnet-0123456789abcdef0"]' 'image_tag = "v1.0.0"' >"$stage/ecs.tfvars"
+printf '%s\n' 'region = "eu-west-1"' 'compute = "lambda"' "lambda = { package_path = \"$stage/lambda.zip\" }" >"$stage/lambda.tfvars"
+
+for compute in ecs lambda; do
+	# Coverage guard: the topology-driven and the compute resources must
+	# have been evaluated.
+	want=('module.stage_queue[\"inventory\"]' 'module.stage_queue[\"payment\"]' 'module.stage_queue[\"shipping\"]'
+		'aws_sqs_queue.rule_target_dlq[' 'aws_dynamodb_table.this[' 'aws_sns_topic.notifications')
+	if [[ $compute == ecs ]]; then
+		want+=('aws_ecr_repository.worker' 'module.worker_service')
+	else
+		want+=('module.lambda_stage[\"inventory\"]' 'module.lambda_stage[\"payment\"]' 'module.lambda_stage[\"shipping\"]')
+	fi
+	report="$stage/report-$compute.json"
+	"$tfsec" "$stage/terraform" "${common[@]}" --var-file "$stage/$compute.tfvars" --include-passed --include-ignored --format json --out "$report" --soft-fail >/dev/null 2>&1
+	for w in "${want[@]}"; do
+		if ! grep -qF "$w" "$report"; then
+			echo "scan.sh: with compute = $compute tfsec did not evaluate $w; the scan would be incomplete" >&2
+			exit 1
+		fi
+	done
+	if [[ $compute == lambda ]] && grep -qF 'module.worker_service' "$report"; then
+		echo "scan.sh: with compute = lambda tfsec still evaluated module.worker_service" >&2
 		exit 1
 	fi
-done
 
-# The gate: HIGH and CRITICAL only; tfsec exits 1 when it reports anything.
-"$tfsec" "$stage/terraform" "${common[@]}" --minimum-severity HIGH --concise-output
+	# The gate: HIGH and CRITICAL only; tfsec exits 1 when it reports anything.
+	echo "scan.sh: compute = $compute" >&2
+	"$tfsec" "$stage/terraform" "${common[@]}" --var-file "$stage/$compute.tfvars" --minimum-severity HIGH --concise-output
+done

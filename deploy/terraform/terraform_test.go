@@ -21,9 +21,11 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/ext/tryfunc"
@@ -35,6 +37,9 @@ import (
 	"github.com/zclconf/go-cty/cty/function"
 	"github.com/zclconf/go-cty/cty/function/stdlib"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/lambda"
+	"github.com/cloudcommerce/cloudcommerce/internal/worker"
 )
 
 // workerShutdownDefault is the worker's own CLOUDCOMMERCE_SHUTDOWN_TIMEOUT
@@ -420,8 +425,22 @@ func functions() map[string]function.Function {
 			return cty.StringVal(string(b)), nil
 		},
 	})
+	// Terraform's alltrue: true when every element of a list of bools is.
+	alltrue := function.New(&function.Spec{
+		Params: []function.Parameter{{Name: "list", Type: cty.List(cty.Bool)}},
+		Type:   function.StaticReturnType(cty.Bool),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			for it := args[0].ElementIterator(); it.Next(); {
+				if _, v := it.Element(); !v.True() {
+					return cty.False, nil
+				}
+			}
+			return cty.True, nil
+		},
+	})
 	return map[string]function.Function{
 		"file":       file,
+		"alltrue":    alltrue,
 		"jsondecode": stdlib.JSONDecodeFunc,
 		"jsonencode": stdlib.JSONEncodeFunc,
 		"keys":       stdlib.KeysFunc,
@@ -443,6 +462,8 @@ func functions() map[string]function.Function {
 		"toset":      stdlib.MakeToFunc(cty.Set(cty.DynamicPseudoType)),
 		"try":        tryfunc.TryFunc,
 		"can":        tryfunc.CanFunc,
+		"min":        stdlib.MinFunc,
+		"max":        stdlib.MaxFunc,
 	}
 }
 
@@ -620,16 +641,23 @@ func rootEvaluator(t *testing.T, c *config, set map[string]cty.Value) *evaluator
 // in its `module "<call>"` block (unknown where they come from resources).
 func moduleEvaluator(t *testing.T, c *config, root *evaluator, call, dir string) *evaluator {
 	t.Helper()
+	return moduleInstanceEvaluator(t, c, root, call, dir, nil)
+}
+
+// moduleInstanceEvaluator is moduleEvaluator for one instance of a
+// for_each'd module call: extra holds its `each`.
+func moduleInstanceEvaluator(t *testing.T, c *config, root *evaluator, call, dir string, extra map[string]cty.Value) *evaluator {
+	t.Helper()
 	b := c.root.block(t, "module", call)
 	if src := str(t, root.must(attr(t, b, "source").Expr, nil)); src != "./modules/"+dir {
 		t.Fatalf("module %q: source %q, want ./modules/%s", call, src, dir)
 	}
 	set := map[string]cty.Value{}
 	for name, a := range b.Body.Attributes {
-		if name == "source" || name == "for_each" || name == "depends_on" {
+		if name == "source" || name == "for_each" || name == "count" || name == "depends_on" {
 			continue
 		}
-		v, diags := root.eval(a.Expr, nil)
+		v, diags := root.eval(a.Expr, extra)
 		if diags.HasErrors() {
 			t.Fatalf("module %q argument %s: %s", call, name, diags.Error())
 		}
@@ -1190,7 +1218,7 @@ func TestIAMStatementsNameExplicitActionsAndOwnResources(t *testing.T) {
 				} else if v, _ := literalString(e.Expr); v != "Allow" {
 					t.Errorf("%s: effect %q; only Allow statements are expected", id, v)
 				}
-				actions := literalList(t, attr(t, s, "actions").Expr)
+				actions := statementActions(t, c, m, doc, s)
 				for _, a := range actions {
 					if strings.Contains(a, "*") || !strings.Contains(a, ":") {
 						t.Errorf("%s: action %q is not an explicit service:Action", id, a)
@@ -1266,7 +1294,7 @@ func TestIAMStatementsNameExplicitActionsAndOwnResources(t *testing.T) {
 				if !ok || b.Labels[0] == "aws_ecr_lifecycle_policy" {
 					continue
 				}
-				if !hasRef(a.Expr, "data") && !hasRef(a.Expr, "var.task_role_policy_json") {
+				if !hasRef(a.Expr, "data") && !hasRef(a.Expr, "var.task_role_policy_json") && !hasRef(a.Expr, "var.role_policy_json") {
 					t.Errorf("%s: %s.%s.%s must come from an aws_iam_policy_document", m.dir, b.Labels[0], b.Labels[1], an)
 				}
 			}
@@ -1284,8 +1312,8 @@ func TestTaskRoleIsLeastPrivilege(t *testing.T) {
 	// Wiring: root document -> module variable -> task role policy; the
 	// execution role is a different role.
 	call := c.root.block(t, "module", "worker_service")
-	if !hasRef(attr(t, call, "task_role_policy_json").Expr, "data.aws_iam_policy_document.worker_task.json") {
-		t.Error("module.worker_service task_role_policy_json must be data.aws_iam_policy_document.worker_task.json")
+	if !hasRef(attr(t, call, "task_role_policy_json").Expr, "data.aws_iam_policy_document.worker_task") {
+		t.Error("module.worker_service task_role_policy_json must be data.aws_iam_policy_document.worker_task[0].json")
 	}
 	if !hasRef(attr(t, ws.block(t, "resource", "aws_iam_role_policy", "task"), "policy").Expr, "var.task_role_policy_json") ||
 		!hasRef(attr(t, ws.block(t, "resource", "aws_iam_role_policy", "task"), "role").Expr, "aws_iam_role.task") {
@@ -1352,11 +1380,12 @@ func TestTaskRoleIsLeastPrivilege(t *testing.T) {
 func TestWorkerTaskDefinition(t *testing.T) {
 	t.Parallel()
 	c := cfg(t)
-	const secretArn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x-AbCdEf"
+	const stripeArn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:stripe-AbCdEf"
+	const apiKeyArn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:intake-AbCdEf"
 	root := rootEvaluator(t, c, map[string]cty.Value{
 		"payment_gateway":    cty.StringVal("stripe"),
-		"stripe_secret_arn":  cty.StringVal(secretArn),
-		"api_key_secret_arn": cty.StringVal(secretArn),
+		"stripe_secret_arn":  cty.StringVal(stripeArn),
+		"api_key_secret_arn": cty.StringVal(apiKeyArn),
 		"intake":             cty.ObjectVal(map[string]cty.Value{"enabled": cty.True}),
 	})
 	ws := moduleEvaluator(t, c, root, "worker_service", "worker_service")
@@ -1380,35 +1409,27 @@ func TestWorkerTaskDefinition(t *testing.T) {
 	if stop < rootShutdown || stop < workerShutdownDefault || stop > 120 {
 		t.Errorf("stopTimeout %d: want >= shutdown timeout %ds (worker default %ds) and <= 120", stop, rootShutdown, workerShutdownDefault)
 	}
-	env := map[string]string{}
-	for it := get("environment").ElementIterator(); it.Next(); {
-		_, kv := it.Element()
-		env[kv.GetAttr("name").AsString()] = kv.GetAttr("value").AsString()
-	}
+	env, unknown := containerEnv(t, get("environment"))
 	if got, want := env["CLOUDCOMMERCE_SHUTDOWN_TIMEOUT"], fmt.Sprintf("%ds", rootShutdown); got != want {
 		t.Errorf("CLOUDCOMMERCE_SHUTDOWN_TIMEOUT = %q, want %q (the budget stopTimeout is computed from)", got, want)
 	}
-	secrets := map[string]bool{}
-	if v := get("secrets"); v.IsKnown() {
-		for it := v.ElementIterator(); it.Next(); {
-			_, kv := it.Element()
-			secrets[kv.GetAttr("name").AsString()] = true
-			if kv.GetAttr("valueFrom").AsString() != secretArn {
-				t.Errorf("secret %s must come from its Secrets Manager ARN", kv.GetAttr("name").AsString())
-			}
-		}
-	}
-	if !secrets["CLOUDCOMMERCE_API_KEY"] || !secrets["CLOUDCOMMERCE_STRIPE_SECRET_KEY"] {
-		t.Errorf("secrets %v: want CLOUDCOMMERCE_API_KEY and CLOUDCOMMERCE_STRIPE_SECRET_KEY from Secrets Manager", sortedKeys(secrets))
+	secrets := containerSecrets(t, get("secrets"))
+	if got, want := fmt.Sprint(secrets), fmt.Sprint(map[string]string{"CLOUDCOMMERCE_API_KEY": apiKeyArn, "CLOUDCOMMERCE_STRIPE_SECRET_KEY": stripeArn}); got != want {
+		t.Errorf("secrets %s: want %s, each valueFrom its own Secrets Manager ARN", got, want)
 	}
 	known := []string{"AWS_REGION", "CLOUDCOMMERCE_PREFIX", "CLOUDCOMMERCE_OPS_ADDR", "CLOUDCOMMERCE_INTAKE_ADDR",
 		"CLOUDCOMMERCE_INVENTORY_CONCURRENCY", "CLOUDCOMMERCE_PAYMENT_CONCURRENCY", "CLOUDCOMMERCE_SHIPPING_CONCURRENCY",
-		"CLOUDCOMMERCE_HANDLER_TIMEOUT", "CLOUDCOMMERCE_SHUTDOWN_TIMEOUT", "CLOUDCOMMERCE_LOG_LEVEL", "CLOUDCOMMERCE_PAYMENT_GATEWAY"}
+		"CLOUDCOMMERCE_HANDLER_TIMEOUT", "CLOUDCOMMERCE_SHUTDOWN_TIMEOUT", "CLOUDCOMMERCE_LOG_LEVEL", "CLOUDCOMMERCE_PAYMENT_GATEWAY",
+		"CLOUDCOMMERCE_TOPIC_ARN"}
+	workerReads := map[string]bool{}
+	for _, e := range worker.Env {
+		workerReads[e.Name] = true
+	}
 	for name := range env {
-		if !slices.Contains(known, name) {
-			t.Errorf("environment variable %s is not one the worker reads", name)
+		if !slices.Contains(known, name) || !workerReads[name] {
+			t.Errorf("environment variable %s is not one the worker reads (internal/worker.Env)", name)
 		}
-		if secrets[name] || strings.Contains(name, "SECRET") || strings.HasSuffix(name, "API_KEY") {
+		if _, ok := secrets[name]; ok || strings.Contains(name, "SECRET") || strings.HasSuffix(name, "API_KEY") {
 			t.Errorf("%s must only come from Secrets Manager, never the plain environment", name)
 		}
 	}
@@ -1416,6 +1437,34 @@ func TestWorkerTaskDefinition(t *testing.T) {
 		if _, ok := env[name]; !ok {
 			t.Errorf("environment lacks %s", name)
 		}
+	}
+	for _, name := range unknown {
+		if name != "CLOUDCOMMERCE_TOPIC_ARN" {
+			t.Errorf("environment variable %s is not known offline; only the topic ARN comes from a resource", name)
+		}
+	}
+	// The topic by ARN, so the worker never needs sns:CreateTopic.
+	if !hasRef(attr(t, c.root.block(t, "module", "worker_service"), "environment").Expr, "aws_sns_topic.notifications.arn") {
+		t.Error("CLOUDCOMMERCE_TOPIC_ARN must be aws_sns_topic.notifications.arn")
+	}
+	if env["CLOUDCOMMERCE_PAYMENT_GATEWAY"] != "stripe" {
+		t.Errorf("CLOUDCOMMERCE_PAYMENT_GATEWAY = %q with a Stripe secret, want stripe", env["CLOUDCOMMERCE_PAYMENT_GATEWAY"])
+	}
+	// The worker accepts this configuration (ECS resolves the secrets to
+	// their values at task start).
+	resolved := map[string]string{"CLOUDCOMMERCE_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:cloudcommerce-topic",
+		"CLOUDCOMMERCE_STRIPE_SECRET_KEY": "sk_test_123", "CLOUDCOMMERCE_API_KEY": "key"}
+	if _, err := worker.FromEnv(func(k string) string {
+		if v, ok := resolved[k]; ok {
+			return v
+		}
+		return env[k]
+	}); err != nil {
+		t.Errorf("the worker refuses the task definition's environment: %v", err)
+	}
+	// The execution role reads exactly the injected secrets.
+	if got, want := executionSecretResources(t, ws), []string{apiKeyArn, stripeArn}; !slices.Equal(got, want) {
+		t.Errorf("execution role secretsmanager:GetSecretValue on %v, want exactly %v", got, want)
 	}
 	if env["CLOUDCOMMERCE_OPS_ADDR"] != ":9090" || env["CLOUDCOMMERCE_INTAKE_ADDR"] != ":8080" || env["CLOUDCOMMERCE_PREFIX"] != "cloudcommerce" {
 		t.Errorf("ops/intake/prefix env = %q %q %q", env["CLOUDCOMMERCE_OPS_ADDR"], env["CLOUDCOMMERCE_INTAKE_ADDR"], env["CLOUDCOMMERCE_PREFIX"])
@@ -1460,6 +1509,110 @@ func TestWorkerTaskDefinition(t *testing.T) {
 	}
 	if !hasRef(attr(t, td, "container_definitions").Expr, "local.container_definitions") {
 		t.Error("task definition must encode local.container_definitions")
+	}
+}
+
+// containerEnv reads a container definition's environment list; names whose
+// value is not known offline (it comes from a resource) are listed apart.
+func containerEnv(t *testing.T, v cty.Value) (map[string]string, []string) {
+	t.Helper()
+	env := map[string]string{}
+	var unknown []string
+	for it := v.ElementIterator(); it.Next(); {
+		_, kv := it.Element()
+		name := kv.GetAttr("name").AsString()
+		if val := kv.GetAttr("value"); !val.IsKnown() {
+			unknown = append(unknown, name)
+			env[name] = ""
+		} else {
+			env[name] = val.AsString()
+		}
+	}
+	sort.Strings(unknown)
+	return env, unknown
+}
+
+// containerSecrets reads a container definition's secrets: name -> valueFrom.
+func containerSecrets(t *testing.T, v cty.Value) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	if !v.IsKnown() {
+		t.Fatalf("container secrets are not known offline: %#v", v)
+	}
+	for it := v.ElementIterator(); it.Next(); {
+		_, kv := it.Element()
+		out[kv.GetAttr("name").AsString()] = kv.GetAttr("valueFrom").AsString()
+	}
+	return out
+}
+
+// executionSecretResources evaluates what the worker's execution role may
+// call secretsmanager:GetSecretValue on (nil without the statement).
+func executionSecretResources(t *testing.T, ws *evaluator) []string {
+	t.Helper()
+	var out []string
+	doc := ws.m.block(t, "data", "aws_iam_policy_document", "execution")
+	for _, d := range doc.Body.Blocks {
+		if d.Type != "dynamic" {
+			continue
+		}
+		content := child(t, d, "content")
+		if !slices.Equal(literalList(t, attr(t, content, "actions").Expr), []string{"secretsmanager:GetSecretValue"}) {
+			continue
+		}
+		for it := ws.must(attr(t, d, "for_each").Expr, nil).ElementIterator(); it.Next(); {
+			k, v := it.Element()
+			for r := ws.must(attr(t, content, "resources").Expr, iter("statement", k, v)).ElementIterator(); r.Next(); {
+				_, arn := r.Element()
+				out = append(out, arn.AsString())
+			}
+		}
+	}
+	return out
+}
+
+// A Stripe secret ARN alone selects the stripe gateway and is injected as a
+// container secret (valueFrom the ARN, never a plain value), readable by the
+// execution role on exactly that ARN; without one the worker runs the
+// sandbox gateway and reads no secret.
+func TestWorkerStripeSecretSelectsTheGateway(t *testing.T) {
+	t.Parallel()
+	c := cfg(t)
+	const stripeArn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:stripe-AbCdEf"
+	cases := []struct {
+		name        string
+		set         map[string]cty.Value
+		wantGateway string
+		wantSecrets map[string]string
+	}{
+		{"defaults", nil, "sandbox", map[string]string{}},
+		{"secret only", map[string]cty.Value{"stripe_secret_arn": cty.StringVal(stripeArn)}, "stripe",
+			map[string]string{"CLOUDCOMMERCE_STRIPE_SECRET_KEY": stripeArn}},
+		{"explicit stripe", map[string]cty.Value{"payment_gateway": cty.StringVal("stripe"), "stripe_secret_arn": cty.StringVal(stripeArn)}, "stripe",
+			map[string]string{"CLOUDCOMMERCE_STRIPE_SECRET_KEY": stripeArn}},
+	}
+	for _, tc := range cases {
+		root := rootEvaluator(t, c, tc.set)
+		ws := moduleEvaluator(t, c, root, "worker_service", "worker_service")
+		ctr := ws.locals["container_definitions"].Index(cty.NumberIntVal(0))
+		env, _ := containerEnv(t, ctr.GetAttr("environment"))
+		if got := env["CLOUDCOMMERCE_PAYMENT_GATEWAY"]; got != tc.wantGateway {
+			t.Errorf("%s: CLOUDCOMMERCE_PAYMENT_GATEWAY = %q, want %q", tc.name, got, tc.wantGateway)
+		}
+		if _, ok := env["CLOUDCOMMERCE_STRIPE_SECRET_KEY"]; ok {
+			t.Errorf("%s: the Stripe key is in the plain environment", tc.name)
+		}
+		secrets := containerSecrets(t, ctr.GetAttr("secrets"))
+		if fmt.Sprint(secrets) != fmt.Sprint(tc.wantSecrets) {
+			t.Errorf("%s: secrets %v, want %v", tc.name, secrets, tc.wantSecrets)
+		}
+		var want []string
+		for _, arn := range tc.wantSecrets {
+			want = append(want, arn)
+		}
+		if got := executionSecretResources(t, ws); !slices.Equal(got, want) {
+			t.Errorf("%s: execution role reads secrets %v, want exactly %v", tc.name, got, want)
+		}
 	}
 }
 
@@ -1685,6 +1838,764 @@ func TestNotificationSubscriptionsFilterOnEventAndChannel(t *testing.T) {
 	}
 }
 
+// statementActions returns a statement's actions: a literal list or, in a
+// root document's dynamic statement, every value the dynamic iterator takes
+// (evaluated for each instance of the document, with compute = "lambda" and
+// either payment gateway).
+func statementActions(t *testing.T, c *config, m *module, doc, s *hclsyntax.Block) []string {
+	t.Helper()
+	expr := attr(t, s, "actions").Expr
+	if _, ok := expr.(*hclsyntax.TupleConsExpr); ok {
+		return literalList(t, expr)
+	}
+	dyn := dynamicParent(doc, s)
+	if dyn == nil || m != c.root {
+		t.Fatalf("%s: actions must be a literal list (computed only in a root module's dynamic statement)", expr.Range())
+	}
+	for _, r := range refs(expr) {
+		if !strings.HasPrefix(r, "statement.") {
+			t.Errorf("%s: computed actions may only come from the dynamic statement's iterator, not %s", expr.Range(), r)
+		}
+	}
+	var out []string
+	for _, set := range []map[string]cty.Value{lambdaVars(nil), lambdaVars(map[string]cty.Value{"stripe_secret_arn": cty.StringVal(testStripeArn)})} {
+		e := rootEvaluator(t, c, set)
+		for _, ev := range docInstances(t, e, doc) {
+			for it := e.must(attr(t, dyn, "for_each").Expr, ev).ElementIterator(); it.Next(); {
+				k, v := it.Element()
+				for a := e.must(expr, with(ev, iter("statement", k, v))).ElementIterator(); a.Next(); {
+					_, av := a.Element()
+					out = append(out, str(t, av))
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Errorf("%s: computed actions evaluate to nothing with compute = \"lambda\"", expr.Range())
+	}
+	return out
+}
+
+// dynamicParent returns the `dynamic` block whose content is c, if any.
+func dynamicParent(doc, c *hclsyntax.Block) *hclsyntax.Block {
+	for _, d := range doc.Body.Blocks {
+		if d.Type == "dynamic" && slices.Contains(d.Body.Blocks, c) {
+			return d
+		}
+	}
+	return nil
+}
+
+// docInstances returns the `each` of every instance of a for_each'd block,
+// or one nil context for a single block.
+func docInstances(t *testing.T, e *evaluator, b *hclsyntax.Block) []map[string]cty.Value {
+	t.Helper()
+	if _, ok := b.Body.Attributes["for_each"]; !ok {
+		return []map[string]cty.Value{nil}
+	}
+	var out []map[string]cty.Value
+	inst := e.forEach(b)
+	for _, k := range sortedKeys(inst) {
+		out = append(out, each(k, inst[k]))
+	}
+	return out
+}
+
+// ---------------------------------------------------------------------------
+// Compute target: ECS or Lambda
+// ---------------------------------------------------------------------------
+
+const (
+	testLambdaZip = "build/lambda.zip"
+	testStripeArn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:stripe-AbCdEf"
+	testSecretKey = "arn:aws:kms:eu-west-1:123456789012:key/11111111-1111-1111-1111-111111111111"
+	testCMK       = "arn:aws:kms:eu-west-1:123456789012:key/00000000-0000-0000-0000-000000000000"
+)
+
+// lambdaVars are root variables choosing compute = "lambda", plus extra.
+func lambdaVars(extra map[string]cty.Value) map[string]cty.Value {
+	return with(map[string]cty.Value{
+		"compute": cty.StringVal("lambda"),
+		"lambda":  cty.ObjectVal(map[string]cty.Value{"package_path": cty.StringVal(testLambdaZip)}),
+	}, extra)
+}
+
+// instances evaluates how many instances a block has (count, for_each or 1).
+func instances(t *testing.T, e *evaluator, b *hclsyntax.Block) int {
+	t.Helper()
+	if a, ok := b.Body.Attributes["count"]; ok {
+		return num(t, e.must(a.Expr, nil))
+	}
+	if _, ok := b.Body.Attributes["for_each"]; ok {
+		return len(e.forEach(b))
+	}
+	return 1
+}
+
+// dependsOn reports whether an expression refers to target, directly or
+// through locals.
+func dependsOn(m *module, expr hclsyntax.Expression, target string) bool {
+	locals := m.locals()
+	seen := map[string]bool{}
+	var walk func(hclsyntax.Expression) bool
+	walk = func(x hclsyntax.Expression) bool {
+		for _, r := range refs(x) {
+			if r == target || strings.HasPrefix(r, target+".") {
+				return true
+			}
+			if p := strings.Split(r, "."); p[0] == "local" && len(p) > 1 && !seen[p[1]] {
+				seen[p[1]] = true
+				if a, ok := locals[p[1]]; ok && walk(a.Expr) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return walk(expr)
+}
+
+func blockAddr(b *hclsyntax.Block) string {
+	switch b.Type {
+	case "resource":
+		return strings.Join(b.Labels, ".")
+	case "data":
+		return "data." + strings.Join(b.Labels, ".")
+	default:
+		return b.Type + "." + strings.Join(b.Labels, ".")
+	}
+}
+
+// var.compute decides which compute exists: the ECS-only blocks have one
+// instance for "ecs" and none for "lambda", the Lambda blocks one per stage
+// for "lambda" and none for "ecs". Everything the worker service module
+// holds (cluster, task definition, service, roles, security group, log
+// group, autoscaling and the wake-up alarm) goes with its module call.
+func TestComputeChoiceGatesTheResources(t *testing.T) {
+	t.Parallel()
+	c := cfg(t)
+	stages := len(c.topo.Queues)
+	gated := []struct {
+		typ         string
+		labels      []string
+		ecs, lambda int
+	}{
+		{"resource", []string{"aws_ecr_repository", "worker"}, 1, 0},
+		{"resource", []string{"aws_ecr_lifecycle_policy", "worker"}, 1, 0},
+		{"module", []string{"worker_service"}, 1, 0},
+		{"data", []string{"aws_iam_policy_document", "worker_task"}, 1, 0},
+		{"module", []string{"lambda_stage"}, 0, stages},
+		{"data", []string{"aws_iam_policy_document", "lambda_stage"}, 0, stages},
+	}
+	counts := map[string][2]int{}
+	for i, set := range []map[string]cty.Value{nil, lambdaVars(nil)} {
+		e := rootEvaluator(t, c, set)
+		compute := str(t, e.vars["compute"])
+		for _, g := range gated {
+			b := c.root.block(t, g.typ, g.labels...)
+			want := g.ecs
+			if compute == "lambda" {
+				want = g.lambda
+			}
+			if got := instances(t, e, b); got != want {
+				t.Errorf("compute = %q: %s has %d instances, want %d", compute, blockAddr(b), got, want)
+			}
+			n := counts[blockAddr(b)]
+			n[i] = want
+			counts[blockAddr(b)] = n
+			gate, ok := b.Body.Attributes["count"]
+			if !ok {
+				gate, ok = b.Body.Attributes["for_each"]
+			}
+			if !ok || !dependsOn(c.root, gate.Expr, "var.compute") {
+				t.Errorf("%s: count / for_each must follow var.compute", blockAddr(b))
+			}
+		}
+	}
+	if got := str(t, rootEvaluator(t, c, nil).vars["compute"]); got != "ecs" {
+		t.Errorf("compute defaults to %q, want ecs (the existing deployments)", got)
+	}
+
+	// Nothing that always exists may refer to a gated block (it would fail
+	// to plan for the other choice); gated blocks refer only to blocks gated
+	// the same way; outputs read count-gated blocks through a splat.
+	gatedRef := func(r string) (string, bool) {
+		for addr := range counts {
+			if r == addr || strings.HasPrefix(r, addr+".") {
+				return addr, true
+			}
+		}
+		return "", false
+	}
+	for _, b := range c.root.blocks {
+		var exprs []hclsyntax.Expression
+		hclsyntax.VisitAll(b.Body, func(n hclsyntax.Node) hcl.Diagnostics {
+			if a, ok := n.(*hclsyntax.Attribute); ok {
+				exprs = append(exprs, a.Expr)
+			}
+			return nil
+		})
+		self, selfGated := counts[blockAddr(b)]
+		for _, x := range exprs {
+			for _, r := range refs(x) {
+				addr, ok := gatedRef(r)
+				if !ok || addr == blockAddr(b) {
+					continue
+				}
+				switch {
+				case b.Type == "output":
+					if strings.HasPrefix(r, addr+".[]") && counts[addr] == [2]int{1, 0} {
+						t.Errorf("output %s indexes %s, which has no instance with compute = \"lambda\"; use one(%s[*]...)", b.Labels[0], addr, addr)
+					}
+				case !selfGated:
+					t.Errorf("%s (always created) refers to %s, which exists only for one compute choice", blockAddr(b), r)
+				case self != counts[addr]:
+					t.Errorf("%s refers to %s, which is gated differently", blockAddr(b), r)
+				}
+			}
+		}
+	}
+
+	// Compute resources live only where they are gated.
+	for _, m := range c.all {
+		for _, b := range m.blocksOf("resource") {
+			typ := b.Labels[0]
+			ecsOnly := strings.HasPrefix(typ, "aws_ecs_") || strings.HasPrefix(typ, "aws_appautoscaling_") ||
+				strings.HasPrefix(typ, "aws_security_group") || strings.HasPrefix(typ, "aws_vpc_security_group_") || strings.HasPrefix(typ, "aws_ecr_")
+			lambdaOnly := strings.HasPrefix(typ, "aws_lambda_")
+			switch {
+			case ecsOnly && m.dir != filepath.Join("modules", "worker_service") && !(m == c.root && counts[blockAddr(b)] == [2]int{1, 0}):
+				t.Errorf("%s: %s is ECS-only but not gated on compute = \"ecs\"", m.dir, blockAddr(b))
+			case lambdaOnly && m.dir != filepath.Join("modules", "lambda_stage"):
+				t.Errorf("%s: %s belongs in modules/lambda_stage", m.dir, blockAddr(b))
+			}
+		}
+	}
+	ws := c.mod(t, "worker_service")
+	for _, want := range [][]string{{"aws_ecs_cluster", "this"}, {"aws_ecs_service", "this"}, {"aws_ecs_task_definition", "this"},
+		{"aws_appautoscaling_target", "this"}, {"aws_appautoscaling_policy", "wake"}, {"aws_cloudwatch_metric_alarm", "idle_with_backlog"}} {
+		ws.block(t, "resource", want...)
+	}
+}
+
+// The Lambda functions: arm64 on provided.al2023 from the one zip, each
+// pinned to its stage, with an environment the function accepts at cold
+// start, a log group with retention created first, an event source mapping
+// with partial batch responses, and Errors / Throttles alarms.
+func TestLambdaFunctionsAndMappings(t *testing.T) {
+	t.Parallel()
+	c := cfg(t)
+	lm := c.mod(t, "lambda_stage")
+
+	fn := lm.block(t, "resource", "aws_lambda_function", "this")
+	for name, want := range map[string]string{"runtime": "provided.al2023", "handler": "bootstrap"} {
+		if v, _ := literalString(attr(t, fn, name).Expr); v != want {
+			t.Errorf("aws_lambda_function.%s = %q, want %q", name, v, want)
+		}
+	}
+	if got := literalList(t, attr(t, fn, "architectures").Expr); !slices.Equal(got, []string{"arm64"}) {
+		t.Errorf("architectures %v, want [arm64]", got)
+	}
+	if !hasRef(attr(t, fn, "filename").Expr, "var.package_path") {
+		t.Error("filename must be var.package_path")
+	}
+	if call, ok := attr(t, fn, "source_code_hash").Expr.(*hclsyntax.FunctionCallExpr); !ok || call.Name != "filebase64sha256" || !hasRef(call, "var.package_path") {
+		t.Error("source_code_hash must be filebase64sha256(var.package_path), so a new build redeploys")
+	}
+	for name, ref := range map[string]string{"role": "aws_iam_role.this", "timeout": "var.timeout_seconds", "memory_size": "var.memory_size", "kms_key_arn": "var.kms_key_arn"} {
+		if !hasRef(attr(t, fn, name).Expr, ref) {
+			t.Errorf("aws_lambda_function.%s must be %s", name, ref)
+		}
+	}
+	if !hasRef(attr(t, child(t, fn, "environment"), "variables").Expr, "var.environment") {
+		t.Error("the function's environment must be var.environment")
+	}
+	if !hasRef(attr(t, child(t, fn, "logging_config"), "log_group").Expr, "aws_cloudwatch_log_group.this") {
+		t.Error("logging_config.log_group must be the module's log group")
+	}
+	if !hasRef(attr(t, fn, "depends_on").Expr, "aws_cloudwatch_log_group.this") {
+		t.Error("the function must depend on its log group, so Lambda never creates one without retention")
+	}
+	for _, b := range []string{"vpc_config", "dead_letter_config"} {
+		if len(children(fn, b)) > 0 {
+			t.Errorf("aws_lambda_function has %s; the SQS mapping and the stage DLQ handle failures, and the function needs no VPC", b)
+		}
+	}
+	if _, ok := fn.Body.Attributes["reserved_concurrent_executions"]; ok {
+		t.Error("no reserved concurrency: it would have to stay above maximum_concurrency")
+	}
+
+	// Every event source mapping anywhere reports batch item failures.
+	mappings := 0
+	for _, m := range c.all {
+		for _, b := range m.blocksOf("resource", "aws_lambda_event_source_mapping") {
+			mappings++
+			if got := literalList(t, attr(t, b, "function_response_types").Expr); !slices.Equal(got, []string{"ReportBatchItemFailures"}) {
+				t.Errorf("%s: %s function_response_types %v, want [ReportBatchItemFailures]", m.dir, blockAddr(b), got)
+			}
+			attr(t, child(t, b, "scaling_config"), "maximum_concurrency")
+			attr(t, b, "batch_size")
+			attr(t, b, "maximum_batching_window_in_seconds")
+		}
+	}
+	if mappings != 1 {
+		t.Fatalf("want one aws_lambda_event_source_mapping (in modules/lambda_stage, one per stage), found %d", mappings)
+	}
+	esm := lm.block(t, "resource", "aws_lambda_event_source_mapping", "this")
+	if !hasRef(attr(t, esm, "event_source_arn").Expr, "var.queue.arn") || !hasRef(attr(t, esm, "function_name").Expr, "aws_lambda_function.this") {
+		t.Error("the mapping must connect var.queue.arn to aws_lambda_function.this")
+	}
+	if !hasRef(attr(t, esm, "depends_on").Expr, "aws_iam_role_policy.pipeline") {
+		t.Error("the mapping must depend on the role's policy (Lambda validates it against the role)")
+	}
+
+	call := c.root.block(t, "module", "lambda_stage")
+	if !hasRef(attr(t, call, "queue").Expr, "module.stage_queue") || !hasRef(attr(t, call, "queue").Expr, "each.key") {
+		t.Error("module.lambda_stage queue must be module.stage_queue[each.key]")
+	}
+	for _, gateway := range []string{"sandbox", "stripe"} {
+		set := lambdaVars(nil)
+		if gateway == "stripe" {
+			set["stripe_secret_arn"] = cty.StringVal(testStripeArn)
+		}
+		root := rootEvaluator(t, c, set)
+		prefix := str(t, root.vars["prefix"])
+		inst := root.forEach(call)
+		for _, q := range c.topo.Queues {
+			stage := q.Stage
+			ev := each(stage, inst[stage])
+			me := moduleInstanceEvaluator(t, c, root, "lambda_stage", "lambda_stage", ev)
+			for name, want := range map[string]int{"memory_size": 256, "timeout_seconds": 30, "batch_size": 10,
+				"maximum_batching_window_in_seconds": 0, "maximum_concurrency": 10, "log_retention_days": 30} {
+				if got := num(t, me.vars[name]); got != want {
+					t.Errorf("%s: lambda_stage[%s] %s = %d, want %d", gateway, stage, name, got, want)
+				}
+			}
+			if got := str(t, me.vars["package_path"]); got != testLambdaZip {
+				t.Errorf("lambda_stage[%s] package_path %q, want var.lambda.package_path %q", stage, got, testLambdaZip)
+			}
+			if got := str(t, me.vars["function_name"]); got != prefix+"-"+stage {
+				t.Errorf("lambda_stage[%s] function_name %q, want %q", stage, got, prefix+"-"+stage)
+			}
+			if got := str(t, me.must(attr(t, lm.block(t, "resource", "aws_cloudwatch_log_group", "this"), "name").Expr, nil)); got != "/aws/lambda/"+prefix+"-"+stage {
+				t.Errorf("log group %q, want /aws/lambda/%s-%s (where Lambda writes)", got, prefix, stage)
+			}
+			// The mapping's settings reach the resource.
+			for name, want := range map[string]int{"batch_size": 10, "maximum_batching_window_in_seconds": 0} {
+				if got := num(t, me.must(attr(t, esm, name).Expr, nil)); got != want {
+					t.Errorf("lambda_stage[%s] mapping %s = %d, want %d", stage, name, got, want)
+				}
+			}
+			if got := num(t, me.must(attr(t, child(t, esm, "scaling_config"), "maximum_concurrency").Expr, nil)); got != 10 {
+				t.Errorf("lambda_stage[%s] maximum_concurrency = %d, want 10", stage, got)
+			}
+
+			// Environment: exactly what the function reads, and accepted by it.
+			envVal := me.vars["environment"]
+			env := map[string]string{}
+			for it := envVal.ElementIterator(); it.Next(); {
+				k, v := it.Element()
+				if v.IsKnown() {
+					env[k.AsString()] = v.AsString()
+				} else {
+					env[k.AsString()] = "(unknown)"
+				}
+			}
+			want := map[string]string{
+				"CLOUDCOMMERCE_PREFIX":             prefix,
+				"CLOUDCOMMERCE_STAGE":              stage,
+				"CLOUDCOMMERCE_TOPIC_ARN":          "(unknown)",
+				"CLOUDCOMMERCE_HANDLER_TIMEOUT":    "20s",
+				"CLOUDCOMMERCE_LAMBDA_CONCURRENCY": "10",
+				"CLOUDCOMMERCE_LOG_LEVEL":          "info",
+			}
+			if stage != "shipping" {
+				want["CLOUDCOMMERCE_PAYMENT_GATEWAY"] = gateway
+				if gateway == "stripe" {
+					want["CLOUDCOMMERCE_STRIPE_SECRET_ARN"] = testStripeArn
+				}
+			}
+			if fmt.Sprint(env) != fmt.Sprint(want) {
+				t.Errorf("%s: lambda_stage[%s] environment\n got %v\nwant %v", gateway, stage, env, want)
+			}
+			reads := map[string]bool{}
+			for _, e := range lambda.Env {
+				reads[e.Name] = true
+			}
+			for name := range env {
+				if !reads[name] {
+					t.Errorf("lambda_stage[%s]: %s is not a variable the function reads (internal/lambda.Env)", stage, name)
+				}
+			}
+			if !hasRef(attr(t, call, "environment").Expr, "aws_sns_topic.notifications.arn") {
+				t.Error("CLOUDCOMMERCE_TOPIC_ARN must be aws_sns_topic.notifications.arn")
+			}
+			getenv := func(k string) string {
+				if k == "CLOUDCOMMERCE_TOPIC_ARN" {
+					return "arn:aws:sns:eu-west-1:123456789012:topic"
+				}
+				return env[k]
+			}
+			fc, err := lambda.FromEnv(getenv)
+			if err != nil {
+				t.Errorf("%s: the %s function would fail its cold start: %v", gateway, stage, err)
+				continue
+			}
+			if string(fc.Stage) != stage {
+				t.Errorf("lambda_stage[%s]: the function serves stage %q", stage, fc.Stage)
+			}
+			// The function timeout leaves the handler deadline, the
+			// function's deadline margin and 5 s to dead-letter and answer.
+			timeout := num(t, me.vars["timeout_seconds"])
+			if need := fc.HandlerTimeout + fc.DeadlineMargin + 5*time.Second; time.Duration(timeout)*time.Second < need {
+				t.Errorf("lambda_stage[%s]: timeout %ds below handler %s + margin %s + 5s", stage, timeout, fc.HandlerTimeout, fc.DeadlineMargin)
+			}
+		}
+	}
+
+	// A batch larger than the function's record concurrency limit.
+	big := rootEvaluator(t, c, lambdaVars(map[string]cty.Value{"lambda": cty.ObjectVal(map[string]cty.Value{
+		"package_path": cty.StringVal(testLambdaZip), "batch_size": cty.NumberIntVal(5000), "maximum_batching_window_in_seconds": cty.NumberIntVal(5)})}))
+	if got := num(t, big.locals["lambda_record_concurrency"]); got != 1000 {
+		t.Errorf("batch_size 5000: CLOUDCOMMERCE_LAMBDA_CONCURRENCY %d, want the function's limit 1000", got)
+	}
+
+	// Errors and Throttles alarms per function, to the alarms topic, named
+	// under the prefix (the topic policy admits only <prefix>-* alarms).
+	alarm := lm.block(t, "resource", "aws_cloudwatch_metric_alarm", "this")
+	if !hasRef(attr(t, alarm, "for_each").Expr, "local.alarms") {
+		t.Fatal("the function alarms must be for_each over local.alarms")
+	}
+	root := rootEvaluator(t, c, lambdaVars(nil))
+	me := moduleInstanceEvaluator(t, c, root, "lambda_stage", "lambda_stage", each(c.topo.Queues[0].Stage, root.forEach(call)[c.topo.Queues[0].Stage]))
+	var metrics []string
+	for it := me.locals["alarms"].ElementIterator(); it.Next(); {
+		k, v := it.Element()
+		metrics = append(metrics, str(t, v.GetAttr("metric")))
+		name := str(t, me.must(attr(t, alarm, "alarm_name").Expr, each(k.AsString(), v)))
+		if !strings.HasPrefix(name, str(t, root.vars["prefix"])+"-") {
+			t.Errorf("alarm %q is not named <prefix>-*: the alarms topic policy would refuse it", name)
+		}
+	}
+	sort.Strings(metrics)
+	if !slices.Equal(metrics, []string{"Errors", "Throttles"}) {
+		t.Errorf("function alarms on %v, want Errors and Throttles", metrics)
+	}
+	if v, _ := literalString(attr(t, alarm, "namespace").Expr); v != "AWS/Lambda" {
+		t.Errorf("alarm namespace %q, want AWS/Lambda", v)
+	}
+	if !hasRef(attr(t, alarm, "alarm_actions").Expr, "var.alarm_topic_arn") || !hasRef(attr(t, call, "alarm_topic_arn").Expr, "aws_sns_topic.alarms.arn") {
+		t.Error("function alarms must notify aws_sns_topic.alarms")
+	}
+	lg := lm.block(t, "resource", "aws_cloudwatch_log_group", "this")
+	if !hasRef(attr(t, lg, "retention_in_days").Expr, "var.log_retention_days") || !hasRef(attr(t, call, "log_retention_days").Expr, "var.log_retention_days") {
+		t.Error("the function log groups' retention must be var.log_retention_days")
+	}
+	if !hasRef(attr(t, lg, "kms_key_id").Expr, "var.kms_key_arn") || !hasRef(attr(t, call, "kms_key_arn").Expr, "local.kms_key_arn") {
+		t.Error("the function log groups must use the customer key when one is configured")
+	}
+	// ...which the key policy lets CloudWatch Logs use for those groups.
+	kmsDoc := c.root.block(t, "data", "aws_iam_policy_document", "kms")
+	found := false
+	for _, s := range statements(kmsDoc) {
+		for _, cond := range children(s, "condition") {
+			src := string(attr(t, cond, "values").Expr.Range().SliceBytes(c.root.files[attr(t, cond, "values").SrcRange.Filename].Bytes))
+			if strings.Contains(src, "log-group:/aws/lambda/${var.prefix}-") && hasRef(attr(t, cond, "values").Expr, "local.ecs") {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Error("the KMS key policy must let CloudWatch Logs encrypt /aws/lambda/<prefix>-* with compute = \"lambda\"")
+	}
+}
+
+// Lambda needs the stage queues' visibility timeout at least six times the
+// function timeout; topology.json's 30 s is the worker's. With compute =
+// "lambda" the queues get max(topology, 6 x timeout); with "ecs" they keep
+// the topology's. The mapping refuses (precondition) a queue below that or
+// with fewer than 5 receives before dead-lettering.
+func TestLambdaQueueVisibility(t *testing.T) {
+	t.Parallel()
+	c := cfg(t)
+	for _, tc := range []struct {
+		set     map[string]cty.Value
+		timeout int // 0: ecs
+	}{
+		{nil, 0},
+		{lambdaVars(nil), 30},
+		{lambdaVars(map[string]cty.Value{"lambda": cty.ObjectVal(map[string]cty.Value{"package_path": cty.StringVal(testLambdaZip), "timeout_seconds": cty.NumberIntVal(60)})}), 60},
+	} {
+		e := rootEvaluator(t, c, tc.set)
+		b := c.root.block(t, "module", "stage_queue")
+		inst := e.forEach(b)
+		for _, q := range c.topo.Queues {
+			want := q.VisibilityTimeoutSeconds
+			if tc.timeout > 0 {
+				want = max(want, 6*tc.timeout)
+			}
+			if got := num(t, e.must(attr(t, b, "visibility_timeout_seconds").Expr, each(q.Stage, inst[q.Stage]))); got != want {
+				t.Errorf("function timeout %d: stage_queue[%s] visibility %d, want %d", tc.timeout, q.Stage, got, want)
+			}
+			if tc.timeout > 0 && q.DLQ.MaxReceiveCount < 5 {
+				t.Errorf("topology queue %s: maxReceiveCount %d is below 5, too few for throttled Lambda retries", q.Name, q.DLQ.MaxReceiveCount)
+			}
+		}
+	}
+
+	// The mapping gets the queue's actual settings from the queue module.
+	call := c.root.block(t, "module", "lambda_stage")
+	q := attr(t, call, "queue")
+	src := string(q.Expr.Range().SliceBytes(c.root.files[q.SrcRange.Filename].Bytes))
+	for _, ref := range []string{"module.stage_queue[each.key].visibility_timeout_seconds", "module.stage_queue[each.key].max_receive_count", "module.stage_queue[each.key].queue_arn"} {
+		if !strings.Contains(src, ref) {
+			t.Errorf("module.lambda_stage queue must pass %s", ref)
+		}
+	}
+	qm := c.mod(t, "queue")
+	if !hasRef(attr(t, qm.block(t, "output", "visibility_timeout_seconds"), "value").Expr, "aws_sqs_queue.this.visibility_timeout_seconds") {
+		t.Error("modules/queue output visibility_timeout_seconds must be the work queue's")
+	}
+
+	// The preconditions bite.
+	lm := c.mod(t, "lambda_stage")
+	esm := lm.block(t, "resource", "aws_lambda_event_source_mapping", "this")
+	pre := children(child(t, esm, "lifecycle"), "precondition")
+	if len(pre) < 2 {
+		t.Fatalf("the mapping needs preconditions on the queue's visibility and maxReceiveCount, found %d", len(pre))
+	}
+	holds := func(visibility, receives int) bool {
+		e := newEvaluator(t, lm, map[string]cty.Value{
+			"timeout_seconds": cty.NumberIntVal(30),
+			"queue": cty.ObjectVal(map[string]cty.Value{"arn": cty.StringVal("arn:q"),
+				"visibility_timeout_seconds": cty.NumberIntVal(int64(visibility)), "max_receive_count": cty.NumberIntVal(int64(receives))}),
+		})
+		ok := true
+		for _, p := range pre {
+			ok = ok && boolean(t, e.must(attr(t, p, "condition").Expr, nil))
+		}
+		return ok
+	}
+	if !holds(180, 10) {
+		t.Error("preconditions refuse a 180 s queue with 10 receives for a 30 s function")
+	}
+	if holds(30, 10) {
+		t.Error("preconditions accept topology.json's 30 s visibility for a 30 s function")
+	}
+	if holds(180, 4) {
+		t.Error("preconditions accept maxReceiveCount 4")
+	}
+}
+
+// policyGrants evaluates a policy document to action -> sorted resources.
+func policyGrants(t *testing.T, e *evaluator, doc *hclsyntax.Block, extra map[string]cty.Value) map[string][]string {
+	t.Helper()
+	set := map[string]map[string]bool{}
+	add := func(s *hclsyntax.Block, ctx map[string]cty.Value) {
+		res := e.must(attr(t, s, "resources").Expr, ctx)
+		for a := e.must(attr(t, s, "actions").Expr, ctx).ElementIterator(); a.Next(); {
+			_, av := a.Element()
+			if set[av.AsString()] == nil {
+				set[av.AsString()] = map[string]bool{}
+			}
+			for r := res.ElementIterator(); r.Next(); {
+				_, rv := r.Element()
+				set[av.AsString()][rv.AsString()] = true
+			}
+		}
+	}
+	for _, s := range children(doc, "statement") {
+		add(s, extra)
+	}
+	for _, d := range doc.Body.Blocks {
+		if d.Type != "dynamic" || d.Labels[0] != "statement" {
+			continue
+		}
+		for it := e.must(attr(t, d, "for_each").Expr, extra).ElementIterator(); it.Next(); {
+			k, v := it.Element()
+			add(child(t, d, "content"), with(extra, iter("statement", k, v)))
+		}
+	}
+	out := map[string][]string{}
+	for a, rs := range set {
+		out[a] = sortedKeys(rs)
+	}
+	return out
+}
+
+// documentedLambdaGrants is docs/lambda.md's "Role per stage" table for one
+// stage: action -> resources ("queue"/"dlq" of the stage, "table/<role>",
+// "bus", "topic", ARNs).
+func documentedLambdaGrants(stage, gateway, cmk, secretsKey string) map[string][]string {
+	g := map[string]map[string]bool{}
+	grant := func(res string, actions ...string) {
+		for _, a := range actions {
+			if g[a] == nil {
+				g[a] = map[string]bool{}
+			}
+			g[a][res] = true
+		}
+	}
+	grant("queue/"+stage, "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl")
+	grant("dlq/"+stage, "sqs:SendMessage", "sqs:GetQueueUrl")
+	grant("table/orders", "dynamodb:GetItem", "dynamodb:PutItem")
+	switch stage {
+	case "inventory":
+		grant("table/inventory", "dynamodb:UpdateItem", "dynamodb:GetItem")
+		if gateway == "sandbox" {
+			grant("table/payments_ledger", "dynamodb:GetItem", "dynamodb:PutItem")
+		}
+	case "payment":
+		grant("table/inventory", "dynamodb:UpdateItem")
+		if gateway == "sandbox" {
+			grant("table/payments_ledger", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+		}
+	}
+	grant("bus", "events:PutEvents")
+	grant("topic", "sns:Publish")
+	if gateway == "stripe" && stage != "shipping" {
+		grant(testStripeArn, "secretsmanager:GetSecretValue")
+		if secretsKey != "" {
+			grant(secretsKey, "kms:Decrypt")
+		}
+	}
+	if cmk != "" {
+		grant(cmk, "kms:Decrypt", "kms:GenerateDataKey")
+	}
+	out := map[string][]string{}
+	for a, rs := range g {
+		out[a] = sortedKeys(rs)
+	}
+	return out
+}
+
+// Each function's role grants exactly docs/lambda.md's table: its own stage
+// queue and DLQ, the tables its handlers touch with the item actions they
+// call, the bus, the topic, the Stripe secret only where the gateway is used,
+// the customer key when there is one, and its own log group. Nothing else:
+// no Query, no idempotency table, no sns:CreateTopic, no receive on a DLQ.
+func TestLambdaRolesGrantExactlyTheDocumentedCalls(t *testing.T) {
+	t.Parallel()
+	c := cfg(t)
+	queues := map[string]cty.Value{}
+	for _, q := range c.topo.Queues {
+		queues[q.Stage] = cty.ObjectVal(map[string]cty.Value{"queue_arn": cty.StringVal("queue/" + q.Stage), "dlq_arn": cty.StringVal("dlq/" + q.Stage)})
+	}
+	tables := map[string]cty.Value{}
+	for _, tb := range c.topo.Tables {
+		tables[tb.Role] = cty.ObjectVal(map[string]cty.Value{"arn": cty.StringVal("table/" + tb.Role)})
+	}
+	arnOf := func(s string) cty.Value { return cty.ObjectVal(map[string]cty.Value{"arn": cty.StringVal(s)}) }
+	resources := map[string]cty.Value{
+		"module":                   cty.ObjectVal(map[string]cty.Value{"stage_queue": cty.ObjectVal(queues)}),
+		"aws_dynamodb_table":       cty.ObjectVal(map[string]cty.Value{"this": cty.ObjectVal(tables)}),
+		"aws_cloudwatch_event_bus": cty.ObjectVal(map[string]cty.Value{"orders": arnOf("bus")}),
+		"aws_sns_topic":            cty.ObjectVal(map[string]cty.Value{"notifications": arnOf("topic")}),
+	}
+	doc := c.root.block(t, "data", "aws_iam_policy_document", "lambda_stage")
+	for _, tc := range []struct {
+		gateway, cmk, secretsKey string
+	}{{"sandbox", "", ""}, {"stripe", "", ""}, {"stripe", testCMK, testSecretKey}, {"sandbox", testCMK, ""}} {
+		set := map[string]cty.Value{}
+		if tc.gateway == "stripe" {
+			set["stripe_secret_arn"] = cty.StringVal(testStripeArn)
+		}
+		if tc.cmk != "" {
+			set["kms"] = cty.ObjectVal(map[string]cty.Value{"key_arn": cty.StringVal(tc.cmk)})
+		}
+		if tc.secretsKey != "" {
+			set["secrets_kms_key_arn"] = cty.StringVal(tc.secretsKey)
+		}
+		e := rootEvaluator(t, c, lambdaVars(set))
+		inst := e.forEach(doc)
+		if len(inst) != len(c.topo.Queues) {
+			t.Fatalf("%d lambda role documents, want one per stage", len(inst))
+		}
+		for stage, v := range inst {
+			got := policyGrants(t, e, doc, with(resources, each(stage, v)))
+			want := documentedLambdaGrants(stage, tc.gateway, tc.cmk, tc.secretsKey)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("gateway %s, cmk %q, secrets key %q: the %s role grants\n %v\nwant (docs/lambda.md)\n %v", tc.gateway, tc.cmk, tc.secretsKey, stage, got, want)
+			}
+		}
+		// The precondition that keeps the access table in step with the topology holds.
+		for stage, v := range inst {
+			p := child(t, child(t, doc, "lifecycle"), "precondition")
+			if !boolean(t, e.must(attr(t, p, "condition").Expr, each(stage, v))) {
+				t.Errorf("lambda_stage[%s] precondition fails with the real topology", stage)
+			}
+		}
+	}
+	// Its keys are exactly the topology's stages, its tables topology roles.
+	e := rootEvaluator(t, c, lambdaVars(nil))
+	access := e.locals["lambda_access"]
+	var stages, wantStages []string
+	roles := map[string]bool{}
+	for _, tb := range c.topo.Tables {
+		roles[tb.Role] = true
+	}
+	for _, q := range c.topo.Queues {
+		wantStages = append(wantStages, q.Stage)
+	}
+	for it := access.ElementIterator(); it.Next(); {
+		k, v := it.Element()
+		stages = append(stages, k.AsString())
+		for _, part := range []string{"tables", "sandbox_tables"} {
+			for r := v.GetAttr(part).ElementIterator(); r.Next(); {
+				role, _ := r.Element()
+				if !roles[role.AsString()] {
+					t.Errorf("local.lambda_access[%s].%s names table role %q, which topology.json lacks", k.AsString(), part, role.AsString())
+				}
+			}
+		}
+	}
+	sort.Strings(stages)
+	sort.Strings(wantStages)
+	if !slices.Equal(stages, wantStages) {
+		t.Errorf("local.lambda_access stages %v, want topology.json's %v", stages, wantStages)
+	}
+
+	// Wiring: the document is the role's policy; the module adds only its
+	// own log group; the trust is Lambda in this account.
+	lm := c.mod(t, "lambda_stage")
+	call := c.root.block(t, "module", "lambda_stage")
+	if !hasRef(attr(t, call, "role_policy_json").Expr, "data.aws_iam_policy_document.lambda_stage") {
+		t.Error("module.lambda_stage role_policy_json must be data.aws_iam_policy_document.lambda_stage[each.key].json")
+	}
+	policies := lm.blocksOf("resource", "aws_iam_role_policy")
+	if len(policies) != 2 {
+		t.Fatalf("modules/lambda_stage: want two inline policies (stage handlers, own logs), found %d", len(policies))
+	}
+	for _, p := range policies {
+		if !hasRef(attr(t, p, "role").Expr, "aws_iam_role.this") {
+			t.Errorf("%s must be on aws_iam_role.this", blockAddr(p))
+		}
+		if pol := attr(t, p, "policy").Expr; !hasRef(pol, "var.role_policy_json") && !hasRef(pol, "data.aws_iam_policy_document.logs") {
+			t.Errorf("%s: policy must be var.role_policy_json or the logs document", blockAddr(p))
+		}
+	}
+	me := newEvaluator(t, lm, nil)
+	logs := policyGrants(t, me, lm.block(t, "data", "aws_iam_policy_document", "logs"),
+		map[string]cty.Value{"aws_cloudwatch_log_group": cty.ObjectVal(map[string]cty.Value{"this": arnOf("lg")})})
+	if got, want := fmt.Sprint(logs), fmt.Sprint(map[string][]string{"logs:CreateLogStream": {"lg:*"}, "logs:PutLogEvents": {"lg:*"}}); got != want {
+		t.Errorf("logs policy %s, want %s", got, want)
+	}
+	trust := statements(lm.block(t, "data", "aws_iam_policy_document", "assume_lambda"))
+	if len(trust) != 1 {
+		t.Fatalf("trust policy: want one statement, found %d", len(trust))
+	}
+	if got := literalList(t, attr(t, child(t, trust[0], "principals"), "identifiers").Expr); !slices.Equal(got, []string{"lambda.amazonaws.com"}) {
+		t.Errorf("trust principal %v, want lambda.amazonaws.com", got)
+	}
+	if v, _ := literalString(attr(t, child(t, trust[0], "condition"), "variable").Expr); v != "aws:SourceAccount" {
+		t.Errorf("trust condition on %q, want aws:SourceAccount", v)
+	}
+	if !hasRef(attr(t, lm.block(t, "resource", "aws_iam_role", "this"), "assume_role_policy").Expr, "data.aws_iam_policy_document.assume_lambda") ||
+		!hasRef(attr(t, lm.block(t, "resource", "aws_lambda_function", "this"), "role").Expr, "aws_iam_role.this") {
+		t.Error("the function's role must be aws_iam_role.this, trusting Lambda")
+	}
+}
+
 // ---------------------------------------------------------------------------
 // Conventions: pinned versions, typed and described variables and outputs
 // ---------------------------------------------------------------------------
@@ -1818,32 +2729,57 @@ func TestVariableValidationsWithTerraform(t *testing.T) {
 	required := []string{"-var=region=eu-west-1", "-var=vpc_id=vpc-0123456789abcdef0",
 		`-var=private_subnet_ids=["subnet-0123456789abcdef0"]`, "-var=image_tag=v1.0.0"}
 	const secret = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x-AbCdEf"
+	const zip = `-var=lambda={package_path="build/lambda.zip"}`
 	cases := []struct {
 		name    string
 		vars    []string
 		wantErr string // "" = must pass
+		bare    bool   // without the required ECS variables
 	}{
-		{"defaults", nil, ""},
+		{"defaults", nil, "", false},
 		{"everything on", []string{"-var=payment_gateway=stripe", "-var=stripe_secret_arn=" + secret,
 			`-var=intake={enabled=true,ingress_cidr_blocks=["10.0.0.0/16"]}`, "-var=api_key_secret_arn=" + secret,
 			"-var=kms={create_key=true}", "-var=min_tasks=2", "-var=max_tasks=4", "-var=cpu_architecture=ARM64",
 			`-var=notification_subscriptions=[{name="a",protocol="sms",endpoint="+447700900123",events=["OrderShipped"]},{name="b",protocol="email",endpoint="a@example.com"}]`,
-			`-var=alarm_subscriptions=[{name="oncall",protocol="email",endpoint="oncall@example.com"}]`}, ""},
-		{"bad prefix", []string{"-var=prefix=Bad_Prefix"}, "prefix must be"},
-		{"stripe without secret", []string{"-var=payment_gateway=stripe"}, "stripe_secret_arn must be"},
-		{"intake without api key", []string{"-var=intake={enabled=true}"}, "api_key_secret_arn must be"},
-		{"handler timeout above visibility", []string{"-var=handler_timeout_seconds=30"}, "handler_timeout_seconds must be"},
-		{"stop timeout over fargate limit", []string{"-var=shutdown_timeout_seconds=111"}, "shutdown_timeout_seconds must be"},
-		{"root user", []string{"-var=container_user=0:0"}, "container_user must be"},
-		{"max below min", []string{"-var=min_tasks=5", "-var=max_tasks=3"}, "max_tasks must be"},
-		{"latest tag", []string{"-var=image_tag=latest"}, "image_tag must be"},
-		{"unknown event", []string{`-var=notification_subscriptions=[{name="a",protocol="sms",endpoint="+447700900123",events=["Nope"]}]`}, "events must be a non-empty subset"},
-		{"both key options", []string{`-var=kms={create_key=true,key_arn="arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"}`}, "not both"},
-		{"log retention", []string{"-var=log_retention_days=2"}, "log_retention_days must be"},
-		{"open ops port", []string{`-var=ops_ingress_cidr_blocks=["0.0.0.0/0"]`}, "ops_ingress_cidr_blocks must be"},
+			`-var=alarm_subscriptions=[{name="oncall",protocol="email",endpoint="oncall@example.com"}]`}, "", false},
+		{"bad prefix", []string{"-var=prefix=Bad_Prefix"}, "prefix must be", false},
+		{"stripe without secret", []string{"-var=payment_gateway=stripe"}, "stripe_secret_arn must be", false},
+		{"intake without api key", []string{"-var=intake={enabled=true}"}, "api_key_secret_arn must be", false},
+		{"handler timeout above visibility", []string{"-var=handler_timeout_seconds=30"}, "handler_timeout_seconds must be", false},
+		{"stop timeout over fargate limit", []string{"-var=shutdown_timeout_seconds=111"}, "shutdown_timeout_seconds must be", false},
+		{"root user", []string{"-var=container_user=0:0"}, "container_user must be", false},
+		{"max below min", []string{"-var=min_tasks=5", "-var=max_tasks=3"}, "max_tasks must be", false},
+		{"latest tag", []string{"-var=image_tag=latest"}, "image_tag must be", false},
+		{"unknown event", []string{`-var=notification_subscriptions=[{name="a",protocol="sms",endpoint="+447700900123",events=["Nope"]}]`}, "events must be a non-empty subset", false},
+		{"both key options", []string{`-var=kms={create_key=true,key_arn="arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"}`}, "not both", false},
+		{"log retention", []string{"-var=log_retention_days=2"}, "log_retention_days must be", false},
+		{"open ops port", []string{`-var=ops_ingress_cidr_blocks=["0.0.0.0/0"]`}, "ops_ingress_cidr_blocks must be", false},
+		{"bad compute", []string{"-var=compute=fargate"}, "compute must be", false},
+		{"ecs without vpc", []string{`-var=private_subnet_ids=["subnet-0123456789abcdef0"]`, "-var=image_tag=v1.0.0"}, "vpc_id must look like", true},
+		{"ecs without image", []string{"-var=vpc_id=vpc-0123456789abcdef0", `-var=private_subnet_ids=["subnet-0123456789abcdef0"]`}, "image_tag must be", true},
+		{"lambda needs no vpc, subnets or image", []string{"-var=compute=lambda", zip}, "", true},
+		{"lambda everything on", []string{"-var=compute=lambda", "-var=stripe_secret_arn=" + secret, "-var=kms={create_key=true}",
+			`-var=lambda={package_path="build/lambda.zip",memory_size=512,timeout_seconds=60,batch_size=100,maximum_batching_window_in_seconds=2,maximum_concurrency=50}`}, "", true},
+		{"stripe secret alone", []string{"-var=stripe_secret_arn=" + secret}, "", false},
+		{"sandbox with a stripe secret", []string{"-var=payment_gateway=sandbox", "-var=stripe_secret_arn=" + secret}, "stripe_secret_arn must be", false},
+		{"lambda without package", []string{"-var=compute=lambda"}, "lambda.package_path must be", true},
+		{"lambda package not a zip", []string{"-var=compute=lambda", `-var=lambda={package_path="bootstrap"}`}, "lambda.package_path must be", true},
+		{"ecs with a long handler timeout", []string{"-var=handler_timeout_seconds=25"}, "", false},
+		{"function timeout too short", []string{"-var=compute=lambda", `-var=lambda={package_path="l.zip",timeout_seconds=27}`}, "lambda.timeout_seconds must be", true},
+		{"function timeout over 15 min", []string{"-var=compute=lambda", `-var=lambda={package_path="l.zip",timeout_seconds=901}`}, "lambda.timeout_seconds must be", true},
+		{"big batch without window", []string{"-var=compute=lambda", `-var=lambda={package_path="l.zip",batch_size=11}`}, "lambda.batch_size must be", true},
+		{"batching window too long", []string{"-var=compute=lambda", `-var=lambda={package_path="l.zip",maximum_batching_window_in_seconds=301}`}, "lambda.maximum_batching_window_in_seconds must be", true},
+		{"mapping concurrency 1", []string{"-var=compute=lambda", `-var=lambda={package_path="l.zip",maximum_concurrency=1}`}, "lambda.maximum_concurrency must be", true},
+		{"memory too small", []string{"-var=compute=lambda", `-var=lambda={package_path="l.zip",memory_size=64}`}, "lambda.memory_size must be", true},
+		{"intake on lambda", []string{"-var=compute=lambda", zip, `-var=intake={enabled=true}`, "-var=api_key_secret_arn=" + secret}, "intake.enabled needs compute", true},
 	}
 	for _, tc := range cases {
-		args := append([]string{"plan", "-input=false", "-no-color", "-lock=false", "-refresh=false"}, required...)
+		args := []string{"plan", "-input=false", "-no-color", "-lock=false", "-refresh=false"}
+		if tc.bare {
+			args = append(args, "-var=region=eu-west-1")
+		} else {
+			args = append(args, required...)
+		}
 		// A later -var wins, so overrides of required ones (image_tag) apply.
 		out, err := run(append(args, tc.vars...)...)
 		switch {
@@ -1853,6 +2789,63 @@ func TestVariableValidationsWithTerraform(t *testing.T) {
 			t.Errorf("%s: terraform plan accepted invalid settings", tc.name)
 		case tc.wantErr != "" && !strings.Contains(strings.Join(strings.Fields(out), " "), tc.wantErr):
 			t.Errorf("%s: want an error mentioning %q, got:\n%s", tc.name, tc.wantErr, out)
+		}
+	}
+
+	// Terraform itself evaluates the compute locals (the Lambda access table
+	// per gateway, the stage queues' visibility) as this file's evaluator
+	// does, so the checks above rest on Terraform's semantics.
+	names := []string{"ecs", "payment_gateway", "lambda_table_grants", "lambda_stripe_stages", "lambda_record_concurrency", "stage_visibility_timeout_seconds"}
+	var fields []string
+	for _, n := range names {
+		if !pure[n] {
+			t.Fatalf("local.%s is not provider-free", n)
+		}
+		fields = append(fields, n+" = local."+n)
+	}
+	for _, cc := range []struct {
+		vars []string
+		set  map[string]cty.Value
+	}{
+		{nil, nil},
+		{[]string{"-var=compute=lambda", zip}, lambdaVars(nil)},
+		{[]string{"-var=compute=lambda", zip, "-var=stripe_secret_arn=" + testStripeArn}, lambdaVars(map[string]cty.Value{"stripe_secret_arn": cty.StringVal(testStripeArn)})},
+		{[]string{"-var=compute=lambda", `-var=lambda={package_path="l.zip",timeout_seconds=90,batch_size=2000,maximum_batching_window_in_seconds=1}`},
+			lambdaVars(map[string]cty.Value{"lambda": cty.ObjectVal(map[string]cty.Value{"package_path": cty.StringVal("l.zip"),
+				"timeout_seconds": cty.NumberIntVal(90), "batch_size": cty.NumberIntVal(2000), "maximum_batching_window_in_seconds": cty.NumberIntVal(1)})})},
+	} {
+		cmd := exec.Command(bin, append(append([]string{"console", "-no-color"}, required...), cc.vars...)...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1")
+		cmd.Stdin = strings.NewReader("jsonencode({" + strings.Join(fields, ", ") + "})\n")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("terraform console %v: %v\n%s", cc.vars, err, out)
+		}
+		var tfJSON string
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, `"`) {
+				if tfJSON, err = strconv.Unquote(line); err != nil {
+					t.Fatalf("terraform console output %q: %v", line, err)
+				}
+			}
+		}
+		var got, want any
+		if err := json.Unmarshal([]byte(tfJSON), &got); err != nil {
+			t.Fatalf("terraform console %v printed %q: %v", cc.vars, out, err)
+		}
+		e := rootEvaluator(t, c, cc.set)
+		mine := map[string]cty.Value{}
+		for _, n := range names {
+			mine[n] = e.locals[n]
+		}
+		b, err := ctyjson.Marshal(cty.ObjectVal(mine), cty.ObjectVal(mine).Type())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = json.Unmarshal(b, &want)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%v: Terraform evaluates the compute locals to\n %v\nthis test's evaluator to\n %v", cc.vars, got, want)
 		}
 	}
 }

@@ -1,4 +1,19 @@
 ################################################################################
+# Compute target
+################################################################################
+
+variable "compute" {
+  description = "Where the stage handlers run: \"ecs\" (the worker on ECS Fargate, scaled on queue backlog; the default) or \"lambda\" (one AWS Lambda function per stage queue behind SQS event source mappings, built from cmd/lambda). Both share the bus, queues, tables, topics and DLQ alarms; see README.md, \"Lambda or ECS\"."
+  type        = string
+  default     = "ecs"
+
+  validation {
+    condition     = contains(["ecs", "lambda"], var.compute)
+    error_message = "compute must be \"ecs\" or \"lambda\"."
+  }
+}
+
+################################################################################
 # Naming and placement
 ################################################################################
 
@@ -24,22 +39,24 @@ variable "region" {
 }
 
 variable "vpc_id" {
-  description = "ID of the VPC that holds private_subnet_ids; the worker's security group is created in it."
+  description = "ID of the VPC that holds private_subnet_ids; the worker's security group is created in it. Required with compute = \"ecs\"; unused with \"lambda\" (the functions run outside any VPC)."
   type        = string
+  default     = null
 
   validation {
-    condition     = can(regex("^vpc-[0-9a-f]{8}([0-9a-f]{9})?$", var.vpc_id))
-    error_message = "vpc_id must look like vpc-0123456789abcdef0."
+    condition     = var.vpc_id == null ? var.compute != "ecs" : can(regex("^vpc-[0-9a-f]{8}([0-9a-f]{9})?$", var.vpc_id))
+    error_message = "vpc_id must look like vpc-0123456789abcdef0, and it is required when compute is \"ecs\"."
   }
 }
 
 variable "private_subnet_ids" {
-  description = "Private subnets (no public IPs) for the worker tasks, ideally one per availability zone. They need a route to the AWS APIs (SQS, DynamoDB, EventBridge, SNS, ECR, CloudWatch Logs, Secrets Manager) through a NAT gateway or VPC endpoints, and to the payment gateway when payment_gateway is \"stripe\"."
+  description = "Private subnets (no public IPs) for the worker tasks, ideally one per availability zone; required with compute = \"ecs\", unused with \"lambda\". They need a route to the AWS APIs (SQS, DynamoDB, EventBridge, SNS, ECR, CloudWatch Logs, Secrets Manager) through a NAT gateway or VPC endpoints, and to the payment gateway when payment_gateway is \"stripe\"."
   type        = list(string)
+  default     = null
 
   validation {
-    condition     = length(var.private_subnet_ids) >= 1 && alltrue([for s in var.private_subnet_ids : can(regex("^subnet-[0-9a-f]{8}([0-9a-f]{9})?$", s))])
-    error_message = "private_subnet_ids must hold at least one subnet ID like subnet-0123456789abcdef0 (two or more across availability zones are recommended)."
+    condition     = var.private_subnet_ids == null ? var.compute != "ecs" : length(var.private_subnet_ids) >= 1 && alltrue([for s in var.private_subnet_ids : can(regex("^subnet-[0-9a-f]{8}([0-9a-f]{9})?$", s))])
+    error_message = "private_subnet_ids must hold at least one subnet ID like subnet-0123456789abcdef0 (two or more across availability zones are recommended), and it is required when compute is \"ecs\"."
   }
 }
 
@@ -54,12 +71,13 @@ variable "tags" {
 ################################################################################
 
 variable "image_tag" {
-  description = "Tag of the worker image in the ECR repository this module creates (<prefix>/worker). Tags are immutable, so use a version or a git SHA, never a moving tag like latest."
+  description = "Tag of the worker image in the ECR repository this module creates (<prefix>/worker). Tags are immutable, so use a version or a git SHA, never a moving tag like latest. Required with compute = \"ecs\"; unused with \"lambda\" (no image, no ECR repository)."
   type        = string
+  default     = null
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && var.image_tag != "latest"
-    error_message = "image_tag must be a valid Docker tag (up to 128 characters of letters, digits, _ . -) and not \"latest\"."
+    condition     = var.image_tag == null ? var.compute != "ecs" : can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && var.image_tag != "latest"
+    error_message = "image_tag must be a valid Docker tag (up to 128 characters of letters, digits, _ . -) and not \"latest\", and it is required when compute is \"ecs\"."
   }
 }
 
@@ -188,24 +206,24 @@ variable "log_level" {
 }
 
 variable "payment_gateway" {
-  description = "Payment gateway the worker charges through (CLOUDCOMMERCE_PAYMENT_GATEWAY): \"sandbox\" (no money moves) or \"stripe\" (needs stripe_secret_arn)."
-  type        = string
-  default     = "sandbox"
-
-  validation {
-    condition     = contains(["sandbox", "stripe"], var.payment_gateway)
-    error_message = "payment_gateway must be \"sandbox\" or \"stripe\"."
-  }
-}
-
-variable "stripe_secret_arn" {
-  description = "ARN of the Secrets Manager secret whose value is the Stripe secret key; injected as CLOUDCOMMERCE_STRIPE_SECRET_KEY by ECS at task start, so the key never appears in Terraform state or the task definition. Required when payment_gateway is \"stripe\"."
+  description = "Payment gateway the stage handlers charge through (CLOUDCOMMERCE_PAYMENT_GATEWAY): \"sandbox\" (no money moves) or \"stripe\" (needs stripe_secret_arn). null (the default) means \"stripe\" when stripe_secret_arn is set, else \"sandbox\"."
   type        = string
   default     = null
 
   validation {
-    condition     = var.stripe_secret_arn == null ? var.payment_gateway != "stripe" : can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+$", var.stripe_secret_arn))
-    error_message = "stripe_secret_arn must be a Secrets Manager secret ARN, and it is required when payment_gateway is \"stripe\"."
+    condition     = contains(["sandbox", "stripe"], coalesce(var.payment_gateway, "sandbox"))
+    error_message = "payment_gateway must be \"sandbox\", \"stripe\" or null."
+  }
+}
+
+variable "stripe_secret_arn" {
+  description = "ARN of the Secrets Manager secret whose value is the Stripe secret key. Setting it selects the stripe gateway. ECS injects it as CLOUDCOMMERCE_STRIPE_SECRET_KEY at task start (a container `secrets` entry) and the Lambda functions read it at cold start (CLOUDCOMMERCE_STRIPE_SECRET_ARN), so the key never appears in Terraform state, the task definition or the function configuration. Required when payment_gateway is \"stripe\"; refused with \"sandbox\"."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.stripe_secret_arn == null ? var.payment_gateway != "stripe" : can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+$", var.stripe_secret_arn)) && var.payment_gateway != "sandbox"
+    error_message = "stripe_secret_arn must be a Secrets Manager secret ARN; it is required when payment_gateway is \"stripe\" and refused when payment_gateway is \"sandbox\" (a key the worker would never use)."
   }
 }
 
@@ -221,6 +239,11 @@ variable "intake" {
   validation {
     condition     = var.intake.port >= 1024 && var.intake.port <= 65535 && var.intake.port != 9090 && alltrue([for c in var.intake.ingress_cidr_blocks : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
     error_message = "intake.port must be 1024-65535 and not the ops port 9090; intake.ingress_cidr_blocks must be CIDR blocks other than 0.0.0.0/0."
+  }
+
+  validation {
+    condition     = !(var.intake.enabled && var.compute == "lambda")
+    error_message = "intake.enabled needs compute = \"ecs\": the HTTP intake is served by the worker process, not by the Lambda functions."
   }
 }
 
@@ -323,11 +346,66 @@ variable "enable_task_scale_in_protection" {
 }
 
 ################################################################################
+# Lambda functions (compute = "lambda")
+################################################################################
+
+variable "lambda" {
+  description = <<-EOT
+    The Lambda compute target, used only with compute = "lambda" (one function per stage queue, all from the same zip).
+    package_path: the zip holding the `bootstrap` binary (GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build -tags lambda.norpc -o bootstrap ./cmd/lambda; zip -j lambda.zip bootstrap); required with compute = "lambda".
+    memory_size: MB per function, 128-10240 (default 256; CPU grows with it).
+    timeout_seconds: the function timeout, at least handler_timeout_seconds + 8 (the function's 3 s CLOUDCOMMERCE_DEADLINE_MARGIN plus 5 s to dead-letter and answer) and at most 900 (default 30). The stage queues' visibility timeout becomes max(topology.json's, 6 x this).
+    batch_size: records per invocation, 1-10000 (default 10); above 10 needs maximum_batching_window_in_seconds >= 1. The records of a batch are handled concurrently (CLOUDCOMMERCE_LAMBDA_CONCURRENCY = min(batch_size, 1000)).
+    maximum_batching_window_in_seconds: how long the mapping gathers a batch, 0-300 (default 0: every second is added to each of an order's three hops at low volume).
+    maximum_concurrency: most concurrent invocations per stage (the mapping's scaling_config), 2-1000 (default 10).
+  EOT
+  type = object({
+    package_path                       = optional(string)
+    memory_size                        = optional(number, 256)
+    timeout_seconds                    = optional(number, 30)
+    batch_size                         = optional(number, 10)
+    maximum_batching_window_in_seconds = optional(number, 0)
+    maximum_concurrency                = optional(number, 10)
+  })
+  default = {}
+
+  validation {
+    condition     = var.compute != "lambda" || try(endswith(var.lambda.package_path, ".zip"), false)
+    error_message = "lambda.package_path must be the path of the zip holding the bootstrap binary (ending in .zip); it is required when compute is \"lambda\"."
+  }
+
+  validation {
+    condition     = var.lambda.memory_size >= 128 && var.lambda.memory_size <= 10240 && floor(var.lambda.memory_size) == var.lambda.memory_size
+    error_message = "lambda.memory_size must be a whole number of MB from 128 to 10240."
+  }
+
+  validation {
+    condition     = floor(var.lambda.timeout_seconds) == var.lambda.timeout_seconds && var.lambda.timeout_seconds <= 900 && (var.compute != "lambda" || var.lambda.timeout_seconds >= var.handler_timeout_seconds + 8)
+    error_message = "lambda.timeout_seconds must be a whole number of at most 900 and at least handler_timeout_seconds + 8 (the function cancels handlers 3 s before its deadline and needs a few seconds more to dead-letter and answer)."
+  }
+
+  validation {
+    condition     = var.lambda.batch_size >= 1 && var.lambda.batch_size <= 10000 && floor(var.lambda.batch_size) == var.lambda.batch_size && (var.lambda.batch_size <= 10 || var.lambda.maximum_batching_window_in_seconds >= 1)
+    error_message = "lambda.batch_size must be a whole number from 1 to 10000, and at most 10 unless lambda.maximum_batching_window_in_seconds is at least 1 (an SQS event source mapping rule)."
+  }
+
+  validation {
+    condition     = var.lambda.maximum_batching_window_in_seconds >= 0 && var.lambda.maximum_batching_window_in_seconds <= 300 && floor(var.lambda.maximum_batching_window_in_seconds) == var.lambda.maximum_batching_window_in_seconds
+    error_message = "lambda.maximum_batching_window_in_seconds must be a whole number from 0 to 300."
+  }
+
+  validation {
+    condition     = var.lambda.maximum_concurrency >= 2 && var.lambda.maximum_concurrency <= 1000 && floor(var.lambda.maximum_concurrency) == var.lambda.maximum_concurrency
+    error_message = "lambda.maximum_concurrency must be a whole number from 2 to 1000 (the SQS event source mapping's limits)."
+  }
+}
+
+################################################################################
 # Logs, alarms, notifications
 ################################################################################
 
 variable "log_retention_days" {
-  description = "CloudWatch Logs retention for the worker's log group, in days (one of the values CloudWatch accepts: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)."
+  description = "CloudWatch Logs retention for the worker's log group (compute = \"ecs\") or the functions' log groups (\"lambda\"), in days (one of the values CloudWatch accepts: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)."
   type        = number
   default     = 30
 

@@ -9,7 +9,7 @@ variable "name" {
 }
 
 variable "visibility_timeout_seconds" {
-  description = "How long a received message stays invisible; must exceed the worker's handler deadline. 0-43200."
+  description = "How long a received message stays invisible; must exceed the worker's handler deadline, and be at least six times the function timeout when a Lambda event source mapping consumes the queue. 0-43200."
   type        = number
 
   validation {
