@@ -7,9 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,31 +15,7 @@ import (
 	"github.com/cloudcommerce/cloudcommerce/internal/testkit"
 )
 
-var (
-	devstackOnce sync.Once
-	devstackPath string
-	devstackErr  error
-)
-
-func devstackBinary(t *testing.T) string {
-	t.Helper()
-	devstackOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cc-devstack-")
-		if err != nil {
-			devstackErr = err
-			return
-		}
-		devstackPath = filepath.Join(dir, "devstack")
-		if out, err := exec.Command("go", "build", "-o", devstackPath, "../../cmd/devstack").CombinedOutput(); err != nil {
-			devstackErr = err
-			devstackPath = string(out)
-		}
-	})
-	if devstackErr != nil {
-		t.Fatalf("build devstack: %v\n%s", devstackErr, devstackPath)
-	}
-	return devstackPath
-}
+func devstackBinary(t *testing.T) string { return testkit.Binary(t, "../../cmd/devstack") }
 
 // cleanEnv is the environment without this test process's own emulator
 // settings, so devstack starts its own.
@@ -78,7 +52,7 @@ func TestDevstackKeepsStateAcrossRestarts(t *testing.T) {
 	t.Parallel()
 	bin, dir, addr := devstackBinary(t), t.TempDir(), freeAddr(t)
 	base := "http://" + addr
-	run := func() *proc {
+	run := func() *testkit.Process {
 		return start(t, bin, cleanEnv(), "--data-dir", dir, "--addr", addr)
 	}
 	up := func() {
@@ -91,10 +65,10 @@ func TestDevstackKeepsStateAcrossRestarts(t *testing.T) {
 			return resp.StatusCode == 200
 		})
 	}
-	stop := func(p *proc) {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	stop := func(p *testkit.Process) {
+		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case err := <-p.done:
+		case err := <-p.Done:
 			if err != nil {
 				t.Fatalf("devstack exited with %v", err)
 			}

@@ -8,15 +8,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,43 +30,7 @@ import (
 
 func TestMain(m *testing.M) { emulator.RunTests(m) }
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// workerBinary builds cmd/worker once per test run.
-func workerBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cc-e2e-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "worker")
-		cmd := exec.Command("go", "build", "-o", binPath, "../../cmd/worker")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func workerBinary(t *testing.T) string { return testkit.Binary(t, "../../cmd/worker") }
 
 func env(prefix string, extra ...string) []string {
 	e := append(os.Environ(), "CLOUDCOMMERCE_PREFIX="+prefix, "CLOUDCOMMERCE_LOG_LEVEL=info")
@@ -79,51 +39,14 @@ func env(prefix string, extra ...string) []string {
 
 func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Eventually(t, what, timeout, ok)
 }
 
-type proc struct {
-	cmd  *exec.Cmd
-	out  *bytes.Buffer
-	done chan error
-}
+func freeAddr(t *testing.T) string { return testkit.FreeAddr(t) }
 
-func start(t *testing.T, bin string, environ []string, args ...string) *proc {
-	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), out: &bytes.Buffer{}, done: make(chan error, 1)}
-	p.cmd.Env = environ
-	w := &syncWriter{w: p.out}
-	p.cmd.Stdout, p.cmd.Stderr = w, w
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("worker output:\n%s", w.String())
-		}
-	})
-	return p
+func start(t *testing.T, bin string, environ []string, args ...string) *testkit.Process {
+	return testkit.Start(t, bin, environ, args...)
 }
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (s *syncWriter) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(b)
-}
-func (s *syncWriter) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.w.String() }
 
 func TestWorkerBinaryDoesNotLinkTheEmulator(t *testing.T) {
 	t.Parallel()
@@ -259,11 +182,11 @@ func TestOrdersFlowThroughTheBuiltWorker(t *testing.T) {
 	}
 
 	// SIGTERM: drain and exit 0 within the shutdown timeout.
-	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := w.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-w.done:
+	case err := <-w.Done:
 		if err != nil {
 			t.Fatalf("worker exited with %v after SIGTERM", err)
 		}
