@@ -177,6 +177,20 @@ func (s *Service) payment(ctx context.Context, ev Event) (Outcome, error) {
 	if o.Status != StatusReserved {
 		return "", Permanent(ReasonInvalid, fmt.Errorf("InventoryReserved event for order %s has status %s", o.ID, o.Status))
 	}
+	// Read before charging (reliability fix): the conditional write below
+	// decides progress, but it comes after the charge, so without this read
+	// an InventoryReserved for an unknown order captured money for an order
+	// that does not exist (and was then retried in a loop), and a stale one
+	// for an order already rejected or cancelled charged it again. Only a
+	// RESERVED order is charged; anything else is decided by resolve.
+	switch cur, err := s.Store.Get(ctx, o.ID); {
+	case errors.Is(err, ErrNotFound):
+		return "", Permanent(ReasonNotFound, fmt.Errorf("InventoryReserved for order %s: %w", o.ID, err))
+	case err != nil:
+		return "", fmt.Errorf("read order %s before charging: %w", o.ID, err)
+	case cur.Status != StatusReserved:
+		return s.resolve(ctx, StagePayment, o.ID)
+	}
 	chargeID, err := s.Payments.Charge(ctx, ChargeRequest{IdempotencyKey: o.ID, OrderID: o.ID, Amount: o.Total, Token: o.Payment.Token})
 	var declined *DeclinedError
 	if errors.As(err, &declined) {
@@ -259,6 +273,12 @@ func (s *Service) shipping(ctx context.Context, ev Event) (Outcome, error) {
 // cancelled order gets what this stage did undone.
 func (s *Service) resolve(ctx context.Context, stage Stage, id string) (Outcome, error) {
 	cur, err := s.Store.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		// Reliability fix: an event for an order that was never stored
+		// (only OrderPlaced may create one) will not find it on a retry
+		// either; dead-letter it at once instead of retrying in a loop.
+		return "", Permanent(ReasonNotFound, fmt.Errorf("%s stage: %w", stage, err))
+	}
 	if err != nil {
 		return "", fmt.Errorf("read order %s after a lost condition: %w", id, err)
 	}

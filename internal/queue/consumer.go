@@ -204,13 +204,23 @@ func (c *Consumer) poll(recv, work context.Context, handlers *sync.WaitGroup) {
 				break fill
 			}
 		}
-		out, err := c.sqs.ReceiveMessage(recv, &sqs.ReceiveMessageInput{
+		if recv.Err() != nil {
+			// Receiving stopped while slots were reserved: start no new
+			// receive (it would no longer fail at once; see receiveContext).
+			for range n {
+				<-c.slots
+			}
+			return
+		}
+		rctx, rdone := receiveContext(recv, work)
+		out, err := c.sqs.ReceiveMessage(rctx, &sqs.ReceiveMessageInput{
 			QueueUrl:                    &c.cfg.QueueURL,
 			MaxNumberOfMessages:         int32(n),
 			WaitTimeSeconds:             int32(c.cfg.WaitTime / time.Second),
 			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp},
 			MessageAttributeNames:       []string{"All"},
 		})
+		rdone()
 		got := 0
 		if out != nil {
 			got = len(out.Messages)
@@ -254,6 +264,25 @@ func (c *Consumer) poll(recv, work context.Context, handlers *sync.WaitGroup) {
 			}(msg)
 		}
 	}
+}
+
+// receiveGrace is how long a receive in flight when receiving stops may
+// still return.
+const receiveGrace = 2 * time.Second
+
+// receiveContext is the context of one ReceiveMessage call (reliability
+// fix). Cancelling a receive the moment SIGTERM arrives can discard a
+// response the endpoint has already sent: its messages are then invisible
+// until their visibility timeout instead of being handed back at once. So a
+// receive in flight when recv ends gets receiveGrace to return (a poll that
+// has messages returns in milliseconds; an idle long poll is cut off after
+// the grace, costing shutdown at most that long), and what it returns is
+// handed back by the caller. The work context's cancellation (the shutdown
+// deadline) still cancels it at once.
+func receiveContext(recv, work context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(work)
+	stop := context.AfterFunc(recv, func() { time.AfterFunc(receiveGrace, cancel) })
+	return ctx, func() { stop(); cancel() }
 }
 
 // receiveFailed backs off after a failed receive. A missing queue or denied

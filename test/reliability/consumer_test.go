@@ -1,0 +1,201 @@
+package reliability
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
+	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
+	"github.com/cloudcommerce/cloudcommerce/internal/queue"
+	"github.com/cloudcommerce/cloudcommerce/internal/sandbox"
+	"github.com/cloudcommerce/cloudcommerce/internal/testkit"
+)
+
+// queuePair creates a queue with the given visibility timeout and a DLQ
+// that takes its messages after maxReceive receives.
+func queuePair(r *rt, env *testkit.Env, name string, visibility, maxReceive int) (url, dlq string) {
+	r.Helper()
+	ctx, cancel := ctxTimeout(30 * time.Second)
+	defer cancel()
+	d, err := env.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(env.Prefix + "-" + name + "-dlq")})
+	if err != nil {
+		r.Fatal(err)
+	}
+	a, err := env.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: d.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	if err != nil {
+		r.Fatal(err)
+	}
+	redrive, _ := json.Marshal(map[string]any{"deadLetterTargetArn": a.Attributes["QueueArn"], "maxReceiveCount": maxReceive})
+	q, err := env.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(env.Prefix + "-" + name), Attributes: map[string]string{
+		"VisibilityTimeout": strconv.Itoa(visibility), "RedrivePolicy": string(redrive)}})
+	if err != nil {
+		r.Fatal(err)
+	}
+	return aws.ToString(q.QueueUrl), aws.ToString(d.QueueUrl)
+}
+
+// runConsumer runs a consumer until stop is called; stop waits for it.
+func runConsumer(c *queue.Consumer) (stop func()) {
+	recv, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); c.Run(recv, context.Background()) }()
+	return func() { cancel(); wg.Wait() }
+}
+
+// TestSlowHandlerIsNotDeliveredTwice: a handler that runs 2.5 times the
+// queue's visibility timeout keeps its message, because the consumer
+// extends the visibility while it runs: exactly one delivery, the
+// extensions counted.
+func TestSlowHandlerIsNotDeliveredTwice(t *testing.T) {
+	t.Parallel()
+	r := newRT(t)
+	env := testkit.Provision(r)
+	url, dlq := queuePair(r, env, "slow", 2, 5)
+	var calls atomic.Int32
+	var receives []int
+	var mu sync.Mutex
+	done := make(chan struct{})
+	h := func(ctx context.Context, m pipeline.Message) (pipeline.Outcome, error) {
+		calls.Add(1)
+		mu.Lock()
+		receives = append(receives, m.ReceiveCount)
+		mu.Unlock()
+		select {
+		case <-time.After(5 * time.Second): // the slow carrier
+		case <-ctx.Done():
+			return "", context.Cause(ctx)
+		}
+		select {
+		case done <- struct{}{}:
+		default:
+		}
+		return pipeline.OutcomeOK, nil
+	}
+	m := metrics.New()
+	c := queue.New(env.SQS, queue.Config{Stage: pipeline.StageShipping, QueueURL: url, DLQURL: dlq, WaitTime: time.Second,
+		Visibility: 2 * time.Second, HandlerTimeout: 10 * time.Second}, h, zaptest.NewLogger(t), m)
+	stop := runConsumer(c)
+	defer stop()
+	ctx, cancel := ctxTimeout(10 * time.Second)
+	defer cancel()
+	if _, err := env.SQS.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String("slow")}); err != nil {
+		r.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		r.Fatal("the slow handler never finished")
+	}
+	cl := &cluster{r: r, env: env}
+	r.eventually("the message to be deleted", 30*time.Second, func() bool { n, err := cl.queueDepth(url); return err == nil && n == 0 })
+	stop()
+	if n := calls.Load(); n != 1 {
+		r.Fatalf("the message was delivered %d times (receive counts %v), want once", n, receives)
+	}
+	if v := testutil.ToFloat64(m.Extended.WithLabelValues(string(pipeline.StageShipping))); v < 1 {
+		r.Fatalf("visibility_extensions_total = %v, want at least 1", v)
+	}
+	if n, _ := cl.queueDepth(dlq); n != 0 {
+		r.Fatalf("DLQ holds %d messages", n)
+	}
+}
+
+// TestPanickingHandlerIsRecoveredAndRetried: a handler that panics on its
+// first run does not crash the consumer; the panic is counted and the
+// message retried (not dead-lettered), and the retry succeeds.
+func TestPanickingHandlerIsRecoveredAndRetried(t *testing.T) {
+	t.Parallel()
+	r := newRT(t)
+	env := testkit.Provision(r)
+	url, dlq := queuePair(r, env, "panic", 30, 5)
+	var calls atomic.Int32
+	h := func(ctx context.Context, m pipeline.Message) (pipeline.Outcome, error) {
+		if calls.Add(1) == 1 {
+			panic("boom: a bug in a handler")
+		}
+		return pipeline.OutcomeOK, nil
+	}
+	m := metrics.New()
+	c := queue.New(env.SQS, queue.Config{Stage: pipeline.StagePayment, QueueURL: url, DLQURL: dlq, WaitTime: time.Second,
+		RetryBase: 100 * time.Millisecond}, h, zaptest.NewLogger(t), m)
+	stop := runConsumer(c)
+	defer stop()
+	ctx, cancel := ctxTimeout(10 * time.Second)
+	defer cancel()
+	if _, err := env.SQS.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String("x")}); err != nil {
+		r.Fatal(err)
+	}
+	cl := &cluster{r: r, env: env}
+	r.eventually("the retried message to succeed and be deleted", time.Minute, func() bool {
+		n, err := cl.queueDepth(url)
+		return calls.Load() >= 2 && err == nil && n == 0
+	})
+	stop()
+	st := string(pipeline.StagePayment)
+	if v := testutil.ToFloat64(m.Panics.WithLabelValues(st)); v != 1 {
+		r.Errorf("panics_total = %v, want 1", v)
+	}
+	if v := testutil.ToFloat64(m.Handled.WithLabelValues(st, "retried")); v != 1 {
+		r.Errorf("retried = %v, want 1", v)
+	}
+	if v := testutil.ToFloat64(m.Handled.WithLabelValues(st, string(pipeline.OutcomeOK))); v != 1 {
+		r.Errorf("ok = %v, want 1", v)
+	}
+	if n := calls.Load(); n != 2 {
+		r.Errorf("handler ran %d times, want 2", n)
+	}
+	if n, _ := cl.queueDepth(dlq); n != 0 {
+		r.Errorf("DLQ holds %d messages, want 0", n)
+	}
+}
+
+// TestSlowCarrierIsNotShippedTwice runs the built worker against stage
+// queues whose visibility timeout is cut to 2 s (on this test's own
+// prefix) with a carrier that takes 5 s: the heartbeat keeps every shipping
+// message, so each is received once and no delivery is a duplicate.
+func TestSlowCarrierIsNotShippedTwice(t *testing.T) {
+	t.Parallel()
+	r := newRT(t)
+	c := newCluster(r, "CLOUDCOMMERCE_VISIBILITY_TIMEOUT=2s", "CLOUDCOMMERCE_CARRIER_DELAY=5s",
+		"CLOUDCOMMERCE_HANDLER_TIMEOUT=15s", "CLOUDCOMMERCE_SHUTDOWN_TIMEOUT=20s", "CLOUDCOMMERCE_SWEEP_INTERVAL=off")
+	ctx, cancel := ctxTimeout(time.Minute)
+	defer cancel()
+	for _, st := range pipeline.Stages {
+		if _, err := c.env.SQS.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(c.env.QueueURL(st, false)),
+			Attributes: map[string]string{"VisibilityTimeout": "2"}}); err != nil {
+			r.Fatal(err)
+		}
+	}
+	stock := map[string]int64{"SKU-S": 10}
+	c.setStock(stock)
+	w := c.worker()
+	w.start()
+	accepted := map[string]*planned{}
+	for i := range 3 {
+		id := placeOrder(ctx, r, func() string { return w.api }, testkit.Order(sandbox.TokenVisa, "SKU-S"), "slow-"+strconv.Itoa(i))
+		accepted[id] = &planned{id: id}
+	}
+	settle(c, expect{stock: stock, accepted: accepted, finalWithin: time.Minute, queueWithin: 30 * time.Second})
+	ship := string(pipeline.StageShipping)
+	if v := metric(w.ops, "cloudcommerce_stage_messages_received_total", "stage", ship); v != 3 {
+		r.Errorf("shipping received %v messages, want 3 (one per order)", v)
+	}
+	if v := metric(w.ops, "cloudcommerce_stage_messages_handled_total", "outcome", "duplicate"); v != 0 {
+		r.Errorf("%v deliveries were duplicates, want 0", v)
+	}
+	if v := metric(w.ops, "cloudcommerce_stage_visibility_extensions_total", "stage", ship); v < 3 {
+		r.Errorf("visibility_extensions_total{stage=shipping} = %v, want at least one per order", v)
+	}
+}

@@ -1,0 +1,308 @@
+package reliability
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/emulator"
+	"github.com/cloudcommerce/cloudcommerce/internal/testkit"
+)
+
+// TestMain hosts the emulator in this process (unless AWS_ENDPOINT_URL
+// already names an endpoint such as LocalStack) and exports its address.
+func TestMain(m *testing.M) { emulator.RunTests(m) }
+
+// baseSeed seeds every random choice of the run. Each test derives its own
+// stream from it and its name, so one seed reproduces any test's plan.
+var baseSeed = func() uint64 {
+	if v := os.Getenv("CLOUDCOMMERCE_TEST_SEED"); v != "" {
+		s, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			panic(fmt.Sprintf("CLOUDCOMMERCE_TEST_SEED=%q: want an unsigned integer", v))
+		}
+		return s
+	}
+	return uint64(time.Now().UnixNano())
+}()
+
+// rt is a test with a seeded random source. Its failure methods append the
+// seed and the command that replays the test, so every failure message
+// says how to reproduce it. It satisfies testing.TB, so helpers taking a
+// testing.TB (testkit) fail through it too.
+type rt struct {
+	*testing.T
+	seed uint64
+	mu   sync.Mutex
+	rng  *rand.Rand
+}
+
+func newRT(t *testing.T) *rt {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(t.Name()))
+	r := &rt{T: t, seed: baseSeed, rng: rand.New(rand.NewPCG(baseSeed, h.Sum64()))}
+	t.Logf("seed %d (rerun: %s)", r.seed, r.rerun())
+	return r
+}
+
+func (r *rt) rerun() string {
+	return fmt.Sprintf("CLOUDCOMMERCE_TEST_SEED=%d go test -race -count=1 -run '^%s$' ./test/reliability/", r.seed, strings.SplitN(r.Name(), "/", 2)[0])
+}
+
+func (r *rt) note() string { return fmt.Sprintf("\n[seed %d; rerun: %s]", r.seed, r.rerun()) }
+
+func (r *rt) Fatalf(format string, args ...any) {
+	r.T.Helper()
+	r.T.Fatalf(format+"%s", append(args, r.note())...)
+}
+func (r *rt) Errorf(format string, args ...any) {
+	r.T.Helper()
+	r.T.Errorf(format+"%s", append(args, r.note())...)
+}
+func (r *rt) Fatal(args ...any) { r.T.Helper(); r.T.Fatal(append(args, r.note())...) }
+func (r *rt) Error(args ...any) { r.T.Helper(); r.T.Error(append(args, r.note())...) }
+
+// Float64, IntN and Duration draw from the test's seeded source; safe for
+// concurrent use (though plans are drawn up front, so runs replay).
+func (r *rt) Float64() float64 { r.mu.Lock(); defer r.mu.Unlock(); return r.rng.Float64() }
+func (r *rt) IntN(n int) int   { r.mu.Lock(); defer r.mu.Unlock(); return r.rng.IntN(n) }
+func (r *rt) Duration(lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(r.Float64()*float64(hi-lo))
+}
+
+// eventually polls ok every interval until it returns true, failing the
+// test when the deadline passes first. Waits are always bounded this way;
+// no test sleeps for correctness.
+func (r *rt) eventually(what string, timeout time.Duration, ok func() bool) {
+	r.Helper()
+	if !poll(timeout, 200*time.Millisecond, ok) {
+		r.Fatalf("timed out after %s waiting for %s", timeout, what)
+	}
+}
+
+// poll reports whether ok became true within timeout.
+func poll(timeout, every time.Duration, ok func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if ok() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(every)
+	}
+}
+
+// workerBinary builds cmd/worker once per test run (without -race: the
+// race detector runs in this process, which hosts the emulator, and in the
+// worker's own unit tests; the binary here is the production build).
+func workerBinary(t testing.TB) string { return testkit.Binary(t, "../../cmd/worker") }
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// proc is one run of the worker binary.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	log     string // path of its combined output
+	ops     string
+	done    chan struct{}
+	exitErr error
+}
+
+// Exited reports whether the process has exited.
+func (p *proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Kill sends SIGKILL and waits for the process to be gone.
+func (p *proc) Kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Terminate sends SIGTERM and returns the exit error (nil for exit 0) and
+// how long the exit took, or ok=false if it did not exit within timeout
+// (the process is then killed).
+func (p *proc) Terminate(timeout time.Duration) (exitErr error, took time.Duration, ok bool) {
+	start := time.Now()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.exitErr, time.Since(start), true
+	case <-time.After(timeout):
+		p.Kill()
+		return nil, time.Since(start), false
+	}
+}
+
+// Tail returns the last n lines of the process's output.
+func (p *proc) Tail(n int) string {
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Grep counts output lines containing s.
+func (p *proc) Grep(s string) int {
+	f, err := os.Open(p.log)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if bytes.Contains(sc.Bytes(), []byte(s)) {
+			n++
+		}
+	}
+	return n
+}
+
+// startProc starts the worker binary with args and environ; its output
+// goes to a file that is shown (tail) if the test fails. The process is
+// killed when the test ends.
+func startProc(t testing.TB, name string, environ []string, ops string, args ...string) *proc {
+	t.Helper()
+	logf, err := os.CreateTemp(t.TempDir(), name+"-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{name: name, cmd: exec.Command(workerBinary(t), args...), log: logf.Name(), ops: ops, done: make(chan struct{})}
+	p.cmd.Env = environ
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	// A worker must not outlive a test binary killed by a timeout.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.exitErr = p.cmd.Wait()
+		_ = logf.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		if !p.Exited() {
+			p.Kill()
+		}
+		if t.Failed() {
+			t.Logf("--- %s output (last 60 lines) ---\n%s", name, p.Tail(60))
+		}
+	})
+	return p
+}
+
+// ready polls the worker's /readyz until it answers 200; it returns an
+// error if the process exits or the deadline passes first. Safe to call
+// from any goroutine.
+func (p *proc) ready(timeout time.Duration) error {
+	ok := poll(timeout, 50*time.Millisecond, func() bool {
+		if p.Exited() {
+			return true
+		}
+		code, _ := httpGet("http://" + p.ops + "/readyz")
+		return code == http.StatusOK
+	})
+	if p.Exited() {
+		return fmt.Errorf("%s exited before it was ready: %v\n%s", p.name, p.exitErr, p.Tail(40))
+	}
+	if !ok {
+		return fmt.Errorf("%s not ready within %s\n%s", p.name, timeout, p.Tail(40))
+	}
+	return nil
+}
+
+var httpClient = &http.Client{Timeout: 15 * time.Second}
+
+func httpGet(url string) (int, []byte) {
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// metric sums the samples of a Prometheus text-format metric whose labels
+// include every given name="value" pair. It returns -1 when the endpoint
+// does not answer.
+func metric(ops, name string, labels ...string) float64 {
+	code, body := httpGet("http://" + ops + "/metrics")
+	if code != http.StatusOK {
+		return -1
+	}
+	return sumMetric(string(body), name, labels...)
+}
+
+func sumMetric(text, name string, labels ...string) float64 {
+	total := 0.0
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, name) || strings.HasPrefix(line, "#") {
+			continue
+		}
+		rest := line[len(name):]
+		if rest == "" || (rest[0] != '{' && rest[0] != ' ') {
+			continue // a longer metric name with this prefix
+		}
+		match := true
+		for i := 0; i+1 < len(labels); i += 2 {
+			if !strings.Contains(rest, labels[i]+`="`+labels[i+1]+`"`) {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
+		f := strings.Fields(rest[strings.LastIndex(rest, "}")+1:])
+		if len(f) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err == nil {
+			total += v
+		}
+	}
+	return total
+}
+
+// ctxTimeout is a short-hand for a bounded background context.
+func ctxTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}
