@@ -33,6 +33,7 @@ import (
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
+	"github.com/cloudcommerce/cloudcommerce/internal/sandbox"
 	"github.com/cloudcommerce/cloudcommerce/internal/store"
 	"github.com/cloudcommerce/cloudcommerce/internal/topology"
 )
@@ -72,6 +73,13 @@ type Config struct {
 	Orders int
 	// Timeout bounds the whole run (placing and waiting). Default 5m.
 	Timeout time.Duration
+	// ProducerLinger is how long the bus producer (TargetBus, open loop)
+	// lets due orders gather into one PutEvents (≤ 10 entries), as a
+	// batching producer would; the default 5ms matches the worker's own
+	// CLOUDCOMMERCE_BATCH_LINGER, so arrivals are about as smooth as the
+	// intake API's. Longer windows send bursts, which the stages downstream
+	// batch better.
+	ProducerLinger time.Duration
 	// Seed makes the order mix repeatable.
 	Seed uint64
 	Mix  Mix
@@ -84,6 +92,11 @@ type Config struct {
 	Settle time.Duration
 	// CheckInterval is how often pending orders are read. Default 250ms.
 	CheckInterval time.Duration
+	// BeforePlacing and AfterCounters, when set, run just before the first
+	// order is placed (after the counters are first read) and just after
+	// the counters are read again, bracketing the measured window (the
+	// benchmark reads /proc there).
+	BeforePlacing, AfterCounters func()
 	// Out receives progress; nil discards it. Terminal draws a bar
 	// instead of periodic lines; ProgressEvery is the line interval
 	// (default 2s).
@@ -131,6 +144,9 @@ func (c *Config) defaults() error {
 	if c.Timeout <= 0 {
 		c.Timeout = 5 * time.Minute
 	}
+	if c.ProducerLinger <= 0 {
+		c.ProducerLinger = 5 * time.Millisecond
+	}
 	if c.Settle <= 0 {
 		c.Settle = time.Second
 	}
@@ -169,6 +185,13 @@ type Result struct {
 	// status; OrdersPerSecond is Final over it.
 	ElapsedSeconds  float64 `json:"elapsed_s"`
 	OrdersPerSecond float64 `json:"orders_per_s"`
+	// OrdersPerSecond99 counts up to the moment 99% of the orders were
+	// final, so one straggler (a retried payment, a redelivery after a
+	// visibility timeout) does not define the figure.
+	OrdersPerSecond99 float64 `json:"orders_per_s_99"`
+	// FirstPlaced and Done99 bound that busy period.
+	FirstPlaced time.Time `json:"first_placed"`
+	Done99      time.Time `json:"done_99"`
 
 	P50Ms float64 `json:"p50_ms"`
 	P95Ms float64 `json:"p95_ms"`
@@ -185,6 +208,11 @@ type Result struct {
 	// WorkerCPUMicros is the workers' process CPU per order from their
 	// /metrics (process_cpu_seconds_total), µs.
 	WorkerCPUMicros float64 `json:"worker_cpu_us_per_order,omitempty"`
+	// AvgOrderItemBytes is the stored order items' mean size (what a write
+	// costs in DynamoDB capacity units); AvgLines the mean SKUs per order
+	// (stock items a reservation touches).
+	AvgOrderItemBytes float64 `json:"avg_order_item_bytes"`
+	AvgLines          float64 `json:"avg_lines"`
 	// CheckerRequests counts the load generator's own reads (not counted
 	// in Requests).
 	CheckerRequests int64 `json:"checker_requests"`
@@ -253,6 +281,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	res := &Result{Label: cfg.Label, Target: cfg.Target, OfferedRate: cfg.Rate, Concurrency: cfg.Concurrency, Seed: cfg.Seed, Orders: cfg.Orders}
+	if cfg.BeforePlacing != nil {
+		cfg.BeforePlacing()
+	}
 	r.start = time.Now()
 	res.Start = r.start
 	placeCtx, stopPlacing := context.WithCancel(ctx)
@@ -281,6 +312,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+	}
+	if cfg.AfterCounters != nil {
+		cfg.AfterCounters()
 	}
 	res.End = time.Now()
 	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
@@ -322,9 +356,9 @@ func (r *run) setStock(ctx context.Context) error {
 }
 
 // placed records orders once they are accepted.
-func (r *run) placed(os ...*order) {
+func (r *run) placed(list ...*order) {
 	r.mu.Lock()
-	r.orders = append(r.orders, os...)
+	r.orders = append(r.orders, list...)
 	r.mu.Unlock()
 }
 
@@ -371,12 +405,12 @@ func (r *run) place(ctx context.Context) {
 		}
 		return
 	}
-	// Open loop: every tick, place what the schedule says is due. A
-	// batching producer (the bus) waits up to 50ms to fill a PutEvents.
+	// Open loop: every tick, place what the schedule says is due. The bus
+	// producer puts what became due within one tick (its linger) in one
+	// PutEvents.
 	tick := time.Duration(float64(time.Second) / r.cfg.Rate)
 	if batch > 1 {
-		tick = time.Duration(float64(batch) * float64(time.Second) / r.cfg.Rate)
-		tick = min(max(tick, 5*time.Millisecond), 50*time.Millisecond)
+		tick = r.cfg.ProducerLinger
 	}
 	tick = max(tick, time.Millisecond)
 	t := time.NewTicker(tick)
@@ -424,7 +458,7 @@ func (r *run) placeBatch(ctx context.Context, first, n int) {
 			}
 			continue
 		}
-		r.placed(&order{id: id, transient: req.Payment.Token == "tok_processingError"})
+		r.placed(&order{id: id, transient: req.Payment.Token == sandbox.TokenProcessingError})
 	}
 }
 

@@ -28,11 +28,17 @@ type Counters struct {
 	CPUSeconds float64
 	// RSSBytes is process_resident_memory_bytes (summed).
 	RSSBytes float64
+	// Entries by batch kind (events, notifications, delete, receive,
+	// visibility): the entries the batched calls carried.
+	Entries map[string]float64
+	// Received is the stage messages received (every stage, redeliveries
+	// included): the SQS deliveries EventBridge made.
+	Received float64
 }
 
 // Scrape reads /metrics from every URL and sums the counters.
 func Scrape(ctx context.Context, c *http.Client, urls []string) (Counters, error) {
-	total := Counters{Requests: map[string]float64{}, Errors: map[string]float64{}}
+	total := Counters{Requests: map[string]float64{}, Errors: map[string]float64{}, Entries: map[string]float64{}}
 	for _, u := range urls {
 		one, err := scrapeOne(ctx, c, u)
 		if err != nil {
@@ -44,6 +50,10 @@ func Scrape(ctx context.Context, c *http.Client, urls []string) (Counters, error
 		for k, v := range one.Errors {
 			total.Errors[k] += v
 		}
+		for k, v := range one.Entries {
+			total.Entries[k] += v
+		}
+		total.Received += one.Received
 		total.CPUSeconds += one.CPUSeconds
 		total.RSSBytes += one.RSSBytes
 	}
@@ -73,7 +83,17 @@ func ParseCounters(r io.Reader) (Counters, error) {
 	if err != nil {
 		return Counters{}, fmt.Errorf("parse metrics: %w", err)
 	}
-	out := Counters{Requests: map[string]float64{}, Errors: map[string]float64{}}
+	out := Counters{Requests: map[string]float64{}, Errors: map[string]float64{}, Entries: map[string]float64{}}
+	if mf := mfs["cloudcommerce_aws_batch_size_entries"]; mf != nil {
+		for _, m := range mf.GetMetric() {
+			out.Entries[label(m, "kind")] += m.GetHistogram().GetSampleSum()
+		}
+	}
+	if mf := mfs["cloudcommerce_stage_messages_received_total"]; mf != nil {
+		for _, m := range mf.GetMetric() {
+			out.Received += m.GetCounter().GetValue()
+		}
+	}
 	if mf := mfs["cloudcommerce_aws_requests_total"]; mf != nil {
 		for _, m := range mf.GetMetric() {
 			svc, op, outcome := label(m, "service"), label(m, "operation"), label(m, "outcome")
@@ -112,14 +132,25 @@ type Breakdown struct {
 	Ledger float64 `json:"ledger_per_order"`
 	// Errors are non-ok outcomes per order by "service operation outcome".
 	Errors map[string]float64 `json:"errors_per_order,omitempty"`
+	// Entries per order by batch kind: events put by the workers,
+	// notifications published, deletes, ... (what list prices charge by).
+	Entries map[string]float64 `json:"entries_per_order,omitempty"`
+	// Deliveries is stage messages received per order.
+	Deliveries float64 `json:"deliveries_per_order"`
 }
 
 // PerOrder turns the difference of two scrapes into requests per order.
 func PerOrder(before, after Counters, orders int) Breakdown {
-	b := Breakdown{ByOperation: map[string]float64{}, Errors: map[string]float64{}}
+	b := Breakdown{ByOperation: map[string]float64{}, Errors: map[string]float64{}, Entries: map[string]float64{}}
 	if orders <= 0 {
 		return b
 	}
+	for k, v := range after.Entries {
+		if d := (v - before.Entries[k]) / float64(orders); d > 0 {
+			b.Entries[k] = d
+		}
+	}
+	b.Deliveries = (after.Received - before.Received) / float64(orders)
 	for k, v := range after.Requests {
 		d := (v - before.Requests[k]) / float64(orders)
 		if d <= 0 {

@@ -1,0 +1,471 @@
+// Command runner runs CloudCommerce's standard benchmark scenarios end to
+// end: for every measurement it starts the kumo emulator (`devstack
+// --emulator-only`) and the built worker binary as separate processes,
+// places orders with the load generator (internal/loadgen, in this
+// process), and reads the worker's and the emulator's CPU and memory from
+// /proc. It writes raw JSON lines to bench/results/, the tables to
+// bench/figures.md and the chart to bench/plot.svg, prints the cost model,
+// and exits non-zero when a target is missed, saying which.
+//
+// Run it through bench/run.sh, which builds the binaries first.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
+	"github.com/cloudcommerce/cloudcommerce/internal/loadgen"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// config is a worker configuration under test: environment on top of the
+// worker's defaults.
+type config struct {
+	Name string   `json:"name"`
+	Env  []string `json:"env"`
+	// Bin, when set, is another worker binary (a proposed change built
+	// elsewhere) to measure in the same harness.
+	Bin string `json:"bin,omitempty"`
+}
+
+var (
+	batched = config{Name: "batched", Env: nil}
+	tuned   = config{Name: "batched+tuned", Env: []string{"CLOUDCOMMERCE_POLLERS=1", "CLOUDCOMMERCE_BATCH_LINGER=20ms"}}
+	naive   = config{Name: "naive", Env: []string{"CLOUDCOMMERCE_BATCHING=false"}}
+)
+
+// Targets from issue 6.
+const (
+	targetRequestsPerOrder = 6.5
+	targetCPUMicros        = 300
+	latencyGoalMs          = 1000
+)
+
+type options struct {
+	bin, out, plot, figures string
+	only                    map[string]bool
+	steadyRate              float64
+	steadyOrders            int
+	naiveRate               float64
+	apiRate                 float64
+	apiOrders               int
+	stepSeconds             float64
+	rates                   []float64
+	scaleRate               float64
+	scaleSeconds            float64
+	configs                 []config
+	fromSummary             string
+	replot                  bool
+}
+
+func parse(args []string) (options, error) {
+	var o options
+	var only, rates, configs, protoBin, protoEnv string
+	quick := false
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.StringVar(&o.bin, "bin", "bench/results/bin", "directory with the built worker and devstack binaries")
+	fs.StringVar(&o.out, "out", "bench/results", "directory for raw JSON lines and logs (git-ignored)")
+	fs.StringVar(&o.plot, "plot", "bench/plot.svg", "where to write the chart")
+	fs.StringVar(&o.figures, "figures", "bench/figures.md", "where to write the tables")
+	fs.StringVar(&only, "only", "steady,api,throughput,scaling", "scenarios to run: steady (requests and CPU per order), api, throughput, scaling")
+	fs.Float64Var(&o.steadyRate, "steady-rate", 150, "offered orders/s of the steady-load runs")
+	fs.IntVar(&o.steadyOrders, "steady-orders", 6000, "orders in each steady-load run (at least 5000 for the CPU figure)")
+	fs.Float64Var(&o.naiveRate, "naive-rate", 75, "offered orders/s of the naive configuration's steady run")
+	fs.Float64Var(&o.apiRate, "api-rate", 100, "offered orders/s through the intake API")
+	fs.IntVar(&o.apiOrders, "api-orders", 3000, "orders through the intake API")
+	fs.Float64Var(&o.stepSeconds, "step-seconds", 12, "length of each throughput step")
+	fs.StringVar(&rates, "rates", "50,100,150,200,250,300,350,400,500", "offered rates of the throughput ladder")
+	fs.Float64Var(&o.scaleRate, "scale-rate", 450, "offered orders/s of the scaling runs (above capacity: they measure the drain rate)")
+	fs.Float64Var(&o.scaleSeconds, "scale-seconds", 12, "length of each scaling run")
+	fs.StringVar(&configs, "configs", "batched,naive,tuned", "worker configurations to compare: batched (defaults), naive (CLOUDCOMMERCE_BATCHING=false), tuned (env-only tuning), proto")
+	fs.StringVar(&protoBin, "proto-bin", "", "with -configs proto: a worker binary with a proposed change, measured in the same harness")
+	fs.StringVar(&protoEnv, "proto-env", "", "with -configs proto: space-separated environment for it")
+	fs.StringVar(&o.fromSummary, "from-summary", "", "rewrite the figures and plot from a saved bench/results/summary-*.json instead of measuring")
+	fs.BoolVar(&quick, "quick", false, "small runs, for checking the script itself (figures are not meaningful)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	o.only = map[string]bool{}
+	for _, s := range strings.Split(only, ",") {
+		o.only[strings.TrimSpace(s)] = true
+	}
+	for _, r := range strings.Split(rates, ",") {
+		var v float64
+		if _, err := fmt.Sscanf(strings.TrimSpace(r), "%g", &v); err != nil || v <= 0 {
+			return o, fmt.Errorf("-rates: %q is not a rate", r)
+		}
+		o.rates = append(o.rates, v)
+	}
+	for _, c := range strings.Split(configs, ",") {
+		switch strings.TrimSpace(c) {
+		case "batched":
+			o.configs = append(o.configs, batched)
+		case "naive":
+			o.configs = append(o.configs, naive)
+		case "tuned":
+			o.configs = append(o.configs, tuned)
+		case "proto":
+			if protoBin == "" {
+				return o, errors.New("-configs proto needs -proto-bin")
+			}
+			abs, err := filepath.Abs(protoBin)
+			if err != nil {
+				return o, err
+			}
+			o.configs = append(o.configs, config{Name: "proto", Env: strings.Fields(protoEnv), Bin: abs})
+		default:
+			return o, fmt.Errorf("-configs: unknown configuration %q", c)
+		}
+	}
+	if quick {
+		o.steadyOrders, o.apiOrders, o.stepSeconds, o.scaleSeconds = 600, 300, 4, 4
+		o.rates = []float64{50, 150}
+	}
+	return o, nil
+}
+
+// Measurement is one run of the load generator against one stack.
+type Measurement struct {
+	Scenario string          `json:"scenario"`
+	Config   config          `json:"config"`
+	Workers  int             `json:"workers"`
+	Attempt  int             `json:"attempt"`
+	Load     *loadgen.Result `json:"load"`
+	Error    string          `json:"error,omitempty"`
+	// Over the measured window (first placement → counters read):
+	WallSeconds        float64   `json:"wall_s"`
+	WorkerCPUSeconds   float64   `json:"worker_cpu_s"`
+	WorkerCPUMicros    float64   `json:"worker_cpu_us_per_order"`
+	BusySeconds        float64   `json:"busy_s"`
+	WorkerCores        float64   `json:"worker_cores"`
+	EmulatorCPUSeconds float64   `json:"emulator_cpu_s"`
+	EmulatorCores      float64   `json:"emulator_cores"`
+	LoadgenCores       float64   `json:"loadgen_cores"`
+	WorkerRSSIdleMB    []float64 `json:"worker_rss_idle_mb"`
+	WorkerRSSPeakMB    []float64 `json:"worker_rss_peak_mb"`
+	EmulatorRSSPeakMB  float64   `json:"emulator_rss_peak_mb"`
+	LoadAvgStart       string    `json:"loadavg_start"`
+	LoadAvgEnd         string    `json:"loadavg_end"`
+	Pass               bool      `json:"pass"`
+	Started            time.Time `json:"started"`
+}
+
+type bench struct {
+	o      options
+	ticks  float64
+	logDir string
+	jsonl  string
+	log    io.Writer
+	all    []*Measurement
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	o, err := parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if o.fromSummary != "" {
+		raw, err := os.ReadFile(o.fromSummary)
+		if err != nil {
+			return err
+		}
+		var rep report
+		if err := json.Unmarshal(raw, &rep); err != nil {
+			return fmt.Errorf("%s: %w", o.fromSummary, err)
+		}
+		o.replot = true
+		return rep.write(o, stdout)
+	}
+	for _, b := range []string{"worker", "devstack"} {
+		if _, err := os.Stat(filepath.Join(o.bin, b)); err != nil {
+			return fmt.Errorf("%s not built in %s (run bench/run.sh): %w", b, o.bin, err)
+		}
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	stamp := time.Now().UTC().Format("20060102T150405Z")
+	b := &bench{o: o, ticks: clockTicks(), logDir: filepath.Join(o.out, "logs", stamp), jsonl: filepath.Join(o.out, "runs-"+stamp+".jsonl"), log: stdout}
+	if err := os.MkdirAll(b.logDir, 0o755); err != nil {
+		return err
+	}
+	m := machine()
+	fmt.Fprintf(stdout, "machine: %s\nraw results: %s, logs: %s\n", m.String(), b.jsonl, b.logDir)
+
+	var rep report
+	rep.Machine = m
+	if o.only["steady"] {
+		for _, c := range o.configs {
+			rate, orders := o.steadyRate, o.steadyOrders
+			if c.Name == naive.Name {
+				// One request per message however the load: a lower rate
+				// gives the same figures with headroom.
+				rate, orders = o.naiveRate, min(o.steadyOrders, int(o.naiveRate*40))
+			}
+			rep.Steady = append(rep.Steady, b.measure(ctx, "steady", c, 1, false, rate, orders, loadgen.DefaultMix()))
+		}
+	}
+	if o.only["api"] {
+		rep.Steady = append(rep.Steady, b.measure(ctx, "api", o.configs[0], 1, true, o.apiRate, o.apiOrders, loadgen.DefaultMix()))
+	}
+	if o.only["throughput"] {
+		for _, c := range o.configs {
+			steps, best := b.ladder(ctx, c)
+			rep.Throughput = append(rep.Throughput, ladder{Config: c, Steps: steps, Sustained: best})
+		}
+	}
+	if o.only["scaling"] {
+		for _, n := range []int{1, 2, 4} {
+			orders := int(o.scaleRate * o.scaleSeconds)
+			rep.Scaling = append(rep.Scaling, b.measure(ctx, "scaling", o.configs[0], n, false, o.scaleRate, orders, throughputMix()))
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	// The first configuration is the one under test (the defaults unless
+	// -configs says otherwise).
+	missed := rep.check(o.configs[0].Name)
+	if err := rep.write(o, stdout); err != nil {
+		return err
+	}
+	if len(missed) > 0 {
+		return fmt.Errorf("targets missed:\n  %s", strings.Join(missed, "\n  "))
+	}
+	fmt.Fprintln(stdout, "every target met")
+	return nil
+}
+
+// throughputMix is the mix of the throughput and scaling runs: the
+// realistic one without transient payment failures, whose retries back off
+// for ≥ 1 s + 2 s by design (CLOUDCOMMERCE_RETRY_BASE) and would put p99
+// over 1 s at any load.
+func throughputMix() loadgen.Mix {
+	m := loadgen.DefaultMix()
+	m.Transient = 0
+	return m
+}
+
+// measure starts a fresh stack, warms it up, runs the load generator and
+// reads /proc around the measured window.
+func (b *bench) measure(ctx context.Context, scenario string, c config, workers int, api bool, rate float64, orders int, mix loadgen.Mix) *Measurement {
+	m := &Measurement{Scenario: scenario, Config: c, Workers: workers, Started: time.Now().UTC()}
+	defer func() {
+		b.all = append(b.all, m)
+		if err := loadgen.AppendJSON(b.jsonl, m); err != nil {
+			fmt.Fprintf(b.log, "write %s: %v\n", b.jsonl, err)
+		}
+	}()
+	if ctx.Err() != nil {
+		m.Error = ctx.Err().Error()
+		return m
+	}
+	label := fmt.Sprintf("%s-%s-w%d-r%.0f", scenario, strings.ReplaceAll(c.Name, "+", "-"), workers, rate)
+	fmt.Fprintf(b.log, "\n== %s: %d orders at %.0f/s, %d worker(s), %s, loadavg %s\n", label, orders, rate, workers, c.Name, loadAvg())
+	workerBin := filepath.Join(b.o.bin, "worker")
+	if c.Bin != "" {
+		workerBin = c.Bin
+	}
+	st, err := startStack(ctx, b.o.bin, workerBin, b.logDir, label, workers, c.Env, api)
+	if err != nil {
+		m.Error = err.Error()
+		fmt.Fprintf(b.log, "start: %v\n", err)
+		return m
+	}
+	defer st.stop()
+	time.Sleep(2 * time.Second)
+	for _, w := range st.workers {
+		m.WorkerRSSIdleMB = append(m.WorkerRSSIdleMB, float64(rssKB(w.pid()))/1024)
+	}
+	aws, err := awsconf.Load(ctx, awsconf.Options{Endpoint: st.endpoint, Region: "us-east-1"})
+	if err != nil {
+		m.Error = err.Error()
+		return m
+	}
+	base := loadgen.Config{Target: loadgen.TargetBus, AWS: aws, Prefix: st.prefix, Out: io.Discard}
+	if api {
+		base.Target, base.APIURL = loadgen.TargetAPI, st.intake
+	}
+	// Warm up connections and pools: the first orders after start pay
+	// for dialing and growing the worker's pools.
+	warm := base
+	warm.Rate, warm.Orders, warm.Timeout, warm.Seed, warm.Mix = 40, 80, time.Minute, 99, throughputMix()
+	if _, err := loadgen.Run(ctx, warm); err != nil {
+		fmt.Fprintf(b.log, "warm-up: %v\n", err)
+	}
+
+	var wStart, wEnd []int64
+	var eStart, eEnd int64
+	var tStart, tEnd time.Time
+	snap := func(ws *[]int64, e *int64, t *time.Time) {
+		*ws = (*ws)[:0]
+		for _, w := range st.workers {
+			v, _ := cpuTicks(w.pid())
+			*ws = append(*ws, v)
+		}
+		*e, _ = cpuTicks(st.emu.pid())
+		*t = time.Now()
+	}
+	peak := make([]int64, len(st.workers))
+	var emuPeak int64
+	var samples []cpuSample
+	sampleDone := make(chan struct{})
+	stopSampling := make(chan struct{})
+	go func() {
+		defer close(sampleDone)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			cs := cpuSample{at: time.Now()}
+			for i, w := range st.workers {
+				peak[i] = max(peak[i], rssKB(w.pid()))
+				v, _ := cpuTicks(w.pid())
+				cs.worker += v
+			}
+			emuPeak = max(emuPeak, rssKB(st.emu.pid()))
+			cs.emu, _ = cpuTicks(st.emu.pid())
+			cs.self, _ = cpuTicks(os.Getpid())
+			samples = append(samples, cs)
+			select {
+			case <-stopSampling:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	cfg := base
+	cfg.Label, cfg.Rate, cfg.Orders, cfg.Seed, cfg.Mix = label, rate, orders, 1, mix
+	cfg.Timeout = time.Duration(float64(orders)/rate*float64(time.Second)) + 2*time.Minute
+	cfg.MetricsURLs = st.metrics
+	cfg.Out, cfg.ProgressEvery = b.log, 5*time.Second
+	cfg.BeforePlacing = func() { snap(&wStart, &eStart, &tStart) }
+	cfg.AfterCounters = func() { snap(&wEnd, &eEnd, &tEnd) }
+	m.LoadAvgStart = loadAvg()
+	res, err := loadgen.Run(ctx, cfg)
+	m.LoadAvgEnd = loadAvg()
+	close(stopSampling)
+	<-sampleDone
+	m.Load = res
+	if err != nil {
+		m.Error = err.Error()
+		fmt.Fprintf(b.log, "load: %v\n", err)
+	}
+	if res == nil || tEnd.IsZero() {
+		return m
+	}
+	m.WallSeconds = tEnd.Sub(tStart).Seconds()
+	for i := range wStart {
+		m.WorkerCPUSeconds += float64(wEnd[i]-wStart[i]) / b.ticks
+	}
+	m.EmulatorCPUSeconds = float64(eEnd-eStart) / b.ticks
+	if res.Placed > 0 {
+		m.WorkerCPUMicros = m.WorkerCPUSeconds / float64(res.Placed) * 1e6
+	}
+	// Cores are averaged over the busy period, first placement until 99%
+	// of the orders were final, from the 250 ms samples; a straggler's
+	// idle wait would otherwise dilute them.
+	if from, to, ok := span(samples, res.FirstPlaced, res.Done99); ok {
+		dt := to.at.Sub(from.at).Seconds()
+		m.WorkerCores = float64(to.worker-from.worker) / b.ticks / dt
+		m.EmulatorCores = float64(to.emu-from.emu) / b.ticks / dt
+		m.LoadgenCores = float64(to.self-from.self) / b.ticks / dt
+		m.BusySeconds = dt
+	}
+	for _, p := range peak {
+		m.WorkerRSSPeakMB = append(m.WorkerRSSPeakMB, float64(p)/1024)
+	}
+	m.EmulatorRSSPeakMB = float64(emuPeak) / 1024
+	m.Pass = err == nil && res.P99Ms < latencyGoalMs && res.MaxPlaceLagMs < 1000 && res.OrdersPerSecond99 >= 0.9*rate
+	res.Print(b.log)
+	fmt.Fprintf(b.log, "worker CPU (/proc): %.0f µs/order, %.2f cores; emulator %.2f cores; load generator %.2f cores; RSS idle %v MB, peak %v MB; loadavg %s → %s\n",
+		m.WorkerCPUMicros, m.WorkerCores, m.EmulatorCores, m.LoadgenCores, mb(m.WorkerRSSIdleMB), mb(m.WorkerRSSPeakMB), m.LoadAvgStart, m.LoadAvgEnd)
+	return m
+}
+
+type cpuSample struct {
+	at                time.Time
+	worker, emu, self int64
+}
+
+// span returns the samples bracketing from..to (the last at or before
+// from, the first at or after to), when at least a second apart.
+func span(s []cpuSample, from, to time.Time) (cpuSample, cpuSample, bool) {
+	if len(s) < 2 || from.IsZero() || to.IsZero() {
+		return cpuSample{}, cpuSample{}, false
+	}
+	a, b := s[0], s[len(s)-1]
+	for _, x := range s {
+		if !x.at.After(from) {
+			a = x
+		}
+	}
+	for i := len(s) - 1; i >= 0; i-- {
+		if !s[i].at.Before(to) {
+			b = s[i]
+		}
+	}
+	return a, b, b.at.Sub(a.at) >= time.Second
+}
+
+func mb(v []float64) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = fmt.Sprintf("%.0f", x)
+	}
+	return strings.Join(parts, "/")
+}
+
+// ladder steps the offered rate up until p99 misses the goal (each miss
+// is retried once, as other processes share the machine), then tries the
+// midpoint once, and returns the steps and the highest sustained rate.
+func (b *bench) ladder(ctx context.Context, c config) ([]*Measurement, float64) {
+	var steps []*Measurement
+	best := 0.0
+	try := func(rate float64) bool {
+		orders := max(300, int(rate*b.o.stepSeconds))
+		for attempt := 1; attempt <= 2; attempt++ {
+			m := b.measure(ctx, "throughput", c, 1, false, rate, orders, throughputMix())
+			m.Attempt = attempt
+			steps = append(steps, m)
+			if m.Pass {
+				best = max(best, rate)
+				return true
+			}
+			if ctx.Err() != nil {
+				return false
+			}
+		}
+		return false
+	}
+	prev := 0.0
+	for _, r := range b.o.rates {
+		if try(r) {
+			prev = r
+			continue
+		}
+		if mid := (prev + r) / 2; prev > 0 && mid-prev >= 20 {
+			try(mid)
+		}
+		break
+	}
+	return steps, best
+}
