@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/logging"
+
 	"github.com/cloudcommerce/cloudcommerce/internal/trace"
 
 	"golang.org/x/term"
@@ -96,7 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := emulator.Prepare(o.emulatorAddr, dataDir); err != nil {
 		return err
 	}
-	log, err := worker.NewLogger(o.logLevel)
+	log, err := logging.New(o.logLevel)
 	if err != nil {
 		return err
 	}

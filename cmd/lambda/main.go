@@ -18,9 +18,10 @@ import (
 	"os"
 	"time"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/logging"
+
 	awslambda "github.com/aws/aws-lambda-go/lambda"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
 	"github.com/cloudcommerce/cloudcommerce/internal/lambda"
@@ -66,7 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.LogLevel)
+	log, err := logging.New(cfg.LogLevel)
 	if err != nil {
 		return err
 	}
@@ -89,22 +90,4 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	log.Info("function ready", zap.String("prefix", cfg.Prefix), zap.String("stage", string(cfg.Stage)), zap.String("payment_gateway", cfg.PaymentGateway))
 	awslambda.StartWithOptions(h.Handle, awslambda.WithContext(ctx))
 	return nil
-}
-
-// newLogger returns the JSON logger the worker uses; Lambda sends stdout
-// and stderr to CloudWatch Logs.
-func newLogger(level string) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return nil, fmt.Errorf("log level %q: %w", level, err)
-	}
-	cfg := zap.NewProductionConfig()
-	cfg.Level = zap.NewAtomicLevelAt(lvl)
-	cfg.EncoderConfig.TimeKey = "time"
-	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	log, err := cfg.Build()
-	if err != nil {
-		return nil, fmt.Errorf("build logger: %w", err)
-	}
-	return log, nil
 }

@@ -29,6 +29,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/logging"
+
 	"github.com/cloudcommerce/cloudcommerce/internal/trace"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/dlq"
@@ -102,7 +104,7 @@ func runWorker(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	log, err := worker.NewLogger(cfg.LogLevel)
+	log, err := logging.New(cfg.LogLevel)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 	"github.com/cloudcommerce/cloudcommerce/internal/queue"
 	"github.com/cloudcommerce/cloudcommerce/internal/store"
+	"github.com/cloudcommerce/cloudcommerce/internal/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/topology"
 )
 
@@ -153,19 +154,7 @@ func (f *fixture) reserved(t *testing.T, o pipeline.Order) pipeline.Order {
 }
 
 // envelope is the EventBridge event SQS delivers for ev.
-func envelope(t *testing.T, ev pipeline.Event) string {
-	t.Helper()
-	detail, err := pipeline.EncodeDetail(ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.Marshal(pipeline.Envelope{Version: "0", ID: uniquePrefix(), DetailType: string(ev.Type), Source: pipeline.EventSource,
-		Account: "000000000000", Time: time.Now().UTC(), Region: "us-east-1", Resources: []string{}, Detail: json.RawMessage(detail)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
+func envelope(t *testing.T, ev pipeline.Event) string { return testkit.Envelope(t, ev) }
 
 // send puts a body on a stage queue and returns its message id.
 func (f *fixture) send(t *testing.T, st pipeline.Stage, body string) string {

@@ -1,4 +1,8 @@
-package worker
+// Package logging builds the production zap logger every binary uses: JSON
+// to stderr, ISO 8601 times, the level named by configuration. Callers log
+// ids (order_id, stage, message_id, receive_count), never customer contact
+// details or payment tokens.
+package logging
 
 import (
 	"fmt"
@@ -7,9 +11,9 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// NewLogger returns the production JSON logger at level. Logs never carry
-// customer contact details or payment tokens: handlers log ids only.
-func NewLogger(level string) (*zap.Logger, error) {
+// New returns the production JSON logger at level (debug, info, warn or
+// error).
+func New(level string) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
