@@ -30,7 +30,8 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	stdout := emulator.SeparateStdout()
+	if err := run(context.Background(), os.Args[1:], stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "devstack:", err)
 		os.Exit(1)
 	}
@@ -57,12 +58,18 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.emulatorOnly, "emulator-only", false, "serve only the provisioned emulator on --emulator-addr")
 	fs.StringVar(&o.emulatorAddr, "emulator-addr", "", "address of the emulator's AWS endpoint (default 127.0.0.1:4566 with --emulator-only, a free port otherwise)")
 	fs.StringVar(&o.prefix, "prefix", "cloudcommerce", "resource name prefix")
-	fs.StringVar(&o.logLevel, "log-level", "warn", "worker log level: debug, info, warn, error")
+	fs.StringVar(&o.logLevel, "log-level", "", "worker log level: debug, info, warn, error (default warn; error with --demo, where expected retries would crowd the progress)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.logLevel == "" {
+		o.logLevel = "warn"
+		if o.demo > 0 {
+			o.logLevel = "error"
+		}
 	}
 	if o.demo < 0 {
 		return o, errors.New("--demo must not be negative")

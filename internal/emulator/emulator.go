@@ -159,3 +159,33 @@ func RunTests(m TestingM) {
 // running a suite against LocalStack or AWS), for the few assertions that
 // depend on a documented emulator gap.
 func Embedded() bool { return os.Getenv(envPrepared) == "1" }
+
+// SeparateStdout keeps the emulator's own log lines (kumo's EventBridge
+// logs every delivery to standard output, through a handle taken at
+// package init) out of the program's output: file descriptor 1 is pointed
+// at /dev/null and the returned file, a duplicate of the original standard
+// output, is what the program should print to. It does nothing (and returns
+// os.Stdout) unless this process was prepared to host the emulator, so a
+// re-execution never inherits the redirect.
+func SeparateStdout() *os.File {
+	if !Embedded() {
+		return os.Stdout
+	}
+	orig, err := syscall.Dup(1)
+	if err != nil {
+		return os.Stdout
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		_ = syscall.Close(orig)
+		return os.Stdout
+	}
+	defer null.Close()
+	if err := syscall.Dup2(int(null.Fd()), 1); err != nil {
+		_ = syscall.Close(orig)
+		return os.Stdout
+	}
+	out := os.NewFile(uintptr(orig), "/dev/stdout")
+	os.Stdout = out
+	return out
+}
