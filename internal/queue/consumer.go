@@ -16,6 +16,7 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -358,6 +359,10 @@ func (c *Consumer) call(ctx context.Context, m pipeline.Message) (out pipeline.O
 
 func (c *Consumer) finish(log *zap.Logger, msg types.Message, rc int, outcome pipeline.Outcome, err error) {
 	receipt := aws.ToString(msg.ReceiptHandle)
+	if err != nil || outcome != pipeline.OutcomeOK {
+		// Only messages worth a log line pay for finding their order id.
+		log = log.With(zap.String("order_id", orderID(aws.ToString(msg.Body))))
+	}
 	if err == nil {
 		c.m.Handled.WithLabelValues(c.stage, string(outcome)).Inc()
 		if outcome != pipeline.OutcomeOK {
@@ -549,4 +554,18 @@ func (c *Consumer) extend(entries []types.ChangeMessageVisibilityBatchRequestEnt
 		c.m.AckFailures.WithLabelValues(c.stage, "extend").Inc()
 		c.log.Warn("visibility extension failed", zap.String("code", aws.ToString(f.Code)))
 	}
+}
+
+// orderID reads the order id of an EventBridge event body, or "" when the
+// body is not one (a poison message).
+func orderID(body string) string {
+	var env struct {
+		Detail struct {
+			OrderID string `json:"order_id"`
+		} `json:"detail"`
+	}
+	if len(body) > pipeline.MaxMessageBytes || json.Unmarshal([]byte(body), &env) != nil {
+		return ""
+	}
+	return env.Detail.OrderID
 }
