@@ -3,9 +3,10 @@ package lambda
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/envconf"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 	"github.com/cloudcommerce/cloudcommerce/internal/stripe"
@@ -116,48 +117,23 @@ func (c Config) BatchingOn() bool { return c.Batching == nil || *c.Batching }
 // every problem at once.
 func FromEnv(getenv func(string) string) (Config, error) {
 	var c Config
-	var errs []error
-	dur := func(name string, d *time.Duration) {
-		v := strings.TrimSpace(getenv(name))
-		if v == "" {
-			return
-		}
-		p, err := time.ParseDuration(v)
-		if err != nil || p <= 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a positive duration such as 20s", name, v))
-			return
-		}
-		*d = p
-	}
-	c.Prefix = getenv("CLOUDCOMMERCE_PREFIX")
-	c.Stage = pipeline.Stage(strings.TrimSpace(getenv("CLOUDCOMMERCE_STAGE")))
-	if v := strings.TrimSpace(getenv("CLOUDCOMMERCE_LAMBDA_CONCURRENCY")); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_LAMBDA_CONCURRENCY=%q: want an integer from 1 to 1000", v))
-		}
-		c.Concurrency = n
-	}
-	dur("CLOUDCOMMERCE_HANDLER_TIMEOUT", &c.HandlerTimeout)
-	dur("CLOUDCOMMERCE_DEADLINE_MARGIN", &c.DeadlineMargin)
-	dur("CLOUDCOMMERCE_RETRY_BASE", &c.RetryBase)
-	dur("CLOUDCOMMERCE_BATCH_LINGER", &c.BatchLinger)
-	if v := strings.TrimSpace(getenv("CLOUDCOMMERCE_BATCHING")); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_BATCHING=%q: want true or false", v))
-		}
-		c.Batching = &b
-	}
-	c.TopicARN = getenv("CLOUDCOMMERCE_TOPIC_ARN")
-	c.PublishBatch = getenv("CLOUDCOMMERCE_SNS_PUBLISH_BATCH")
-	c.PaymentGateway = getenv("CLOUDCOMMERCE_PAYMENT_GATEWAY")
-	c.StripeSecretKey = getenv(stripe.EnvSecretKey)
-	c.StripeSecretARN = strings.TrimSpace(getenv("CLOUDCOMMERCE_STRIPE_SECRET_ARN"))
-	c.LogLevel = getenv("CLOUDCOMMERCE_LOG_LEVEL")
+	r := envconf.New(getenv)
+	c.Prefix = r.String("CLOUDCOMMERCE_PREFIX")
+	c.Stage = pipeline.Stage(strings.TrimSpace(r.String("CLOUDCOMMERCE_STAGE")))
+	r.Int("CLOUDCOMMERCE_LAMBDA_CONCURRENCY", &c.Concurrency, 1, 1000)
+	r.Duration("CLOUDCOMMERCE_HANDLER_TIMEOUT", &c.HandlerTimeout, false)
+	r.Duration("CLOUDCOMMERCE_DEADLINE_MARGIN", &c.DeadlineMargin, false)
+	r.Duration("CLOUDCOMMERCE_RETRY_BASE", &c.RetryBase, false)
+	r.Duration("CLOUDCOMMERCE_BATCH_LINGER", &c.BatchLinger, false)
+	r.Bool("CLOUDCOMMERCE_BATCHING", &c.Batching)
+	c.TopicARN = r.String("CLOUDCOMMERCE_TOPIC_ARN")
+	c.PublishBatch = r.String("CLOUDCOMMERCE_SNS_PUBLISH_BATCH")
+	c.PaymentGateway = r.String("CLOUDCOMMERCE_PAYMENT_GATEWAY")
+	c.StripeSecretKey = r.String(stripe.EnvSecretKey)
+	c.StripeSecretARN = strings.TrimSpace(r.String("CLOUDCOMMERCE_STRIPE_SECRET_ARN"))
+	c.LogLevel = r.String("CLOUDCOMMERCE_LOG_LEVEL")
 	c.fill()
-	errs = append(errs, c.Validate())
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(r.Err(), c.Validate()); err != nil {
 		return c, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	return c, nil
@@ -166,7 +142,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 // Validate checks the filled configuration, reporting every problem.
 func (c Config) Validate() error {
 	var errs []error
-	if !validPrefix(c.Prefix) {
+	if !envconf.ValidPrefix(c.Prefix) {
 		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_PREFIX=%q: want 1-40 letters, digits, - or _", c.Prefix))
 	}
 	if c.Stage != "" && !knownStage(c.Stage) {
@@ -214,16 +190,4 @@ func knownStage(st pipeline.Stage) bool {
 		}
 	}
 	return false
-}
-
-func validPrefix(p string) bool {
-	if p == "" || len(p) > 40 {
-		return false
-	}
-	for _, r := range p {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
 }

@@ -8,9 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/envconf"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/stripe"
 
@@ -164,77 +165,36 @@ func (c Config) BatchingOn() bool { return c.Batching == nil || *c.Batching }
 // every problem at once.
 func FromEnv(getenv func(string) string) (Config, error) {
 	var c Config
-	var errs []error
-	dur := func(name string, d *time.Duration, allowOff bool) {
-		v := strings.TrimSpace(getenv(name))
-		if v == "" {
-			return
-		}
-		if allowOff && (v == "off" || v == "0") {
-			*d = -1
-			return
-		}
-		p, err := time.ParseDuration(v)
-		if err != nil || p <= 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a positive duration such as 30s", name, v))
-			return
-		}
-		*d = p
-	}
-	integer := func(name string, n *int, lo, hi int) {
-		v := strings.TrimSpace(getenv(name))
-		if v == "" {
-			return
-		}
-		p, err := strconv.Atoi(v)
-		if err != nil || p < lo || p > hi {
-			errs = append(errs, fmt.Errorf("%s=%q: want an integer from %d to %d", name, v, lo, hi))
-			return
-		}
-		*n = p
-	}
-	c.Prefix = getenv("CLOUDCOMMERCE_PREFIX")
-	c.OpsAddr = getenv("CLOUDCOMMERCE_OPS_ADDR")
-	c.IntakeAddr = getenv("CLOUDCOMMERCE_INTAKE_ADDR")
-	c.APIKey = getenv("CLOUDCOMMERCE_API_KEY")
-	c.TopicARN = getenv("CLOUDCOMMERCE_TOPIC_ARN")
-	c.PublishBatch = getenv("CLOUDCOMMERCE_SNS_PUBLISH_BATCH")
-	c.PaymentGateway = getenv("CLOUDCOMMERCE_PAYMENT_GATEWAY")
-	c.StripeSecretKey = getenv(stripe.EnvSecretKey)
-	c.LogLevel = getenv("CLOUDCOMMERCE_LOG_LEVEL")
+	r := envconf.New(getenv)
+	c.Prefix = r.String("CLOUDCOMMERCE_PREFIX")
+	c.OpsAddr = r.String("CLOUDCOMMERCE_OPS_ADDR")
+	c.IntakeAddr = r.String("CLOUDCOMMERCE_INTAKE_ADDR")
+	c.APIKey = r.String("CLOUDCOMMERCE_API_KEY")
+	c.TopicARN = r.String("CLOUDCOMMERCE_TOPIC_ARN")
+	c.PublishBatch = r.String("CLOUDCOMMERCE_SNS_PUBLISH_BATCH")
+	c.PaymentGateway = r.String("CLOUDCOMMERCE_PAYMENT_GATEWAY")
+	c.StripeSecretKey = r.String(stripe.EnvSecretKey)
+	c.LogLevel = r.String("CLOUDCOMMERCE_LOG_LEVEL")
 	c.Concurrency = map[pipeline.Stage]int{}
 	for _, st := range pipeline.Stages {
 		n := 0
-		integer("CLOUDCOMMERCE_"+strings.ToUpper(string(st))+"_CONCURRENCY", &n, 1, 1000)
+		r.Int("CLOUDCOMMERCE_"+strings.ToUpper(string(st))+"_CONCURRENCY", &n, 1, 1000)
 		c.Concurrency[st] = n
 	}
-	integer("CLOUDCOMMERCE_POLLERS", &c.Pollers, 1, 32)
-	dur("CLOUDCOMMERCE_WAIT_TIME", &c.WaitTime, false)
-	dur("CLOUDCOMMERCE_VISIBILITY_TIMEOUT", &c.Visibility, false)
-	dur("CLOUDCOMMERCE_HANDLER_TIMEOUT", &c.HandlerTimeout, false)
-	dur("CLOUDCOMMERCE_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, false)
-	dur("CLOUDCOMMERCE_BATCH_LINGER", &c.BatchLinger, false)
-	dur("CLOUDCOMMERCE_RETRY_BASE", &c.RetryBase, false)
-	dur("CLOUDCOMMERCE_SWEEP_INTERVAL", &c.SweepInterval, true)
-	dur("CLOUDCOMMERCE_STUCK_AFTER", &c.StuckAfter, false)
-	dur("CLOUDCOMMERCE_QUEUE_SAMPLE_INTERVAL", &c.QueueSampleInterval, true)
-	if v := strings.TrimSpace(getenv("CLOUDCOMMERCE_CARRIER_DELAY")); v != "" {
-		p, err := time.ParseDuration(v)
-		if err != nil || p < 0 {
-			errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_CARRIER_DELAY=%q: want a duration such as 2s", v))
-		}
-		c.CarrierDelay = p
-	}
-	if v := strings.TrimSpace(getenv("CLOUDCOMMERCE_BATCHING")); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_BATCHING=%q: want true or false", v))
-		}
-		c.Batching = &b
-	}
+	r.Int("CLOUDCOMMERCE_POLLERS", &c.Pollers, 1, 32)
+	r.Duration("CLOUDCOMMERCE_WAIT_TIME", &c.WaitTime, false)
+	r.Duration("CLOUDCOMMERCE_VISIBILITY_TIMEOUT", &c.Visibility, false)
+	r.Duration("CLOUDCOMMERCE_HANDLER_TIMEOUT", &c.HandlerTimeout, false)
+	r.Duration("CLOUDCOMMERCE_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, false)
+	r.Duration("CLOUDCOMMERCE_BATCH_LINGER", &c.BatchLinger, false)
+	r.Duration("CLOUDCOMMERCE_RETRY_BASE", &c.RetryBase, false)
+	r.Duration("CLOUDCOMMERCE_SWEEP_INTERVAL", &c.SweepInterval, true)
+	r.Duration("CLOUDCOMMERCE_STUCK_AFTER", &c.StuckAfter, false)
+	r.Duration("CLOUDCOMMERCE_QUEUE_SAMPLE_INTERVAL", &c.QueueSampleInterval, true)
+	r.NonNegativeDuration("CLOUDCOMMERCE_CARRIER_DELAY", &c.CarrierDelay)
+	r.Bool("CLOUDCOMMERCE_BATCHING", &c.Batching)
 	c.fill()
-	errs = append(errs, c.Validate())
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(r.Err(), c.Validate()); err != nil {
 		return c, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	return c, nil
@@ -277,20 +237,8 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel))
 	}
-	if !validPrefix(c.Prefix) {
+	if !envconf.ValidPrefix(c.Prefix) {
 		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_PREFIX=%q: want 1-40 letters, digits, - or _", c.Prefix))
 	}
 	return errors.Join(errs...)
-}
-
-func validPrefix(p string) bool {
-	if p == "" || len(p) > 40 {
-		return false
-	}
-	for _, r := range p {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
 }
