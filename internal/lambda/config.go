@@ -1,6 +1,7 @@
 package lambda
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -82,28 +83,16 @@ var Env = []struct{ Name, Default, Meaning string }{
 }
 
 func (c *Config) fill() {
-	def := func(s *string, v string) {
-		if *s == "" {
-			*s = v
-		}
-	}
-	defD := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	def(&c.Prefix, "cloudcommerce")
-	def(&c.PublishBatch, "auto")
-	def(&c.PaymentGateway, "sandbox")
-	def(&c.LogLevel, "info")
-	if c.Concurrency == 0 {
-		c.Concurrency = 10
-	}
-	defD(&c.HandlerTimeout, 20*time.Second)
-	defD(&c.DeadlineMargin, 3*time.Second)
-	defD(&c.RetryBase, time.Second)
-	defD(&c.RetryMax, 5*time.Minute)
-	defD(&c.BatchLinger, 5*time.Millisecond)
+	c.Prefix = cmp.Or(c.Prefix, "cloudcommerce")
+	c.PublishBatch = cmp.Or(c.PublishBatch, "auto")
+	c.PaymentGateway = cmp.Or(c.PaymentGateway, "sandbox")
+	c.LogLevel = cmp.Or(c.LogLevel, "info")
+	c.Concurrency = cmp.Or(c.Concurrency, 10)
+	c.HandlerTimeout = cmp.Or(c.HandlerTimeout, 20*time.Second)
+	c.DeadlineMargin = cmp.Or(c.DeadlineMargin, 3*time.Second)
+	c.RetryBase = cmp.Or(c.RetryBase, time.Second)
+	c.RetryMax = cmp.Or(c.RetryMax, 5*time.Minute)
+	c.BatchLinger = cmp.Or(c.BatchLinger, 5*time.Millisecond)
 	if c.Batching == nil {
 		t := true
 		c.Batching = &t

@@ -5,6 +5,7 @@
 package worker
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -117,41 +118,27 @@ func Defaults() Config {
 }
 
 func (c *Config) fill() {
-	def := func(s *string, v string) {
-		if *s == "" {
-			*s = v
-		}
-	}
-	defD := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	def(&c.Prefix, "cloudcommerce")
-	def(&c.OpsAddr, ":9090")
-	def(&c.PublishBatch, "auto")
-	def(&c.PaymentGateway, "sandbox")
-	def(&c.LogLevel, "info")
+	c.Prefix = cmp.Or(c.Prefix, "cloudcommerce")
+	c.OpsAddr = cmp.Or(c.OpsAddr, ":9090")
+	c.PublishBatch = cmp.Or(c.PublishBatch, "auto")
+	c.PaymentGateway = cmp.Or(c.PaymentGateway, "sandbox")
+	c.LogLevel = cmp.Or(c.LogLevel, "info")
 	if c.Concurrency == nil {
 		c.Concurrency = map[pipeline.Stage]int{}
 	}
 	for _, st := range pipeline.Stages {
-		if c.Concurrency[st] == 0 {
-			c.Concurrency[st] = 16
-		}
+		c.Concurrency[st] = cmp.Or(c.Concurrency[st], 16)
 	}
-	if c.Pollers == 0 {
-		c.Pollers = 2
-	}
-	defD(&c.WaitTime, 20*time.Second)
-	defD(&c.Visibility, 30*time.Second)
-	defD(&c.HandlerTimeout, 20*time.Second)
-	defD(&c.ShutdownTimeout, 25*time.Second)
-	defD(&c.BatchLinger, 5*time.Millisecond)
-	defD(&c.RetryBase, time.Second)
-	defD(&c.SweepInterval, 30*time.Second)
-	defD(&c.StuckAfter, 2*time.Minute)
-	defD(&c.QueueSampleInterval, 15*time.Second)
+	c.Pollers = cmp.Or(c.Pollers, 2)
+	c.WaitTime = cmp.Or(c.WaitTime, 20*time.Second)
+	c.Visibility = cmp.Or(c.Visibility, 30*time.Second)
+	c.HandlerTimeout = cmp.Or(c.HandlerTimeout, 20*time.Second)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 25*time.Second)
+	c.BatchLinger = cmp.Or(c.BatchLinger, 5*time.Millisecond)
+	c.RetryBase = cmp.Or(c.RetryBase, time.Second)
+	c.SweepInterval = cmp.Or(c.SweepInterval, 30*time.Second)
+	c.StuckAfter = cmp.Or(c.StuckAfter, 2*time.Minute)
+	c.QueueSampleInterval = cmp.Or(c.QueueSampleInterval, 15*time.Second)
 	if c.Batching == nil {
 		t := true
 		c.Batching = &t
