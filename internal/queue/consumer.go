@@ -515,8 +515,7 @@ func (c *Consumer) heartbeat(done <-chan struct{}) {
 		}
 		now := time.Now()
 		var due []types.ChangeMessageVisibilityBatchRequestEntry
-		var ids []string
-		c.active.Range(func(k, v any) bool {
+		c.active.Range(func(_, v any) bool {
 			t := v.(*tracked)
 			if now.Before(t.due) || now.After(t.deadline) {
 				return true
@@ -525,7 +524,6 @@ func (c *Consumer) heartbeat(done <-chan struct{}) {
 			due = append(due, types.ChangeMessageVisibilityBatchRequestEntry{
 				Id: aws.String(strconv.Itoa(len(due))), ReceiptHandle: aws.String(t.receipt), VisibilityTimeout: int32(c.cfg.Visibility / time.Second),
 			})
-			ids = append(ids, k.(string))
 			return true
 		})
 		for len(due) > 0 {
