@@ -47,8 +47,11 @@ type config struct {
 
 var (
 	batched = config{Name: "batched", Env: nil}
-	tuned   = config{Name: "batched+tuned", Env: []string{"CLOUDCOMMERCE_POLLERS=1", "CLOUDCOMMERCE_BATCH_LINGER=20ms"}}
-	naive   = config{Name: "naive", Env: []string{"CLOUDCOMMERCE_BATCHING=false"}}
+	// eager batches without lingering: receives, deletes and events go out
+	// as soon as anything is there (the receive and delete lingers off, two
+	// pollers per stage), to show what the lingers buy.
+	eager = config{Name: "eager", Env: []string{"CLOUDCOMMERCE_RECEIVE_LINGER=0", "CLOUDCOMMERCE_DELETE_LINGER=5ms", "CLOUDCOMMERCE_POLLERS=2"}}
+	naive = config{Name: "naive", Env: []string{"CLOUDCOMMERCE_BATCHING=false"}}
 )
 
 // Targets from issue 6.
@@ -62,6 +65,7 @@ type options struct {
 	bin, out, plot, figures string
 	only                    map[string]bool
 	steadyRate              float64
+	producerLinger          time.Duration
 	steadyOrders            int
 	naiveRate               float64
 	apiRate                 float64
@@ -86,6 +90,7 @@ func parse(args []string) (options, error) {
 	fs.StringVar(&o.figures, "figures", "bench/figures.md", "where to write the tables")
 	fs.StringVar(&only, "only", "steady,api,throughput,scaling", "scenarios to run: steady (requests and CPU per order), api, throughput, scaling")
 	fs.Float64Var(&o.steadyRate, "steady-rate", 150, "offered orders/s of the steady-load runs")
+	fs.DurationVar(&o.producerLinger, "producer-linger", 50*time.Millisecond, "how long the bus producer gathers due orders into one PutEvents (a batching producer); the steady scenario also runs once with 5ms (a smooth producer)")
 	fs.IntVar(&o.steadyOrders, "steady-orders", 6000, "orders in each steady-load run (at least 5000 for the CPU figure)")
 	fs.Float64Var(&o.naiveRate, "naive-rate", 75, "offered orders/s of the naive configuration's steady run")
 	fs.Float64Var(&o.apiRate, "api-rate", 100, "offered orders/s through the intake API")
@@ -94,7 +99,7 @@ func parse(args []string) (options, error) {
 	fs.StringVar(&rates, "rates", "50,100,150,200,250,300,350,400,500", "offered rates of the throughput ladder")
 	fs.Float64Var(&o.scaleRate, "scale-rate", 450, "offered orders/s of the scaling runs (above capacity: they measure the drain rate)")
 	fs.Float64Var(&o.scaleSeconds, "scale-seconds", 12, "length of each scaling run")
-	fs.StringVar(&configs, "configs", "batched,naive,tuned", "worker configurations to compare: batched (defaults), naive (CLOUDCOMMERCE_BATCHING=false), tuned (env-only tuning), proto")
+	fs.StringVar(&configs, "configs", "batched,naive,eager", "worker configurations to compare: batched (defaults), naive (CLOUDCOMMERCE_BATCHING=false), eager (batching without the receive and delete lingers), proto")
 	fs.StringVar(&protoBin, "proto-bin", "", "with -configs proto: a worker binary with a proposed change, measured in the same harness")
 	fs.StringVar(&protoEnv, "proto-env", "", "with -configs proto: space-separated environment for it")
 	fs.StringVar(&o.fromSummary, "from-summary", "", "rewrite the figures and plot from a saved bench/results/summary-*.json instead of measuring")
@@ -119,8 +124,8 @@ func parse(args []string) (options, error) {
 			o.configs = append(o.configs, batched)
 		case "naive":
 			o.configs = append(o.configs, naive)
-		case "tuned":
-			o.configs = append(o.configs, tuned)
+		case "eager":
+			o.configs = append(o.configs, eager)
 		case "proto":
 			if protoBin == "" {
 				return o, errors.New("-configs proto needs -proto-bin")
@@ -223,6 +228,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 			rep.Steady = append(rep.Steady, b.measure(ctx, "steady", c, 1, false, rate, orders, loadgen.DefaultMix()))
 		}
+		// The configuration under test once more with a smooth producer
+		// (one event per PutEvents at these rates, as single clients
+		// placing orders would send them).
+		rep.Steady = append(rep.Steady, b.measure(ctx, "steady-smooth", o.configs[0], 1, false, o.steadyRate, o.steadyOrders, loadgen.DefaultMix()))
 	}
 	if o.only["api"] {
 		rep.Steady = append(rep.Steady, b.measure(ctx, "api", o.configs[0], 1, true, o.apiRate, o.apiOrders, loadgen.DefaultMix()))
@@ -301,7 +310,10 @@ func (b *bench) measure(ctx context.Context, scenario string, c config, workers 
 		m.Error = err.Error()
 		return m
 	}
-	base := loadgen.Config{Target: loadgen.TargetBus, AWS: aws, Prefix: st.prefix, Out: io.Discard}
+	base := loadgen.Config{Target: loadgen.TargetBus, AWS: aws, Prefix: st.prefix, Out: io.Discard, ProducerLinger: b.o.producerLinger}
+	if scenario == "steady-smooth" {
+		base.ProducerLinger = 5 * time.Millisecond
+	}
 	if api {
 		base.Target, base.APIURL = loadgen.TargetAPI, st.intake
 	}

@@ -128,9 +128,13 @@ func (r *report) check(underTest string) []string {
 	} else if r.Steady != nil {
 		verdict(false, "the steady-load run of %s produced no figures", underTest)
 	}
-	if m := r.steady("steady", tuned.Name); m != nil && m.Load.Requests != nil {
+	if m := r.steady("steady-smooth", underTest); m != nil && m.Load.Requests != nil {
+		r.Targets = append(r.Targets, fmt.Sprintf("info: %s with a smooth producer (one event per PutEvents): %.2f requests/order, of which %.2f the producer's; %.0f µs/order",
+			underTest, m.Load.Requests.PerOrder, m.Load.Requests.ByOperation["producer EventBridge PutEvents"], m.WorkerCPUMicros))
+	}
+	if m := r.steady("steady", eager.Name); m != nil && m.Load.Requests != nil {
 		r.Targets = append(r.Targets, fmt.Sprintf("info: with %s (%s): %.2f requests/order, %.0f µs/order",
-			tuned.Name, strings.Join(tuned.Env, " "), m.Load.Requests.PerOrder, m.WorkerCPUMicros))
+			eager.Name, strings.Join(eager.Env, " "), m.Load.Requests.PerOrder, m.WorkerCPUMicros))
 	}
 	var b, n float64
 	for _, l := range r.Throughput {
@@ -155,7 +159,7 @@ func (r *report) write(o options, stdout io.Writer) error {
 	}
 	if len(r.Throughput) > 0 {
 		var series []plot.Series
-		colors := map[string]string{batched.Name: "#1f77b4", naive.Name: "#ff7f0e", tuned.Name: "#2ca02c", "proto": "#9467bd"}
+		colors := map[string]string{batched.Name: "#1f77b4", naive.Name: "#ff7f0e", eager.Name: "#2ca02c", "proto": "#9467bd"}
 		for _, l := range r.Throughput {
 			s := plot.Series{Name: l.Config.Name, Color: colors[l.Config.Name]}
 			for _, p := range bestAttempts(l.Steps) {

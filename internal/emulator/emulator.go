@@ -7,7 +7,7 @@
 // KUMO_HOST:KUMO_PORT rather than to the server's own address. So a process
 // that hosts it first calls Prepare, which re-executes the process with
 // those variables set when they differ, and Start then serves the emulator
-// on exactly that address (a reverse proxy in front of kumo's in-process
+// on exactly that address (a TCP relay in front of kumo's in-process
 // server), so events arrive and separate processes can use it too.
 package emulator
 
@@ -15,14 +15,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -81,7 +79,11 @@ type Emulator struct {
 	// clients in this process.
 	DirectURL string
 	srv       *kumo.Server
-	proxy     *http.Server
+	ln        net.Listener
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[net.Conn]struct{}
 }
 
 // Start starts the emulator on the address Prepare set up.
@@ -100,27 +102,90 @@ func Start() (*Emulator, error) {
 	// can be changed).
 	slog.SetLogLoggerLevel(slog.LevelError)
 	srv := kumo.NewServer()
-	target, _ := url.Parse(srv.URL)
-	rp := httputil.NewSingleHostReverseProxy(target)
-	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute}
-	// Clients that give up on a long poll (shutdown) are routine here.
-	rp.ErrorLog = log.New(io.Discard, "", 0)
+	target := strings.TrimPrefix(srv.URL, "http://")
 	// Listening on every interface (in a container, say), clients on this
 	// host still reach it on loopback.
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	e := &Emulator{URL: "http://" + net.JoinHostPort(host, port), DirectURL: srv.URL, srv: srv,
-		proxy: &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}}
-	go func() { _ = e.proxy.Serve(ln) }()
+	e := &Emulator{URL: "http://" + net.JoinHostPort(host, port), DirectURL: srv.URL, srv: srv, ln: ln, conns: map[net.Conn]struct{}{}}
+	go e.forward(target)
 	return e, nil
+}
+
+// forward relays every connection on e.ln to kumo's server, byte for byte.
+// A TCP relay rather than an HTTP reverse proxy: each client connection
+// maps to one connection to kumo, so keep-alive, long polls and response
+// bodies behave exactly as if the client had dialled kumo itself (an HTTP
+// proxy's own connection pool now and then cut a response body short under
+// load).
+func (e *Emulator) forward(target string) {
+	for {
+		c, err := e.ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			b, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = c.Close()
+				return
+			}
+			if !e.track(c, b) {
+				return
+			}
+			done := make(chan struct{}, 2)
+			pipe := func(dst, src net.Conn) {
+				_, _ = io.Copy(dst, src)
+				if tc, ok := dst.(*net.TCPConn); ok {
+					_ = tc.CloseWrite()
+				}
+				done <- struct{}{}
+			}
+			go pipe(b, c)
+			go pipe(c, b)
+			<-done
+			<-done
+			e.untrack(c, b)
+		}()
+	}
+}
+
+func (e *Emulator) track(cs ...net.Conn) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		for _, c := range cs {
+			_ = c.Close()
+		}
+		return false
+	}
+	for _, c := range cs {
+		e.conns[c] = struct{}{}
+	}
+	return true
+}
+
+func (e *Emulator) untrack(cs ...net.Conn) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, c := range cs {
+		_ = c.Close()
+		delete(e.conns, c)
+	}
 }
 
 // Close stops the emulator. With a data directory, state changed in the
 // last FlushInterval may not be written; callers that care wait first.
 func (e *Emulator) Close() {
-	_ = e.proxy.Close()
+	_ = e.ln.Close()
+	e.mu.Lock()
+	e.closed = true
+	for c := range e.conns {
+		_ = c.Close()
+	}
+	e.mu.Unlock()
 	e.srv.Close()
 }
 

@@ -170,26 +170,16 @@ func (s *Service) reject(ctx context.Context, o Order, reason string) (Outcome, 
 	return OutcomeRejected, nil
 }
 
-// payment charges the order with the order id as idempotency key and moves
-// it RESERVED→PAID, or to PAYMENT_FAILED with its stock released.
+// payment charges the order with the order id as idempotency key, then
+// moves it RESERVED→PAID, or to PAYMENT_FAILED with its stock released, in
+// one conditional write. Nothing is read before the charge: the key makes a
+// repeated charge return the first one, and the write decides progress.
+// Only when its condition fails does resolvePayment read the order, and it
+// refunds the charge when the order it finds will never hold it.
 func (s *Service) payment(ctx context.Context, ev Event) (Outcome, error) {
 	o := ev.Order
 	if o.Status != StatusReserved {
 		return "", Permanent(ReasonInvalid, fmt.Errorf("InventoryReserved event for order %s has status %s", o.ID, o.Status))
-	}
-	// Read before charging (reliability fix): the conditional write below
-	// decides progress, but it comes after the charge, so without this read
-	// an InventoryReserved for an unknown order captured money for an order
-	// that does not exist (and was then retried in a loop), and a stale one
-	// for an order already rejected or cancelled charged it again. Only a
-	// RESERVED order is charged; anything else is decided by resolve.
-	switch cur, err := s.Store.Get(ctx, o.ID); {
-	case errors.Is(err, ErrNotFound):
-		return "", Permanent(ReasonNotFound, fmt.Errorf("InventoryReserved for order %s: %w", o.ID, err))
-	case err != nil:
-		return "", fmt.Errorf("read order %s before charging: %w", o.ID, err)
-	case cur.Status != StatusReserved:
-		return s.resolve(ctx, StagePayment, o.ID)
 	}
 	chargeID, err := s.Payments.Charge(ctx, ChargeRequest{IdempotencyKey: o.ID, OrderID: o.ID, Amount: o.Total, Token: o.Payment.Token})
 	var declined *DeclinedError
@@ -202,7 +192,7 @@ func (s *Service) payment(ctx context.Context, ev Event) (Outcome, error) {
 		err = s.Store.Apply(ctx, Change{Order: next, From: StatusReserved, Release: o.Lines()})
 		switch {
 		case errors.Is(err, ErrConflict):
-			return s.resolve(ctx, StagePayment, o.ID)
+			return s.resolvePayment(ctx, o, "", false)
 		case err != nil:
 			return "", fmt.Errorf("record declined payment for order %s: %w", o.ID, err)
 		}
@@ -224,7 +214,7 @@ func (s *Service) payment(ctx context.Context, ev Event) (Outcome, error) {
 	err = s.Store.Apply(ctx, Change{Order: next, From: StatusReserved})
 	switch {
 	case errors.Is(err, ErrConflict):
-		return s.resolve(ctx, StagePayment, o.ID)
+		return s.resolvePayment(ctx, o, chargeID, true)
 	case err != nil:
 		return "", fmt.Errorf("record payment for order %s: %w", o.ID, err)
 	}
@@ -282,6 +272,12 @@ func (s *Service) resolve(ctx context.Context, stage Stage, id string) (Outcome,
 	if err != nil {
 		return "", fmt.Errorf("read order %s after a lost condition: %w", id, err)
 	}
+	return s.decide(ctx, stage, cur)
+}
+
+// decide is resolve's verdict on the stored order cur.
+func (s *Service) decide(ctx context.Context, stage Stage, cur Order) (Outcome, error) {
+	id := cur.ID
 	produced := map[Stage][]Status{
 		StageInventory: {StatusReserved, StatusRejected},
 		StagePayment:   {StatusPaid, StatusPaymentFailed},
@@ -307,6 +303,62 @@ func (s *Service) resolve(ctx context.Context, stage Stage, id string) (Outcome,
 	// Still before this stage: the condition failed for another reason
 	// (for example an order stored by the intake with different content).
 	return "", fmt.Errorf("order %s is %s, expected it to be ready for %s", id, cur.Status, stage)
+}
+
+// resolvePayment is resolve for the payment stage, whose condition failed
+// after it charged o under the order id (captured, with chargeID) or was
+// declined. The same key always gives the same charge, so the stored order
+// decides whose charge it is:
+//   - PAID or further: the order holds it; a duplicate (PAID re-announces).
+//   - CANCELLED: undo refunds it by lookup, as for a cancel.
+//   - unknown, or REJECTED: the order never will hold it. Only the inventory
+//     stage writes RESERVED, and before it publishes InventoryReserved, so
+//     no legitimate event gets here; the charge is refunded by the order's
+//     key (a decline means nothing was captured), nothing is written, and
+//     the message is dead-lettered.
+//   - PAYMENT_FAILED: re-announced; if this attempt captured (a token that
+//     now succeeds), the capture is refunded first.
+//   - PLACED, or RESERVED since the write: the order has not reached the
+//     payment stage yet and will take this very charge when it does, so the
+//     message is retried, as by the other stages. Refunding now would be
+//     wrong: the later charge under the same key would return the refunded
+//     one.
+func (s *Service) resolvePayment(ctx context.Context, o Order, chargeID string, captured bool) (Outcome, error) {
+	cur, err := s.Store.Get(ctx, o.ID)
+	if errors.Is(err, ErrNotFound) {
+		if rerr := s.refundStray(ctx, o, chargeID); rerr != nil {
+			return "", rerr
+		}
+		return "", Permanent(ReasonNotFound, fmt.Errorf("%s stage: InventoryReserved for an unknown order, any charge under its key refunded: %w", StagePayment, err))
+	}
+	if err != nil {
+		return "", fmt.Errorf("read order %s after a lost condition: %w", o.ID, err)
+	}
+	switch {
+	case cur.Status == StatusRejected:
+		if err := s.refundStray(ctx, o, chargeID); err != nil {
+			return "", err
+		}
+		return "", Permanent(ReasonInvalid, fmt.Errorf("%s stage: InventoryReserved for order %s, which is %s, any charge under its key refunded", StagePayment, o.ID, cur.Status))
+	case cur.Status == StatusPaymentFailed && captured:
+		if err := s.refundStray(ctx, o, chargeID); err != nil {
+			return "", err
+		}
+	}
+	return s.decide(ctx, StagePayment, cur)
+}
+
+// refundStray refunds, by the order's charge key, a charge the stored
+// order does not hold and never will. A decline means nothing was captured
+// under the key. Nothing is written: the order is unknown or final in a
+// status that records no charge.
+func (s *Service) refundStray(ctx context.Context, o Order, chargeID string) error {
+	_, err := s.Payments.Refund(ctx, RefundRequest{IdempotencyKey: RefundKey(o.ID), OrderID: o.ID, ChargeID: chargeID, Amount: o.Total})
+	var declined *DeclinedError
+	if err != nil && !errors.As(err, &declined) {
+		return fmt.Errorf("refund the charge of order %s, which does not hold it: %w", o.ID, err)
+	}
+	return nil
 }
 
 // undo reverses the side effect a stage may have had outside the store when

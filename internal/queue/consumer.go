@@ -53,7 +53,9 @@ type Config struct {
 	DLQURL string
 	// Concurrency is the pool size: handlers running at once. Default 16.
 	Concurrency int
-	// Pollers is the number of concurrent long-polls. Default 2.
+	// Pollers is the number of concurrent long-polls. Default 1: with a
+	// receive linger one poller gathers the most messages per receive; add
+	// pollers only when one cannot keep up (receives come back full).
 	Pollers int
 	// MaxReceive is the most messages one receive asks for (1..10).
 	// Default 10; 1 turns receive batching off.
@@ -71,9 +73,20 @@ type Config struct {
 	RetryBase, RetryMax time.Duration
 	// DeleteBatch is the most receipts per DeleteMessageBatch (1 disables
 	// batching); DeleteLinger how long a delete waits for company.
-	// Defaults 10 and 5ms.
+	// Defaults 10 and 5ms. Deletes never hold up a handler (the slot is
+	// free once the handler returns), so a longer linger costs nothing but
+	// a later acknowledgement.
 	DeleteBatch  int
 	DeleteLinger time.Duration
+	// ReceiveLinger is how long a poller waits before its next receive
+	// after one that came back with some messages but fewer than it asked
+	// for, so that messages gather in the queue and the next receive (and
+	// the deletes and events that follow it) carries more. A receive that
+	// found nothing long-polls as usual and a full one is followed at once,
+	// so an idle queue costs nothing extra and a busy one never waits. It
+	// adds at most ReceiveLinger to a message's time in the queue. 0 (the
+	// default) turns it off.
+	ReceiveLinger time.Duration
 }
 
 func (c *Config) defaults() {
@@ -81,7 +94,7 @@ func (c *Config) defaults() {
 		c.Concurrency = 16
 	}
 	if c.Pollers <= 0 {
-		c.Pollers = 2
+		c.Pollers = 1
 	}
 	if c.MaxReceive <= 0 || c.MaxReceive > 10 {
 		c.MaxReceive = 10
@@ -103,6 +116,9 @@ func (c *Config) defaults() {
 	}
 	if c.DeleteBatch <= 0 || c.DeleteBatch > 10 {
 		c.DeleteBatch = 10
+	}
+	if c.ReceiveLinger < 0 {
+		c.ReceiveLinger = 0
 	}
 	if c.DeleteLinger < 0 {
 		c.DeleteLinger = 0
@@ -128,6 +144,7 @@ type Consumer struct {
 	stage   string
 
 	slots    chan struct{}
+	work     chan types.Message
 	inFlight atomic.Int64
 	deleter  *batch.Batcher[string]
 	active   sync.Map // message id → *tracked
@@ -145,7 +162,7 @@ type tracked struct {
 func New(client *sqs.Client, cfg Config, h pipeline.Handler, log *zap.Logger, m *metrics.Metrics) *Consumer {
 	cfg.defaults()
 	c := &Consumer{cfg: cfg, sqs: client, handler: h, log: log.With(zap.String("stage", string(cfg.Stage))), m: m,
-		stage: string(cfg.Stage), slots: make(chan struct{}, cfg.Concurrency)}
+		stage: string(cfg.Stage), slots: make(chan struct{}, cfg.Concurrency), work: make(chan types.Message)}
 	c.deleter = batch.New(batch.Config{Max: cfg.DeleteBatch, Linger: cfg.DeleteLinger,
 		OnFlush: func(n int) { m.BatchSize.WithLabelValues("delete").Observe(float64(n)) }}, c.deleteBatch)
 	m.PoolSize.WithLabelValues(c.stage).Set(float64(cfg.Concurrency))
@@ -172,22 +189,48 @@ func (c *Consumer) Run(recv, work context.Context) {
 	var pollers sync.WaitGroup
 	hbDone := make(chan struct{})
 	go c.heartbeat(hbDone)
+	// The pool: Concurrency long-lived handler goroutines. Reusing them
+	// (rather than a goroutine per message) keeps their grown stacks, which
+	// the SDK's deep call chains would otherwise grow from scratch for
+	// every message.
+	for range c.cfg.Concurrency {
+		handlers.Add(1)
+		go func() {
+			defer handlers.Done()
+			for msg := range c.work {
+				c.process(work, msg)
+				c.inFlight.Add(-1)
+				<-c.slots
+			}
+		}()
+	}
 	for i := 0; i < c.cfg.Pollers; i++ {
 		pollers.Add(1)
 		go func() {
 			defer pollers.Done()
-			c.poll(recv, work, &handlers)
+			c.poll(recv, work)
 		}()
 	}
 	pollers.Wait()
+	close(c.work)
 	handlers.Wait()
 	close(hbDone)
 	c.deleter.Close()
 }
 
-func (c *Consumer) poll(recv, work context.Context, handlers *sync.WaitGroup) {
+func (c *Consumer) poll(recv, work context.Context) {
 	failures := 0
+	partial := false
 	for {
+		if partial && c.cfg.ReceiveLinger > 0 {
+			t := time.NewTimer(c.cfg.ReceiveLinger)
+			select {
+			case <-t.C:
+			case <-recv.Done():
+				t.Stop()
+				return
+			}
+		}
 		// Reserve at least one slot before asking for anything, then as
 		// many more as are free, up to MaxReceive.
 		select {
@@ -226,6 +269,7 @@ func (c *Consumer) poll(recv, work context.Context, handlers *sync.WaitGroup) {
 		if out != nil {
 			got = len(out.Messages)
 		}
+		partial = got > 0 && got < c.cfg.MaxReceive
 		for i := got; i < n; i++ {
 			<-c.slots
 		}
@@ -256,13 +300,10 @@ func (c *Consumer) poll(recv, work context.Context, handlers *sync.WaitGroup) {
 			return
 		}
 		for _, msg := range out.Messages {
-			handlers.Add(1)
+			// A slot is reserved for each message, so a pool goroutine is
+			// free or about to be.
 			c.inFlight.Add(1)
-			go func(msg types.Message) {
-				defer handlers.Done()
-				defer func() { c.inFlight.Add(-1); <-c.slots }()
-				c.process(work, msg)
-			}(msg)
+			c.work <- msg
 		}
 	}
 }

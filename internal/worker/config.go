@@ -33,7 +33,7 @@ type Config struct {
 	// Concurrency per stage: CLOUDCOMMERCE_INVENTORY_CONCURRENCY,
 	// CLOUDCOMMERCE_PAYMENT_CONCURRENCY, CLOUDCOMMERCE_SHIPPING_CONCURRENCY, default 16 each.
 	Concurrency map[pipeline.Stage]int
-	// Pollers per stage. CLOUDCOMMERCE_POLLERS, default 2.
+	// Pollers per stage. CLOUDCOMMERCE_POLLERS, default 1.
 	Pollers int
 	// WaitTime is the long-poll wait, 1s..20s. CLOUDCOMMERCE_WAIT_TIME, default 20s.
 	WaitTime time.Duration
@@ -48,8 +48,16 @@ type Config struct {
 	// Batching turns receive/delete/event/notification batching on.
 	// CLOUDCOMMERCE_BATCHING, default true.
 	Batching *bool
-	// BatchLinger is how long a batched call waits for company. CLOUDCOMMERCE_BATCH_LINGER, default 5ms.
+	// BatchLinger is how long a batched call waits for company. CLOUDCOMMERCE_BATCH_LINGER, default 10ms.
 	BatchLinger time.Duration
+	// ReceiveLinger is how long a poller waits after a receive that came
+	// back partly filled before the next, so receives carry more messages.
+	// CLOUDCOMMERCE_RECEIVE_LINGER, default 50ms; 0 turns it off.
+	ReceiveLinger time.Duration
+	// DeleteLinger is how long an acknowledgement waits for company in a
+	// DeleteMessageBatch; it never holds up a handler.
+	// CLOUDCOMMERCE_DELETE_LINGER, default 100ms.
+	DeleteLinger time.Duration
 	// RetryBase is the first back-off of a transient failure (doubling per
 	// receive, up to 5m). CLOUDCOMMERCE_RETRY_BASE, default 1s.
 	RetryBase time.Duration
@@ -74,6 +82,9 @@ type Config struct {
 	StripeSecretKey string
 	// CarrierDelay makes the sandbox carrier slow. CLOUDCOMMERCE_CARRIER_DELAY, default 0.
 	CarrierDelay time.Duration
+	// Pprof serves net/http/pprof at /debug/pprof/ on the ops address.
+	// CLOUDCOMMERCE_PPROF, default false.
+	Pprof bool
 	// LogLevel is debug, info, warn or error. CLOUDCOMMERCE_LOG_LEVEL, default info.
 	LogLevel string
 }
@@ -91,13 +102,15 @@ var Env = []struct{ Name, Default, Meaning string }{
 	{"CLOUDCOMMERCE_INVENTORY_CONCURRENCY", "16", "inventory handlers running at once"},
 	{"CLOUDCOMMERCE_PAYMENT_CONCURRENCY", "16", "payment handlers running at once"},
 	{"CLOUDCOMMERCE_SHIPPING_CONCURRENCY", "16", "shipping handlers running at once"},
-	{"CLOUDCOMMERCE_POLLERS", "2", "concurrent long-polls per stage"},
+	{"CLOUDCOMMERCE_POLLERS", "1", "concurrent long-polls per stage (raise only when receives come back full)"},
 	{"CLOUDCOMMERCE_WAIT_TIME", "20s", "long-poll wait (1s..20s)"},
 	{"CLOUDCOMMERCE_VISIBILITY_TIMEOUT", "30s", "the stage queues' visibility timeout; slow handlers are extended at half of it"},
 	{"CLOUDCOMMERCE_HANDLER_TIMEOUT", "20s", "deadline of one message's handling"},
 	{"CLOUDCOMMERCE_SHUTDOWN_TIMEOUT", "25s", "time in-flight work gets after SIGTERM (keep below ECS stopTimeout)"},
 	{"CLOUDCOMMERCE_BATCHING", "true", "batch receives, deletes, events and notifications; false for one per call"},
-	{"CLOUDCOMMERCE_BATCH_LINGER", "5ms", "how long a batched call waits for more entries"},
+	{"CLOUDCOMMERCE_BATCH_LINGER", "10ms", "how long a batched PutEvents or PublishBatch waits for more entries"},
+	{"CLOUDCOMMERCE_RECEIVE_LINGER", "50ms", "wait after a partly filled receive before the next, so receives carry more messages; 0 turns it off"},
+	{"CLOUDCOMMERCE_DELETE_LINGER", "100ms", "how long an acknowledgement waits for more in a DeleteMessageBatch (never delays a handler)"},
 	{"CLOUDCOMMERCE_RETRY_BASE", "1s", "first back-off of a transient failure, doubled per receive up to 5m"},
 	{"CLOUDCOMMERCE_SWEEP_INTERVAL", "30s", "how often stuck orders are re-published; off disables"},
 	{"CLOUDCOMMERCE_STUCK_AFTER", "2m", "age at which a non-final order counts as stuck"},
@@ -108,6 +121,7 @@ var Env = []struct{ Name, Default, Meaning string }{
 	{"CLOUDCOMMERCE_STRIPE_SECRET_KEY", "", "Stripe secret key, required with the stripe gateway (inject from a secret store)"},
 	{"CLOUDCOMMERCE_CARRIER_DELAY", "0s", "artificial delay of the sandbox carrier (for testing slow handlers)"},
 	{"CLOUDCOMMERCE_LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"CLOUDCOMMERCE_PPROF", "false", "serve Go's profiler at /debug/pprof/ on the ops address (keep that address private)"},
 }
 
 // Defaults returns the configuration with every default filled in.
@@ -129,12 +143,16 @@ func (c *Config) fill() {
 	for _, st := range pipeline.Stages {
 		c.Concurrency[st] = cmp.Or(c.Concurrency[st], 16)
 	}
-	c.Pollers = cmp.Or(c.Pollers, 2)
+	c.Pollers = cmp.Or(c.Pollers, 1)
 	c.WaitTime = cmp.Or(c.WaitTime, 20*time.Second)
 	c.Visibility = cmp.Or(c.Visibility, 30*time.Second)
 	c.HandlerTimeout = cmp.Or(c.HandlerTimeout, 20*time.Second)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 25*time.Second)
-	c.BatchLinger = cmp.Or(c.BatchLinger, 5*time.Millisecond)
+	c.BatchLinger = cmp.Or(c.BatchLinger, 10*time.Millisecond)
+	if c.ReceiveLinger == 0 {
+		c.ReceiveLinger = 50 * time.Millisecond
+	}
+	c.DeleteLinger = cmp.Or(c.DeleteLinger, 100*time.Millisecond)
 	c.RetryBase = cmp.Or(c.RetryBase, time.Second)
 	c.SweepInterval = cmp.Or(c.SweepInterval, 30*time.Second)
 	c.StuckAfter = cmp.Or(c.StuckAfter, 2*time.Minute)
@@ -174,12 +192,17 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	r.Duration("CLOUDCOMMERCE_HANDLER_TIMEOUT", &c.HandlerTimeout, false)
 	r.Duration("CLOUDCOMMERCE_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, false)
 	r.Duration("CLOUDCOMMERCE_BATCH_LINGER", &c.BatchLinger, false)
+	r.Duration("CLOUDCOMMERCE_RECEIVE_LINGER", &c.ReceiveLinger, true)
+	r.Duration("CLOUDCOMMERCE_DELETE_LINGER", &c.DeleteLinger, false)
 	r.Duration("CLOUDCOMMERCE_RETRY_BASE", &c.RetryBase, false)
 	r.Duration("CLOUDCOMMERCE_SWEEP_INTERVAL", &c.SweepInterval, true)
 	r.Duration("CLOUDCOMMERCE_STUCK_AFTER", &c.StuckAfter, false)
 	r.Duration("CLOUDCOMMERCE_QUEUE_SAMPLE_INTERVAL", &c.QueueSampleInterval, true)
 	r.NonNegativeDuration("CLOUDCOMMERCE_CARRIER_DELAY", &c.CarrierDelay)
 	r.Bool("CLOUDCOMMERCE_BATCHING", &c.Batching)
+	var pprof *bool
+	r.Bool("CLOUDCOMMERCE_PPROF", &pprof)
+	c.Pprof = pprof != nil && *pprof
 	c.fill()
 	if err := errors.Join(r.Err(), c.Validate()); err != nil {
 		return c, fmt.Errorf("invalid configuration:\n%w", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -120,16 +121,16 @@ func New(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 	w.comp = comp
 	w.Store, w.Service, w.Publisher = comp.Store, comp.Service, comp.Publisher
 	db := awsconf.DynamoDB(d.AWS)
-	linger := cfg.BatchLinger
+	deleteLinger, receiveLinger := cfg.DeleteLinger, cfg.ReceiveLinger
 	if !cfg.BatchingOn() {
-		linger = -1
+		deleteLinger, receiveLinger = -1, -1
 	}
 	for _, st := range pipeline.Stages {
 		qc := queue.Config{
 			Stage: st, QueueURL: w.queueURLs[st], DLQURL: w.dlqURLs[st],
 			Concurrency: cfg.Concurrency[st], Pollers: cfg.Pollers, WaitTime: cfg.WaitTime,
 			Visibility: cfg.Visibility, HandlerTimeout: cfg.HandlerTimeout, RetryBase: cfg.RetryBase,
-			DeleteLinger: linger,
+			DeleteLinger: deleteLinger, ReceiveLinger: receiveLinger,
 		}
 		if !cfg.BatchingOn() {
 			qc.MaxReceive, qc.DeleteBatch = 1, 1
@@ -247,6 +248,13 @@ func (w *Worker) OpsRoutes(mux *http.ServeMux) {
 		}
 		writeStatus(rw, http.StatusOK, "ready", nil)
 	})
+	if w.cfg.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 }
 
 func writeStatus(rw http.ResponseWriter, code int, status string, err error) {

@@ -199,3 +199,75 @@ func TestSlowCarrierIsNotShippedTwice(t *testing.T) {
 		r.Errorf("visibility_extensions_total{stage=shipping} = %v, want at least one per order", v)
 	}
 }
+
+// TestReceiveLingerGathersMessages: after a receive that came back partly
+// filled, a poller waits its receive linger before the next receive, so
+// the messages that arrive meanwhile come in one receive instead of one
+// receive each (a long poll returns as soon as the first is there).
+func TestReceiveLingerGathersMessages(t *testing.T) {
+	t.Parallel()
+	r := newRT(t)
+	env := testkit.Provision(r)
+	url, dlq := queuePair(r, env, "linger", 30, 5)
+	const follow = 6
+	var handled atomic.Int32
+	all := make(chan struct{})
+	h := func(ctx context.Context, m pipeline.Message) (pipeline.Outcome, error) {
+		if string(m.Body) == "first" {
+			// Sent one by one while the poller lingers after receiving
+			// "first" alone.
+			for i := range follow {
+				if _, err := env.SQS.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String("next-" + strconv.Itoa(i))}); err != nil {
+					return "", err
+				}
+			}
+		}
+		if handled.Add(1) == follow+1 {
+			close(all)
+		}
+		return pipeline.OutcomeOK, nil
+	}
+	ctx, cancel := ctxTimeout(30 * time.Second)
+	defer cancel()
+	if _, err := env.SQS.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String("first")}); err != nil {
+		r.Fatal(err)
+	}
+	m := metrics.New()
+	c := queue.New(env.SQS, queue.Config{Stage: pipeline.StageInventory, QueueURL: url, DLQURL: dlq, WaitTime: time.Second,
+		ReceiveLinger: 5 * time.Second}, h, zaptest.NewLogger(t), m)
+	stop := runConsumer(c)
+	select {
+	case <-all:
+	case <-ctx.Done():
+		stop()
+		r.Fatalf("handled %d of %d messages", handled.Load(), follow+1)
+	}
+	stop()
+	receives, messages := batchHistogram(r, m, "receive")
+	if receives != 2 || messages != follow+1 {
+		r.Fatalf("%d receives carried %.0f messages, want 2 carrying 1 and then %d", receives, messages, follow)
+	}
+}
+
+// batchHistogram returns the number of batched calls of a kind and the
+// entries they carried, from cloudcommerce_aws_batch_size_entries.
+func batchHistogram(r *rt, m *metrics.Metrics, kind string) (calls uint64, entries float64) {
+	r.Helper()
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		r.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != "cloudcommerce_aws_batch_size_entries" {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "kind" && l.GetValue() == kind {
+					return s.GetHistogram().GetSampleCount(), s.GetHistogram().GetSampleSum()
+				}
+			}
+		}
+	}
+	return 0, 0
+}

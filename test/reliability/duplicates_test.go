@@ -7,14 +7,17 @@ import (
 	"net/http"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/bus"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
+	"github.com/cloudcommerce/cloudcommerce/internal/queue"
 	"github.com/cloudcommerce/cloudcommerce/internal/sandbox"
 	"github.com/cloudcommerce/cloudcommerce/internal/testkit"
 )
@@ -49,8 +52,13 @@ func handledTotal(w *worker) float64 {
 // (shipped, payment failed, rejected, cancelled after payment), then
 // delivers every event each of them went through twice more, newest first,
 // straight to the stage queues — plus stale stage events for the failed
-// orders. Nothing may change: the stored orders, the stock and the ledger
-// stay identical, nothing is dead-lettered, nothing new is charged.
+// orders. Nothing may change: the stored orders and the stock stay
+// identical, no money moves, nothing is dead-lettered. The one exception is
+// the stale InventoryReserved for the rejected order, which no legitimate
+// path produces: the payment stage charges before its conditional write
+// (it does not read first), so it captures, refunds that capture once when
+// the condition shows the order is REJECTED, and dead-letters the message
+// (invalid_order) without writing the order.
 func TestDuplicatedEventsChangeNothing(t *testing.T) {
 	t.Parallel()
 	r := newRT(t)
@@ -134,11 +142,13 @@ func TestDuplicatedEventsChangeNothing(t *testing.T) {
 	}
 	handled := handledTotal(w)
 	// Outcomes that would mean a duplicate made progress, failed or was
-	// dead-lettered.
+	// dead-lettered: none, but for the stale payment of the rejected order.
 	progress := map[string]float64{}
 	for _, outcome := range []string{"ok", "retried", "dead_lettered"} {
 		progress[outcome] = metric(w.ops, "cloudcommerce_stage_messages_handled_total", "outcome", outcome)
 	}
+	wantProgress := map[string]float64{"dead_lettered": 1}
+	invalidBefore := metric(w.ops, "cloudcommerce_stage_dead_lettered_total", "stage", "payment", "reason", pipeline.ReasonInvalid)
 	sent := 0
 	for round := 0; round < 2; round++ {
 		ids := make([]string, 0, len(history))
@@ -162,13 +172,21 @@ func TestDuplicatedEventsChangeNothing(t *testing.T) {
 	r.eventually(fmt.Sprintf("%d deliveries to be handled", sent), 2*time.Minute, func() bool {
 		return handledTotal(w) >= handled+float64(sent)
 	})
-	after := settle(c, expect{stock: stock, accepted: accepted, cancels: cancels})
+	after := settle(c, expect{stock: stock, accepted: accepted, cancels: cancels, dlq: map[string]int{"payment DLQ": 1}})
 	if got := handledTotal(w) - handled; got != float64(sent) {
 		r.Errorf("%v deliveries handled, want %d (a duplicate was retried or announced onward)", got, sent)
 	}
 	for outcome, n := range progress {
-		if v := metric(w.ops, "cloudcommerce_stage_messages_handled_total", "outcome", outcome); v != n {
-			r.Errorf("%v duplicate deliveries ended %s, want none", v-n, outcome)
+		if v := metric(w.ops, "cloudcommerce_stage_messages_handled_total", "outcome", outcome); v-n != wantProgress[outcome] {
+			r.Errorf("%v duplicate deliveries ended %s, want %v", v-n, outcome, wantProgress[outcome])
+		}
+	}
+	if v := metric(w.ops, "cloudcommerce_stage_dead_lettered_total", "stage", "payment", "reason", pipeline.ReasonInvalid) - invalidBefore; v != 1 {
+		r.Errorf("%v payment deliveries dead-lettered as %s, want 1 (the stale payment of the rejected order)", v, pipeline.ReasonInvalid)
+	}
+	for _, m := range c.peek(c.env.QueueURL(pipeline.StagePayment, true)) {
+		if reason := attr(m.MessageAttributes, queue.AttrReason); reason != pipeline.ReasonInvalid || !strings.Contains(aws.ToString(m.Body), rejected) {
+			r.Errorf("payment DLQ holds a message with reason %q, want the rejected order's with %q: %.200s", reason, pipeline.ReasonInvalid, aws.ToString(m.Body))
 		}
 	}
 	for id := range want {
@@ -179,8 +197,23 @@ func TestDuplicatedEventsChangeNothing(t *testing.T) {
 	if s := stockOf(r, c, stock); !reflect.DeepEqual(s, stockBefore) {
 		r.Errorf("stock changed: before %v, after %v", stockBefore, s)
 	}
-	if l := c.ledger(); !sameLedger(l, ledgerBefore) {
-		r.Errorf("ledger changed:\nbefore %+v\nafter  %+v", ledgerBefore, l)
+	// The ledger is unchanged but for the rejected order's capture and its
+	// refund, in full.
+	var others []sandbox.Entry
+	kinds, amounts := map[string]int{}, map[string]pipeline.Money{}
+	for _, en := range c.ledger() {
+		if en.OrderID != rejected {
+			others = append(others, en)
+			continue
+		}
+		kinds[en.Kind]++
+		amounts[en.Kind] = en.Amount
+	}
+	if !sameLedger(others, ledgerBefore) {
+		r.Errorf("ledger changed:\nbefore %+v\nafter  %+v", ledgerBefore, others)
+	}
+	if kinds[sandbox.KindCapture] != 1 || kinds[sandbox.KindRefund] != 1 || len(kinds) != 2 || amounts[sandbox.KindRefund] != amounts[sandbox.KindCapture] {
+		r.Errorf("the stale payment of rejected order %s left ledger entries %v (amounts %v), want one capture and one refund of it", rejected, kinds, amounts)
 	}
 }
 

@@ -16,8 +16,10 @@ import (
 // TestPoisonMessagesAreDeadLetteredAtOnce sends messages no retry can fix
 // straight to the stage queues of a running worker: each must land in the
 // stage's DLQ on its first receive, with the reason as a message attribute,
-// be counted by reason, and have no effect (no order, no charge, no stock
-// change). A good order sent alongside still ships.
+// be counted by reason, and have no effect (no order, no stock change, no
+// money kept: the InventoryReserved for an unknown order is charged, since
+// the payment stage does not read before charging, and refunded once when
+// its conditional write fails). A good order sent alongside still ships.
 func TestPoisonMessagesAreDeadLetteredAtOnce(t *testing.T) {
 	t.Parallel()
 	r := newRT(t)
@@ -119,6 +121,23 @@ func TestPoisonMessagesAreDeadLetteredAtOnce(t *testing.T) {
 		if _, ok := orders[id]; ok {
 			r.Errorf("poison message created order %s", id)
 		}
+	}
+	captures, refunds := map[string]int{}, map[string]int{}
+	for _, en := range c.ledger() {
+		switch en.Kind {
+		case sandbox.KindCapture:
+			captures[en.OrderID]++
+		case sandbox.KindRefund:
+			refunds[en.OrderID]++
+		}
+	}
+	for _, id := range []string{"p-src", "p-huge", "p-type", "p-status", "p-ghost-ship", "p-ghost-cancel"} {
+		if captures[id] != 0 || refunds[id] != 0 {
+			r.Errorf("poison message for %s left %d captures and %d refunds, want none", id, captures[id], refunds[id])
+		}
+	}
+	if captures["p-ghost-pay"] != 1 || refunds["p-ghost-pay"] != 1 {
+		r.Errorf("InventoryReserved for an unknown order left %d captures and %d refunds, want 1 and 1", captures["p-ghost-pay"], refunds["p-ghost-pay"])
 	}
 	if n := w.grep("message dead-lettered"); n != sent {
 		r.Errorf("logged %d dead-letterings, want %d (once each)", n, sent)
