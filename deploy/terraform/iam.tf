@@ -102,3 +102,37 @@ data "aws_iam_policy_document" "worker_task" {
     }
   }
 }
+
+# Producers (storefronts, importers, the intake of another service) may put
+# only the events that enter the pipeline: those the topology routes to the
+# first stage, inventory (OrderPlaced, OrderCancelRequested), from the pipeline's
+# source. The stage events (InventoryReserved, PaymentCaptured) then come
+# only from the worker's role; the payment stage relies on that rather than
+# reading every order before it charges. Attach this policy to every
+# producer's role instead of a plain events:PutEvents grant.
+data "aws_iam_policy_document" "producer" {
+  statement {
+    sid       = "PlaceAndCancelOrders"
+    effect    = "Allow"
+    actions   = ["events:PutEvents"]
+    resources = [aws_cloudwatch_event_bus.orders.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "events:source"
+      values   = [local.topology.event_source]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "events:detail-type"
+      values   = flatten([for r in local.topology.rules : r.event_pattern["detail-type"] if r.target_stage == local.topology.queues[0].stage])
+    }
+  }
+}
+
+resource "aws_iam_policy" "producer" {
+  name        = "${var.prefix}-producer"
+  description = "Put OrderPlaced and OrderCancelRequested events on the ${var.prefix} bus, and nothing else."
+  policy      = data.aws_iam_policy_document.producer.json
+}

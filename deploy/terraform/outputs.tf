@@ -4,8 +4,13 @@ output "event_bus_name" {
 }
 
 output "event_bus_arn" {
-  description = "ARN of the EventBridge bus (grant events:PutEvents on it to producers)."
+  description = "ARN of the EventBridge bus (attach producer_policy_arn to producers rather than a plain events:PutEvents grant)."
   value       = aws_cloudwatch_event_bus.orders.arn
+}
+
+output "producer_policy_arn" {
+  description = "IAM policy for producers: events:PutEvents on the bus for OrderPlaced and OrderCancelRequested from the pipeline's source only."
+  value       = aws_iam_policy.producer.arn
 }
 
 output "rule_arns" {

@@ -942,6 +942,67 @@ func TestQueuePoliciesAllowOnlyTheirRules(t *testing.T) {
 	}
 }
 
+// Producers may put only the events that enter the pipeline (those routed to
+// the inventory stage) from the pipeline's source: the stage events then
+// come only from the worker, which the payment stage relies on instead of a
+// read before every charge.
+func TestProducerPolicyAllowsOnlyEntryEvents(t *testing.T) {
+	t.Parallel()
+	c := cfg(t)
+	doc := c.root.block(t, "data", "aws_iam_policy_document", "producer")
+	stmts := statements(doc)
+	if len(stmts) != 1 {
+		t.Fatalf("producer policy: want one statement, found %d", len(stmts))
+	}
+	s := stmts[0]
+	if got := literalList(t, attr(t, s, "actions").Expr); !slices.Equal(got, []string{"events:PutEvents"}) {
+		t.Errorf("producer policy actions %v, want [events:PutEvents]", got)
+	}
+	if !hasRef(attr(t, s, "resources").Expr, "aws_cloudwatch_event_bus.orders") {
+		t.Error("producer policy must name the bus, aws_cloudwatch_event_bus.orders")
+	}
+	e := rootEvaluator(t, c, nil)
+	got := map[string][]string{}
+	for _, cond := range children(s, "condition") {
+		test, _ := literalString(attr(t, cond, "test").Expr)
+		variable, _ := literalString(attr(t, cond, "variable").Expr)
+		if test != "StringEquals" {
+			t.Errorf("condition on %s uses %s, want StringEquals", variable, test)
+		}
+		for it := e.must(attr(t, cond, "values").Expr, nil).ElementIterator(); it.Next(); {
+			_, v := it.Element()
+			got[variable] = append(got[variable], v.AsString())
+		}
+	}
+	var entry []string
+	for _, r := range c.topo.Rules {
+		if r.TargetStage == "inventory" {
+			var pattern struct {
+				DetailType []string `json:"detail-type"`
+			}
+			if err := json.Unmarshal(r.EventPattern, &pattern); err != nil {
+				t.Fatal(err)
+			}
+			entry = append(entry, pattern.DetailType...)
+		}
+	}
+	want := map[string][]string{"events:source": {c.topo.EventSource}, "events:detail-type": entry}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("producer policy conditions %v, want %v", got, want)
+	}
+	for _, banned := range []string{"InventoryReserved", "PaymentCaptured"} {
+		if slices.Contains(got["events:detail-type"], banned) {
+			t.Errorf("producers may put %s, which only the worker may emit", banned)
+		}
+	}
+	if !hasRef(attr(t, c.root.block(t, "resource", "aws_iam_policy", "producer"), "policy").Expr, "data.aws_iam_policy_document.producer") {
+		t.Error("aws_iam_policy.producer must use data.aws_iam_policy_document.producer")
+	}
+	if !hasRef(attr(t, c.root.block(t, "output", "producer_policy_arn"), "value").Expr, "aws_iam_policy.producer") {
+		t.Error("output producer_policy_arn must be aws_iam_policy.producer.arn")
+	}
+}
+
 // ---------------------------------------------------------------------------
 // SQS: encryption, redrive, long polling
 // ---------------------------------------------------------------------------

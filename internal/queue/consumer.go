@@ -80,7 +80,8 @@ type Config struct {
 	DeleteLinger time.Duration
 	// ReceiveLinger is how long a poller waits before its next receive
 	// after one that came back with some messages but fewer than it asked
-	// for, so that messages gather in the queue and the next receive (and
+	// for (it asks for as many as there are free slots, up to MaxReceive),
+	// so that messages gather in the queue and the next receive (and
 	// the deletes and events that follow it) carries more. A receive that
 	// found nothing long-polls as usual and a full one is followed at once,
 	// so an idle queue costs nothing extra and a busy one never waits. It
@@ -269,7 +270,10 @@ func (c *Consumer) poll(recv, work context.Context) {
 		if out != nil {
 			got = len(out.Messages)
 		}
-		partial = got > 0 && got < c.cfg.MaxReceive
+		// Linger only when the queue ran short: a receive sized down to
+		// the free slots that came back full says the queue has more, and
+		// the pool, not the queue, sets the pace.
+		partial = got > 0 && got < n
 		for i := got; i < n; i++ {
 			<-c.slots
 		}
