@@ -5,7 +5,7 @@
 # measurement, measures, writes bench/figures.md and bench/plot.svg, prints
 # the cost model, and exits non-zero when a target is missed.
 #
-#   bench/run.sh                 # everything (~20 min on 2 cores)
+#   bench/run.sh                 # everything (~40 min on 2 cores)
 #   bench/run.sh -only steady    # requests and CPU per order only
 #   bench/run.sh -quick          # smoke test of the script (figures meaningless)
 #

@@ -216,8 +216,11 @@ func costInput(m *Measurement) cost.Input {
 	l := m.Load
 	in := cost.Input{Name: m.Config.Name, Requests: l.Requests.ByOperation, Deliveries: l.Requests.Deliveries,
 		OrderItemBytes: l.AvgOrderItemBytes, LinesPerOrder: l.AvgLines, CPUMicrosPerOrder: m.WorkerCPUMicros}
-	if m.Scenario == "api" {
+	switch m.Scenario {
+	case "api":
 		in.Name += " (intake API)"
+	case "steady-smooth":
+		in.Name += " (smooth producer)"
 	}
 	in.Events = l.Requests.Entries["events"]
 	if l.Target == loadgen.TargetBus {
