@@ -15,26 +15,7 @@ import (
 // outcome), from the AWS request metric its clients feed.
 func (f *fixture) dynamoCalls(t *testing.T, op string) float64 {
 	t.Helper()
-	mfs, err := f.m.Registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n float64
-	for _, mf := range mfs {
-		if mf.GetName() != "cloudcommerce_aws_requests_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["service"] == "DynamoDB" && labels["operation"] == op {
-				n += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return n
+	return f.awsRequests(t, func(l map[string]string) bool { return l["service"] == "DynamoDB" && l["operation"] == op })
 }
 
 // capture returns the id of the order's capture in the sandbox ledger.
@@ -175,13 +156,9 @@ func TestDuplicatePaymentForAPaidOrderChargesOnce(t *testing.T) {
 	f.stock(t, "A", 5)
 	o := f.order(t, "pay-twice", sandbox.TokenVisa, "A")
 	ev := pipeline.Event{Type: pipeline.EventInventoryReserved, Order: f.advance(t, o, pipeline.StatusReserved)}
-	if out, err := f.handle(t, pipeline.StagePayment, ev); err != nil || out != pipeline.OutcomeOK {
-		t.Fatalf("first delivery: %s, %v", out, err)
-	}
+	f.wantHandled(t, "first delivery", pipeline.StagePayment, ev, pipeline.OutcomeOK)
 	paid := f.get(t, o.ID)
-	if out, err := f.handle(t, pipeline.StagePayment, ev); err != nil || out != pipeline.OutcomeDuplicate {
-		t.Fatalf("duplicate: %s, %v; want duplicate", out, err)
-	}
+	f.wantHandled(t, "duplicate", pipeline.StagePayment, ev, pipeline.OutcomeDuplicate)
 	f.wantLedger(t, o.ID, 1, 0)
 	if got := f.get(t, o.ID); asJSON(t, got) != asJSON(t, paid) {
 		t.Fatalf("the duplicate changed the order:\nbefore %s\nafter  %s", asJSON(t, paid), asJSON(t, got))
@@ -195,9 +172,7 @@ func TestPaymentForARejectedOrderIsRefundedAndDeadLettered(t *testing.T) {
 	f := setup(t)
 	f.stock(t, "NONE", 0)
 	o := f.order(t, "pay-rejected", sandbox.TokenVisa, "NONE")
-	if out, err := f.handle(t, pipeline.StageInventory, pipeline.Event{Type: pipeline.EventOrderPlaced, Order: o}); err != nil || out != pipeline.OutcomeRejected {
-		t.Fatalf("inventory: %s, %v", out, err)
-	}
+	f.wantHandled(t, "inventory", pipeline.StageInventory, pipeline.Event{Type: pipeline.EventOrderPlaced, Order: o}, pipeline.OutcomeRejected)
 	rejected := f.get(t, o.ID)
 	for delivery := 1; delivery <= 2; delivery++ {
 		_, err := f.handle(t, pipeline.StagePayment, reservedEvent(rejected))
@@ -220,19 +195,13 @@ func TestPaymentForAFailedOrderKeepsNoMoney(t *testing.T) {
 	f.stock(t, "A", 5)
 	o := f.order(t, "pay-failed", sandbox.TokenDeclined, "A")
 	ev := pipeline.Event{Type: pipeline.EventInventoryReserved, Order: f.advance(t, o, pipeline.StatusReserved)}
-	if out, err := f.handle(t, pipeline.StagePayment, ev); err != nil || out != pipeline.OutcomeRejected {
-		t.Fatalf("declined: %s, %v", out, err)
-	}
+	f.wantHandled(t, "declined", pipeline.StagePayment, ev, pipeline.OutcomeRejected)
 	failed := f.get(t, o.ID)
-	if out, err := f.handle(t, pipeline.StagePayment, ev); err != nil || out != pipeline.OutcomeDuplicate {
-		t.Fatalf("duplicate: %s, %v; want duplicate", out, err)
-	}
+	f.wantHandled(t, "duplicate", pipeline.StagePayment, ev, pipeline.OutcomeDuplicate)
 	f.wantLedger(t, o.ID, 0, 0)
 	captured := ev
 	captured.Order.Payment.Token = sandbox.TokenVisa
-	if out, err := f.handle(t, pipeline.StagePayment, captured); err != nil || out != pipeline.OutcomeDuplicate {
-		t.Fatalf("capturing attempt: %s, %v; want duplicate", out, err)
-	}
+	f.wantHandled(t, "capturing attempt", pipeline.StagePayment, captured, pipeline.OutcomeDuplicate)
 	f.wantLedger(t, o.ID, 1, 1)
 	if got := f.get(t, o.ID); asJSON(t, got) != asJSON(t, failed) {
 		t.Fatalf("the order was written:\nbefore %s\nafter  %s", asJSON(t, failed), asJSON(t, got))
@@ -267,9 +236,7 @@ func TestEarlyPaymentIsRetriedAndKeepsItsCharge(t *testing.T) {
 		t.Fatalf("status = %s, want PLACED", got.Status)
 	}
 	f.advance(t, o, pipeline.StatusReserved)
-	if out, err := f.handle(t, pipeline.StagePayment, early); err != nil || out != pipeline.OutcomeOK {
-		t.Fatalf("retry after the reservation: %s, %v", out, err)
-	}
+	f.wantHandled(t, "retry after the reservation", pipeline.StagePayment, early, pipeline.OutcomeOK)
 	got := f.get(t, o.ID)
 	if got.Status != pipeline.StatusPaid || got.ChargeID != f.capture(t, o.ID) {
 		t.Fatalf("order = %s charge %q, want PAID with the ledger's capture %q", got.Status, got.ChargeID, f.capture(t, o.ID))

@@ -47,27 +47,7 @@ func TestMissingQueueTurnsTheWorkerUnreadyInsteadOfSpinning(t *testing.T) {
 	// It backs off instead of spinning: a handful of receive attempts, not
 	// thousands.
 	time.Sleep(500 * time.Millisecond)
-	failed := 0.0
-	mfs, _ := f.m.Registry.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() != "cloudcommerce_aws_requests_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			var op, outcome string
-			for _, l := range m.GetLabel() {
-				switch l.GetName() {
-				case "operation":
-					op = l.GetValue()
-				case "outcome":
-					outcome = l.GetValue()
-				}
-			}
-			if op == "ReceiveMessage" && outcome != "ok" {
-				failed += m.GetCounter().GetValue()
-			}
-		}
-	}
+	failed := f.awsRequests(t, func(l map[string]string) bool { return l["operation"] == "ReceiveMessage" && l["outcome"] != "ok" })
 	if failed == 0 || failed > 10 {
 		t.Fatalf("%v failed receives; want a few (backing off), not none or a spin", failed)
 	}

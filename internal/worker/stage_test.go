@@ -69,6 +69,41 @@ func (f *fixture) available(t *testing.T, sku string) int64 {
 	return n
 }
 
+// awsRequests sums the worker's cloudcommerce_aws_requests_total samples
+// whose labels (service, operation, outcome) satisfy match.
+func (f *fixture) awsRequests(t *testing.T, match func(labels map[string]string) bool) float64 {
+	t.Helper()
+	mfs, err := f.m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != "cloudcommerce_aws_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if match(labels) {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
+}
+
+// wantHandled runs the stage's handler on ev and fails unless it returns
+// the outcome want without an error.
+func (f *fixture) wantHandled(t *testing.T, what string, st pipeline.Stage, ev pipeline.Event, want pipeline.Outcome) {
+	t.Helper()
+	if out, err := f.handle(t, st, ev); err != nil || out != want {
+		t.Fatalf("%s: %s, %v; want %s", what, out, err, want)
+	}
+}
+
 func (f *fixture) handle(t *testing.T, st pipeline.Stage, ev pipeline.Event) (pipeline.Outcome, error) {
 	t.Helper()
 	return f.w.Service.Handler(st)(context.Background(), pipeline.Message{ID: "m", Body: []byte(testkit.Envelope(t, ev)), ReceiveCount: 1})

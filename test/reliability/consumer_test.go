@@ -12,7 +12,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
@@ -253,21 +255,9 @@ func TestReceiveLingerGathersMessages(t *testing.T) {
 // entries they carried, from cloudcommerce_aws_batch_size_entries.
 func batchHistogram(r *rt, m *metrics.Metrics, kind string) (calls uint64, entries float64) {
 	r.Helper()
-	fams, err := m.Registry.Gather()
-	if err != nil {
+	var pb dto.Metric
+	if err := m.BatchSize.WithLabelValues(kind).(prometheus.Metric).Write(&pb); err != nil {
 		r.Fatal(err)
 	}
-	for _, f := range fams {
-		if f.GetName() != "cloudcommerce_aws_batch_size_entries" {
-			continue
-		}
-		for _, s := range f.GetMetric() {
-			for _, l := range s.GetLabel() {
-				if l.GetName() == "kind" && l.GetValue() == kind {
-					return s.GetHistogram().GetSampleCount(), s.GetHistogram().GetSampleSum()
-				}
-			}
-		}
-	}
-	return 0, 0
+	return pb.GetHistogram().GetSampleCount(), pb.GetHistogram().GetSampleSum()
 }
