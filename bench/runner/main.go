@@ -1,7 +1,7 @@
 // Command runner runs CloudCommerce's standard benchmark scenarios end to
 // end: for every measurement it starts the kumo emulator (`devstack
 // --emulator-only`) and the built worker binary as separate processes,
-// places orders with the load generator (internal/loadgen, in this
+// places orders with the load generator (internal/dev/loadgen, in this
 // process), and reads the worker's and the emulator's CPU and memory from
 // /proc. It writes raw JSON lines to bench/results/, the tables to
 // bench/figures.md and the chart to bench/plot.svg, prints the cost model,
@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
-	"github.com/cloudcommerce/cloudcommerce/internal/loadgen"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/loadgen"
 )
 
 func main() {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/cloudcommerce/cloudcommerce/bench/cost"
 	"github.com/cloudcommerce/cloudcommerce/bench/plot"
-	"github.com/cloudcommerce/cloudcommerce/internal/loadgen"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/loadgen"
 )
 
 // Machine describes where the benchmark ran.
@@ -70,7 +70,7 @@ func machine() Machine {
 				continue
 			}
 			f := strings.TrimSpace(line[3:])
-			if strings.HasPrefix(f, "bench/") || strings.HasPrefix(f, "internal/loadgen/") || strings.HasPrefix(f, "cmd/loadgen/") || f == "BENCHMARKS.md" || strings.HasSuffix(f, "_bench_test.go") {
+			if strings.HasPrefix(f, "bench/") || strings.HasPrefix(f, "internal/dev/loadgen/") || strings.HasPrefix(f, "cmd/loadgen/") || f == "BENCHMARKS.md" || strings.HasSuffix(f, "_bench_test.go") {
 				continue
 			}
 			m.Modified = append(m.Modified, f)

@@ -24,8 +24,8 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/cloudcommerce/cloudcommerce/internal/devstack"
-	"github.com/cloudcommerce/cloudcommerce/internal/emulator"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/devstack"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
 	"github.com/cloudcommerce/cloudcommerce/internal/worker"
 )
 

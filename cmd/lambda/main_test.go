@@ -28,7 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
-	"github.com/cloudcommerce/cloudcommerce/internal/emulator"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
 	"github.com/cloudcommerce/cloudcommerce/internal/lambda"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 	"github.com/cloudcommerce/cloudcommerce/internal/store"
@@ -82,7 +82,7 @@ func TestBuildsForLambdaArm64(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go version -m: %v\n%s", err, info)
 	}
-	for _, banned := range []string{"sivchari/kumo", "internal/emulator"} {
+	for _, banned := range []string{"sivchari/kumo", "internal/dev/emulator"} {
 		if bytes.Contains(info, []byte(banned)) {
 			t.Errorf("bootstrap contains %s: the emulator must never ship", banned)
 		}
@@ -97,7 +97,7 @@ func TestBuildsForLambdaArm64(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, deps)
 	}
-	if bytes.Contains(deps, []byte("internal/emulator")) || bytes.Contains(deps, []byte("sivchari/kumo")) {
+	if bytes.Contains(deps, []byte("internal/dev/emulator")) || bytes.Contains(deps, []byte("sivchari/kumo")) {
 		t.Error("cmd/lambda depends on the emulator")
 	}
 }

@@ -26,7 +26,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
-	"github.com/cloudcommerce/cloudcommerce/internal/loadgen"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/loadgen"
 )
 
 func main() {

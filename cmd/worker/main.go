@@ -34,7 +34,7 @@ import (
 
 	"github.com/cloudcommerce/cloudcommerce/internal/trace"
 
-	"github.com/cloudcommerce/cloudcommerce/internal/dlq"
+	"github.com/cloudcommerce/cloudcommerce/internal/ops/dlq"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"

@@ -23,12 +23,12 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
-	"github.com/cloudcommerce/cloudcommerce/internal/emulator"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/lambda"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 	"github.com/cloudcommerce/cloudcommerce/internal/queue"
 	"github.com/cloudcommerce/cloudcommerce/internal/store"
-	"github.com/cloudcommerce/cloudcommerce/internal/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/topology"
 )
 

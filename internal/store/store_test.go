@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudcommerce/cloudcommerce/internal/emulator"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
-	"github.com/cloudcommerce/cloudcommerce/internal/testkit"
 )
 
 // The suite runs against the in-process emulator, or against the endpoint

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudcommerce/cloudcommerce/internal/testkit"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 )
 
 func devstackBinary(t *testing.T) string { return testkit.Binary(t, "../../cmd/devstack") }

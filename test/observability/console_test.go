@@ -16,9 +16,9 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
-	"github.com/cloudcommerce/cloudcommerce/internal/devstack"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/devstack"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
-	"github.com/cloudcommerce/cloudcommerce/internal/testkit"
 )
 
 const consoleKey = "console-test-key"

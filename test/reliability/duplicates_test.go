@@ -16,10 +16,10 @@ import (
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/bus"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 	"github.com/cloudcommerce/cloudcommerce/internal/queue"
 	"github.com/cloudcommerce/cloudcommerce/internal/sandbox"
-	"github.com/cloudcommerce/cloudcommerce/internal/testkit"
 )
 
 // stageOf is the queue each routed event type is delivered to.

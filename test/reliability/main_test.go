@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudcommerce/cloudcommerce/internal/emulator"
-	"github.com/cloudcommerce/cloudcommerce/internal/testkit"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 )
 
 // TestMain hosts the emulator in this process (unless AWS_ENDPOINT_URL

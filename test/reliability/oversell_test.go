@@ -11,9 +11,9 @@ import (
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/bus"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 	"github.com/cloudcommerce/cloudcommerce/internal/sandbox"
-	"github.com/cloudcommerce/cloudcommerce/internal/testkit"
 )
 
 // TestNoOversellAcrossTwoWorkers: 500 orders for one unit each of a SKU

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 	"github.com/cloudcommerce/cloudcommerce/internal/queue"
 	"github.com/cloudcommerce/cloudcommerce/internal/sandbox"
-	"github.com/cloudcommerce/cloudcommerce/internal/testkit"
 )
 
 // TestPoisonMessagesAreDeadLetteredAtOnce sends messages no retry can fix

@@ -29,7 +29,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cloudcommerce/cloudcommerce/internal/dlq"
+	"github.com/cloudcommerce/cloudcommerce/internal/ops/dlq"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"

@@ -12,11 +12,11 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
-	"github.com/cloudcommerce/cloudcommerce/internal/emulator"
-	"github.com/cloudcommerce/cloudcommerce/internal/loadgen"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/loadgen"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
-	"github.com/cloudcommerce/cloudcommerce/internal/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/worker"
 )
 

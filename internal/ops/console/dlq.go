@@ -3,7 +3,7 @@ package console
 import (
 	"context"
 
-	"github.com/cloudcommerce/cloudcommerce/internal/dlq"
+	"github.com/cloudcommerce/cloudcommerce/internal/ops/dlq"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 )
 
