@@ -20,8 +20,8 @@ type command struct {
 	// runs it with the positional arguments left after the flags. Nil for
 	// a group.
 	setup func(fs *flag.FlagSet) func(ctx context.Context, e env, args []string) error
-	// maxArgs is the most positional arguments the leaf takes.
-	maxArgs int
+	// nargs is how many positional arguments the leaf takes (named in args).
+	nargs int
 	subs    []*command
 }
 
@@ -71,8 +71,11 @@ func (c *command) execute(ctx context.Context, e env, path string, args []string
 		}
 		return usagef("%s: %v (see '%s --help')", path, err, path)
 	}
-	if fs.NArg() > c.maxArgs {
-		return usagef("%s: unexpected argument %q (see '%s --help')", path, fs.Arg(c.maxArgs), path)
+	switch {
+	case fs.NArg() > c.nargs:
+		return usagef("%s: unexpected argument %q (see '%s --help')", path, fs.Arg(c.nargs), path)
+	case fs.NArg() < c.nargs:
+		return usagef("%s: missing %s (see '%s --help')", path, c.args, path)
 	}
 	return run(ctx, e, fs.Args())
 }
@@ -113,7 +116,9 @@ func (c *command) help(w io.Writer, path string) {
 		return
 	}
 	fmt.Fprintf(w, "usage: %s <command> [flags]\n\n%s\n\ncommands:\n", path, c.summary)
-	c.list(w, "")
+	// Full names under the root: "dlq list", not "list".
+	_, under, _ := strings.Cut(path, " ")
+	c.list(w, under)
 	fmt.Fprintf(w, "\nRun '%s <command> --help' for one command's flags.\n", path)
 }
 
