@@ -22,7 +22,7 @@ type command struct {
 	setup func(fs *flag.FlagSet) func(ctx context.Context, e env, args []string) error
 	// nargs is how many positional arguments the leaf takes (named in args).
 	nargs int
-	subs    []*command
+	subs  []*command
 }
 
 // env is what a command may use of the process: its output streams and
