@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"os"
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 
@@ -213,6 +215,57 @@ func TestBinaryExitStatuses(t *testing.T) {
 	for _, want := range []string{"module  github.com/cloudcommerce/cloudcommerce", "commit  " + revision, "go      " + runtime.Version()} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("worker version lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// The README's command list names commands and flags the tree has, and
+// every command of the tree, so it cannot fall behind.
+func TestReadmeListsTheCommandTree(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "## The worker's commands")
+	if !ok {
+		t.Fatal("README has no section \"The worker's commands\"")
+	}
+	_, block, _ := strings.Cut(section, "```\n")
+	block, _, _ = strings.Cut(block, "```")
+	flagsOf := map[string][]string{}
+	leaves(root(), "", func(name string, flags []string) { flagsOf[name] = flags })
+	documented := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(block), "\n") {
+		words := strings.Fields(line)
+		if len(words) < 2 || words[0] != "worker" {
+			t.Errorf("README command line %q does not start with worker", line)
+			continue
+		}
+		// The longest command path the line starts with.
+		var name string
+		for i := 2; i <= len(words); i++ {
+			if _, ok := flagsOf[strings.Join(words[1:i], " ")]; ok {
+				name = strings.Join(words[1:i], " ")
+			}
+		}
+		if name == "" {
+			if words[1] != "help" {
+				t.Errorf("README lists %q, which is not a command of the tree", line)
+			}
+			continue
+		}
+		documented[name] = true
+		for _, w := range words {
+			w = strings.Trim(w, "[]")
+			if strings.HasPrefix(w, "--") && !slices.Contains(flagsOf[name], w) {
+				t.Errorf("README gives `worker %s` the flag %s, which it does not have", name, w)
+			}
+		}
+	}
+	for name := range flagsOf {
+		if !documented[name] {
+			t.Errorf("README's command list lacks `worker %s`", name)
 		}
 	}
 }
