@@ -2,7 +2,7 @@
 # non-root user, with CA certificates for real AWS endpoints and nothing else
 # (no shell, no package manager, no emulator).
 #
-#   docker build -t cloudcommerce/worker:local .
+#   docker build -t cloudcommerce/worker:local .      (BuildKit, the default builder)
 #   docker run --rm cloudcommerce/worker:local help
 #
 # Base images are pinned by exact tag. Where the registry can be reached,
@@ -16,11 +16,14 @@ ARG GO_IMAGE=golang:1.26.8-bookworm
 
 FROM ${GO_IMAGE} AS build
 WORKDIR /src
-# Dependencies first, so code changes do not refetch modules.
-COPY go.mod go.sum ./
-RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/worker ./cmd/worker \
+# `go build` fetches only the modules whose packages the worker links (not
+# the test-only ones: the emulator, the Dockerfile parser, the test
+# libraries). The module and build caches are cache mounts: kept between
+# builds on this builder, never part of an image layer.
+RUN --mount=type=cache,target=/go/pkg/mod \
+    --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/worker ./cmd/worker \
  && if go version -m /out/worker | grep -q sivchari/kumo; then echo "the worker must not link the emulator" >&2; exit 1; fi
 
 FROM scratch AS runtime

@@ -8,7 +8,8 @@
 //
 //	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build -tags lambda.norpc -trimpath -ldflags=-s -o bootstrap ./cmd/lambda
 //
-// Configuration comes from the environment only; `bootstrap help` lists it.
+// Configuration comes from the environment only (package config);
+// `bootstrap help` lists it.
 package main
 
 import (
@@ -24,6 +25,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/lambda"
 )
 
@@ -41,7 +43,7 @@ Runs as an AWS Lambda function (AWS_LAMBDA_RUNTIME_API must be set) serving
 SQS events of the stage queues.
 
 environment:`)
-	for _, e := range lambda.Env {
+	for _, e := range config.LambdaEnv {
 		d := e.Default
 		if d == "" {
 			d = "-"
@@ -63,7 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		usage(stdout)
 		return fmt.Errorf("unknown argument %q", args[0])
 	}
-	cfg, err := lambda.FromEnv(getenv)
+	cfg, err := config.LambdaFromEnv(getenv)
 	if err != nil {
 		return err
 	}
@@ -76,7 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		usage(stdout)
 		return fmt.Errorf("AWS_LAMBDA_RUNTIME_API is not set: this binary runs inside AWS Lambda (the worker is the long-running alternative)")
 	}
-	awsCfg, err := awsconf.Load(ctx, awsconf.Options{})
+	awsCfg, err := awsconf.Load(ctx, config.AWS(getenv))
 	if err != nil {
 		return err
 	}

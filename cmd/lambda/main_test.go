@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"debug/elf"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,42 +19,16 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
-	"github.com/cloudcommerce/cloudcommerce/internal/lambda"
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
-	"github.com/cloudcommerce/cloudcommerce/internal/store"
-	"github.com/cloudcommerce/cloudcommerce/internal/topology"
 )
 
 func TestMain(m *testing.M) { emulator.RunTests(m) }
-
-func goTool(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	t.Skip("no go command on PATH")
-	return ""
-}
-
-// build compiles this command with extra environment and returns the
-// binary's path.
-func build(t *testing.T, env ...string) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "bootstrap")
-	cmd := exec.Command(goTool(t), "build", "-tags", "lambda.norpc", "-trimpath", "-o", out, ".")
-	cmd.Env = append(os.Environ(), env...)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
-	return out
-}
 
 // TestBuildsForLambdaArm64 builds the deployment artifact exactly as
 // docs/lambda.md says and checks what went into it.
@@ -66,7 +37,7 @@ func TestBuildsForLambdaArm64(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	t.Parallel()
-	bin := build(t, "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
+	bin := testkit.Build(t, ".", []string{"GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0"}, "-tags", "lambda.norpc", "-trimpath")
 	f, err := elf.Open(bin)
 	if err != nil {
 		t.Fatalf("bootstrap is not an ELF binary: %v", err)
@@ -78,7 +49,7 @@ func TestBuildsForLambdaArm64(t *testing.T) {
 	if f.Section(".interp") != nil {
 		t.Error("bootstrap is dynamically linked; provided.al2023 needs CGO_ENABLED=0")
 	}
-	info, err := exec.Command(goTool(t), "version", "-m", bin).CombinedOutput()
+	info, err := exec.Command(testkit.GoTool(t), "version", "-m", bin).CombinedOutput()
 	if err != nil {
 		t.Fatalf("go version -m: %v\n%s", err, info)
 	}
@@ -93,7 +64,7 @@ func TestBuildsForLambdaArm64(t *testing.T) {
 		}
 	}
 	// Packages, not only modules: nothing of the emulator is linked in.
-	deps, err := exec.Command(goTool(t), "list", "-tags", "lambda.norpc", "-deps", ".").CombinedOutput()
+	deps, err := exec.Command(testkit.GoTool(t), "list", "-tags", "lambda.norpc", "-deps", ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, deps)
 	}
@@ -108,7 +79,7 @@ func TestHelpListsTheEnvironment(t *testing.T) {
 	if err := run(context.Background(), []string{"help"}, func(string) string { return "" }, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range lambda.Env {
+	for _, e := range config.LambdaEnv {
 		if !strings.Contains(out.String(), e.Name) {
 			t.Errorf("help does not list %s", e.Name)
 		}
@@ -127,24 +98,6 @@ func TestRunRefusesBadConfigurationAndLifeOutsideLambda(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "AWS_LAMBDA_RUNTIME_API") {
 		t.Errorf("outside Lambda: got %v", err)
 	}
-}
-
-// syncBuffer collects a child's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // runtimeAPI is a stand-in for Lambda's runtime API
@@ -199,30 +152,14 @@ func TestBinaryServesAnInvocation(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	t.Parallel()
-	bin := build(t, "CGO_ENABLED=0")
+	bin := testkit.Build(t, ".", []string{"CGO_ENABLED=0"}, "-tags", "lambda.norpc", "-trimpath")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
 	// A provisioned topology with one good, one poison and one transient
 	// payment message waiting.
-	cfg, err := awsconf.Load(ctx, awsconf.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	topo, err := topology.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 5)
-	_, _ = rand.Read(b)
-	prefix := "b" + hex.EncodeToString(b)
-	sqsc := sqs.NewFromConfig(cfg)
-	prov, err := topo.Provision(ctx, topology.Clients{SQS: sqsc, DynamoDB: awsconf.DynamoDB(cfg), EventBridge: eventbridge.NewFromConfig(cfg), SNS: sns.NewFromConfig(cfg)}, prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := prov.Names
-	st := store.New(awsconf.DynamoDB(cfg), store.Tables{Orders: names.Tables["orders"], Inventory: names.Tables["inventory"], Idempotency: names.Tables["idempotency"]})
+	e := testkit.Provision(t)
+	prefix, sqsc, prov, names, st := e.Prefix, e.SQS, e.Prov, e.Prov.Names, e.Store()
 	queueURL := prov.QueueURLs[names.Queues[pipeline.StagePayment]]
 	sent := map[string]string{}
 	for _, token := range []string{"tok_visa", "tok_processingError"} {
@@ -278,39 +215,27 @@ func TestBinaryServesAnInvocation(t *testing.T) {
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
-	var logs syncBuffer
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(),
+	p := testkit.Start(t, bin, append(os.Environ(),
 		"AWS_LAMBDA_RUNTIME_API="+ln.Addr().String(),
 		"CLOUDCOMMERCE_PREFIX="+prefix,
 		"CLOUDCOMMERCE_STAGE=payment",
 		"CLOUDCOMMERCE_TOPIC_ARN="+prov.TopicARN,
-	)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	}()
+	))
 
 	api.events <- payload
 	select {
 	case res := <-api.responses:
 		if res.error {
-			t.Fatalf("function error: %s\nlogs:\n%s", res.body, logs.String())
+			t.Fatalf("function error: %s\nlogs:\n%s", res.body, p.Output())
 		}
 		want := `{"batchItemFailures":[{"itemIdentifier":"` + sent["tok_processingError"] + `"}]}`
 		if strings.TrimSpace(string(res.body)) != want {
-			t.Fatalf("response %s, want %s\nlogs:\n%s", res.body, want, logs.String())
+			t.Fatalf("response %s, want %s\nlogs:\n%s", res.body, want, p.Output())
 		}
-	case err := <-exited:
-		t.Fatalf("function exited: %v\nlogs:\n%s", err, logs.String())
+	case <-p.Done():
+		t.Fatalf("function exited: %v\nlogs:\n%s", p.Err(), p.Output())
 	case <-ctx.Done():
-		t.Fatalf("no answer\nlogs:\n%s", logs.String())
+		t.Fatalf("no answer\nlogs:\n%s", p.Output())
 	}
 	if o, err := st.Get(ctx, "ord-tok_visa"); err != nil || o.Status != pipeline.StatusPaid {
 		t.Errorf("good order: %v %v, want PAID", o.Status, err)

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/loadgen"
 )
 
@@ -82,7 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	aws, err := awsconf.Load(ctx, awsconf.Options{})
+	aws, err := awsconf.Load(ctx, config.AWS(os.Getenv))
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,6 @@
 // Package awsconf builds the AWS SDK configuration every component shares:
-// region and endpoint from the SDK's standard environment (AWS_REGION,
-// AWS_ENDPOINT_URL), the SDK's own retryer (never a second one stacked on
+// region, endpoint and credentials as the caller's Options say (package
+// config reads them from the SDK's standard variables), the SDK's own retryer (never a second one stacked on
 // it), a middleware that counts every request attempt by service,
 // operation and outcome, and (Traced) one that makes a client span of every
 // call made within a traced context.
@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
@@ -29,10 +28,14 @@ import (
 
 // Options adjust Load.
 type Options struct {
-	// Endpoint overrides AWS_ENDPOINT_URL (used by the embedded emulator).
+	// Endpoint, when set, is every client's base endpoint (an emulator or
+	// LocalStack). Empty leaves it to the SDK.
 	Endpoint string
-	// Region overrides AWS_REGION; if both are empty, us-east-1.
+	// Region of every client. Empty leaves it to the SDK.
 	Region string
+	// StaticCredentials makes the clients sign with static dummy
+	// credentials, as emulators and LocalStack expect.
+	StaticCredentials bool
 	// Requests, if set, counts every attempt by service, operation, outcome.
 	Requests *prometheus.CounterVec
 	// ServiceLabel, if set, replaces the service label of counted requests
@@ -41,29 +44,16 @@ type Options struct {
 	ServiceLabel string
 }
 
-// Load returns the shared SDK configuration. When an endpoint is configured
-// (an emulator or LocalStack) and no credentials are in the environment, it
-// uses static dummy credentials, as those endpoints expect.
+// Load returns the shared SDK configuration.
 func Load(ctx context.Context, o Options) (aws.Config, error) {
 	var opts []func(*config.LoadOptions) error
-	region := o.Region
-	if region == "" {
-		region = os.Getenv("AWS_REGION")
+	if o.Region != "" {
+		opts = append(opts, config.WithRegion(o.Region))
 	}
-	if region == "" {
-		region = os.Getenv("AWS_DEFAULT_REGION")
+	if o.Endpoint != "" {
+		opts = append(opts, config.WithBaseEndpoint(o.Endpoint))
 	}
-	if region == "" {
-		region = "us-east-1"
-	}
-	opts = append(opts, config.WithRegion(region))
-	endpoint := o.Endpoint
-	if endpoint != "" {
-		opts = append(opts, config.WithBaseEndpoint(endpoint))
-	} else {
-		endpoint = os.Getenv("AWS_ENDPOINT_URL")
-	}
-	if endpoint != "" && os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_PROFILE") == "" {
+	if o.StaticCredentials {
 		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")))
 	}
 	if o.Requests != nil {
@@ -155,7 +145,7 @@ func Traced(cfg aws.Config, tp oteltrace.TracerProvider) aws.Config {
 // not all compute it, and a mismatch there only produces noise.
 func DynamoDB(cfg aws.Config) *dynamodb.Client {
 	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
-		if o.BaseEndpoint != nil || os.Getenv("AWS_ENDPOINT_URL") != "" {
+		if o.BaseEndpoint != nil {
 			o.DisableValidateResponseChecksum = true
 		}
 	})

@@ -87,7 +87,7 @@ type Handler struct {
 // key from Secrets Manager when configured, and wires the service. cfg is
 // filled with its defaults and validated.
 func New(ctx context.Context, cfg Config, d Deps) (*Handler, error) {
-	cfg.fill()
+	cfg.Fill()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}

@@ -33,6 +33,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/batch"
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 )
@@ -73,7 +74,7 @@ type Config struct {
 	RetryBase, RetryMax time.Duration
 	// DeleteBatch is the most receipts per DeleteMessageBatch (1 disables
 	// batching); DeleteLinger how long a delete waits for company.
-	// Defaults 10 and 5ms. Deletes never hold up a handler (the slot is
+	// Defaults 10 and 100ms; a negative linger turns it off. Deletes never hold up a handler (the slot is
 	// free once the handler returns), so a longer linger costs nothing but
 	// a later acknowledgement.
 	DeleteBatch  int
@@ -85,46 +86,50 @@ type Config struct {
 	// the deletes and events that follow it) carries more. A receive that
 	// found nothing long-polls as usual and a full one is followed at once,
 	// so an idle queue costs nothing extra and a busy one never waits. It
-	// adds at most ReceiveLinger to a message's time in the queue. 0 (the
-	// default) turns it off.
+	// adds at most ReceiveLinger to a message's time in the queue. Default
+	// 50ms; a negative value turns it off.
 	ReceiveLinger time.Duration
 }
 
+// defaults fills zero fields with the worker's defaults, which package
+// config defines; a negative linger turns that linger off.
 func (c *Config) defaults() {
 	if c.Concurrency <= 0 {
-		c.Concurrency = 16
+		c.Concurrency = config.DefaultConcurrency
 	}
 	if c.Pollers <= 0 {
-		c.Pollers = 1
+		c.Pollers = config.DefaultPollers
 	}
 	if c.MaxReceive <= 0 || c.MaxReceive > 10 {
-		c.MaxReceive = 10
+		c.MaxReceive = config.DefaultMaxReceive
 	}
 	if c.WaitTime <= 0 {
-		c.WaitTime = 20 * time.Second
+		c.WaitTime = config.DefaultWaitTime
 	}
 	if c.Visibility <= 0 {
-		c.Visibility = 30 * time.Second
+		c.Visibility = config.DefaultVisibility
 	}
 	if c.HandlerTimeout <= 0 {
-		c.HandlerTimeout = 20 * time.Second
+		c.HandlerTimeout = config.DefaultHandlerTimeout
 	}
 	if c.RetryBase <= 0 {
-		c.RetryBase = time.Second
+		c.RetryBase = config.DefaultRetryBase
 	}
 	if c.RetryMax <= 0 {
-		c.RetryMax = 5 * time.Minute
+		c.RetryMax = config.DefaultRetryMax
 	}
 	if c.DeleteBatch <= 0 || c.DeleteBatch > 10 {
-		c.DeleteBatch = 10
+		c.DeleteBatch = config.DefaultDeleteBatch
 	}
 	if c.ReceiveLinger < 0 {
 		c.ReceiveLinger = 0
+	} else if c.ReceiveLinger == 0 {
+		c.ReceiveLinger = config.DefaultReceiveLinger
 	}
 	if c.DeleteLinger < 0 {
 		c.DeleteLinger = 0
 	} else if c.DeleteLinger == 0 {
-		c.DeleteLinger = 5 * time.Millisecond
+		c.DeleteLinger = config.DefaultDeleteLinger
 	}
 }
 

@@ -81,7 +81,7 @@ type Worker struct {
 // New builds the worker: it resolves the queue URLs and topic (failing
 // loudly if they do not exist) and wires every adapter.
 func New(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
-	cfg.fill()
+	cfg.Fill()
 	topo, err := topology.Load()
 	if err != nil {
 		return nil, err

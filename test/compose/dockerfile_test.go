@@ -8,6 +8,7 @@ package compose_test
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +17,8 @@ import (
 	"github.com/distribution/reference"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
 )
 
 // repoRoot is the module root, two levels above this package.
@@ -230,6 +233,86 @@ func TestDockerfile(t *testing.T) {
 	}
 	if !built {
 		t.Error("no stage runs `go build ... ./cmd/worker`")
+	}
+}
+
+// bareModDownload is `go mod download` with no module named: it fetches
+// every module of the graph, test-only ones included.
+var bareModDownload = regexp.MustCompile(`go mod download\s*($|&&|;|\|)`)
+
+// The build stage fetches only what the worker links (go build resolves
+// just the modules of the packages it compiles) and keeps the module and
+// build caches in cache mounts, outside every layer.
+func TestDockerfileBuildUsesCacheMounts(t *testing.T) {
+	t.Parallel()
+	d := parseDockerfile(t, "Dockerfile")
+	var build *instructions.RunCommand
+	for _, s := range d.stages {
+		for _, r := range commands[*instructions.RunCommand](s) {
+			line := strings.Join(r.CmdLine, " ")
+			if bareModDownload.MatchString(line) {
+				t.Errorf("Dockerfile downloads every module, test-only ones included: %s", line)
+			}
+			if strings.Contains(line, "go build") && strings.Contains(line, "./cmd/worker") {
+				build = r
+			}
+		}
+	}
+	if build == nil {
+		t.Fatal("no stage runs `go build ... ./cmd/worker`")
+	}
+	// Mount options are evaluated when the stage is dispatched; there are
+	// no variables in them to expand.
+	if err := build.Expand(func(word string) (string, error) { return word, nil }); err != nil {
+		t.Fatalf("RUN --mount flags: %v", err)
+	}
+	caches := map[string]bool{}
+	for _, m := range instructions.GetMounts(build) {
+		if m.Type == instructions.MountTypeCache {
+			caches[m.Target] = true
+		}
+	}
+	for _, target := range []string{"/go/pkg/mod", "/root/.cache/go-build"} {
+		if !caches[target] {
+			t.Errorf("the worker's go build has no cache mount on %s (mounts: %v)", target, caches)
+		}
+	}
+}
+
+// .dockerignore keeps built binaries, wherever go build drops them, and
+// Terraform state out of the build context.
+func TestDockerignoreExcludesBinariesAndTerraformState(t *testing.T) {
+	t.Parallel()
+	f, err := os.Open(filepath.Join(repoRoot(t), ".dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	patterns, err := ignorefile.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err := patternmatcher.New(patterns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{
+		"worker", "devstack", "loadgen", "lambda", "bootstrap",
+		"cmd/worker/worker", "cmd/devstack/devstack", "cmd/loadgen/loadgen", "cmd/lambda/lambda", "cmd/lambda/bootstrap",
+		"bin/worker", "test/e2e/e2e.test",
+		"deploy/terraform/.terraform/providers/x", "deploy/terraform/terraform.tfstate", "deploy/terraform/terraform.tfstate.backup",
+		"deploy/terraform/prod.tfvars", "deploy/terraform/envs/dev/.terraform/modules/y", "deploy/terraform/plan.tfplan",
+		".git/HEAD",
+	} {
+		if ok, err := pm.MatchesOrParentMatches(path); err != nil || !ok {
+			t.Errorf(".dockerignore lets %s into the build context (%v)", path, err)
+		}
+	}
+	// What the build needs stays in.
+	for _, path := range []string{"go.mod", "go.sum", "cmd/worker/main.go", "internal/worker/worker.go", "internal/topology/topology.go"} {
+		if ok, _ := pm.MatchesOrParentMatches(path); ok {
+			t.Errorf(".dockerignore leaves %s out, which the worker build needs", path)
+		}
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/intake"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 	"github.com/cloudcommerce/cloudcommerce/internal/topology"
@@ -281,7 +281,7 @@ func startStack(ctx context.Context, t *testing.T) *stack {
 	bin := t.TempDir()
 	t0 := time.Now()
 	for _, name := range []string{"worker", "devstack"} {
-		s.run(ctx, 5*time.Minute, root, []string{"CGO_ENABLED=0"}, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(bin, name), "./cmd/"+name)
+		testkit.BuildInto(t, bin, filepath.Join(root, "cmd", name), []string{"CGO_ENABLED=0"}, "-trimpath", "-ldflags=-s -w")
 		checkStatic(t, filepath.Join(bin, name))
 	}
 	checkNoEmulator(t, filepath.Join(bin, "worker"))
@@ -304,7 +304,7 @@ func startStack(ctx context.Context, t *testing.T) *stack {
 	checkImage(ctx, t, workerImage)
 	t.Logf("built static binaries and scratch images in %s", time.Since(t0).Round(time.Millisecond))
 
-	intakePort, opsPort, awsPort := freePorts(t)
+	intakePort, opsPort, awsPort := testkit.PublishPorts(t)
 	s.intake = []string{fmt.Sprintf("http://127.0.0.1:%d", intakePort), fmt.Sprintf("http://127.0.0.1:%d", intakePort+1)}
 	s.env = append(os.Environ(),
 		"WORKER_IMAGE="+workerImage,
@@ -852,51 +852,6 @@ func (s *stack) checkInvariants(ctx context.Context, book *orderBook, final map[
 		}
 	}
 	t.Logf("invariants over %d orders: every order final (%v); stock balances for %d SKUs", len(final), byStatus, len(initial))
-}
-
-// freePorts returns two ports p and q such that 127.0.0.1:p, p+1, q and
-// q+1 are free now, and a fifth free port r. They are drawn below the
-// kernel's ephemeral range (32768 and up), where outgoing connections on a
-// busy machine could take them before Docker binds them, and all are held
-// until all are chosen.
-func freePorts(t *testing.T) (p, q, r int) {
-	t.Helper()
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			l.Close()
-		}
-	}()
-	free := func(ports ...int) bool {
-		var ls []net.Listener
-		for _, port := range ports {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-			if err != nil {
-				for _, l := range ls {
-					l.Close()
-				}
-				return false
-			}
-			ls = append(ls, l)
-		}
-		held = append(held, ls...)
-		return true
-	}
-	pick := func(n int) int {
-		for i := 0; i < 200; i++ {
-			base := 20000 + mrand.IntN(12000)
-			ports := make([]int, n)
-			for j := range ports {
-				ports[j] = base + j
-			}
-			if free(ports...) {
-				return base
-			}
-		}
-		t.Fatal("no free ports on 127.0.0.1 between 20000 and 32000")
-		return 0
-	}
-	return pick(2), pick(2), pick(1)
 }
 
 // checkStatic fails unless the binary has no program interpreter: it must

@@ -50,13 +50,13 @@ func TestDevstackDemoRunsToCompletion(t *testing.T) {
 
 func TestDevstackKeepsStateAcrossRestarts(t *testing.T) {
 	t.Parallel()
-	bin, dir, addr := devstackBinary(t), t.TempDir(), freeAddr(t)
+	bin, dir, addr := devstackBinary(t), t.TempDir(), testkit.FreeAddr(t)
 	base := "http://" + addr
 	run := func() *testkit.Process {
-		return start(t, bin, cleanEnv(), "--data-dir", dir, "--addr", addr)
+		return testkit.Start(t, bin, cleanEnv(), "--data-dir", dir, "--addr", addr)
 	}
 	up := func() {
-		waitFor(t, "devstack /healthz", 60*time.Second, func() bool {
+		testkit.Eventually(t, "devstack /healthz", 60*time.Second, func() bool {
 			resp, err := http.Get(base + "/healthz")
 			if err != nil {
 				return false
@@ -68,8 +68,8 @@ func TestDevstackKeepsStateAcrossRestarts(t *testing.T) {
 	stop := func(p *testkit.Process) {
 		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case err := <-p.Done:
-			if err != nil {
+		case <-p.Done():
+			if err := p.Err(); err != nil {
 				t.Fatalf("devstack exited with %v", err)
 			}
 		case <-time.After(40 * time.Second):
@@ -104,7 +104,7 @@ func TestDevstackKeepsStateAcrossRestarts(t *testing.T) {
 		code, b := req("GET", "/v1/orders/"+placed.OrderID, nil)
 		return code == 200 && strings.Contains(string(b), `"status":"SHIPPED"`)
 	}
-	waitFor(t, "the order to ship", 60*time.Second, shipped)
+	testkit.Eventually(t, "the order to ship", 60*time.Second, shipped)
 	code, b = req("GET", "/v1/notifications?order_id="+placed.OrderID, nil)
 	if code != 200 || !strings.Contains(string(b), "OrderShipped") {
 		t.Fatalf("notifications = %d %s", code, b)

@@ -37,17 +37,6 @@ func env(prefix string, extra ...string) []string {
 	return append(e, extra...)
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	testkit.Eventually(t, what, timeout, ok)
-}
-
-func freeAddr(t *testing.T) string { return testkit.FreeAddr(t) }
-
-func start(t *testing.T, bin string, environ []string, args ...string) *testkit.Process {
-	return testkit.Start(t, bin, environ, args...)
-}
-
 func TestWorkerBinaryDoesNotLinkTheEmulator(t *testing.T) {
 	t.Parallel()
 	out, err := exec.Command("go", "version", "-m", workerBinary(t)).CombinedOutput()
@@ -102,10 +91,10 @@ func TestOrdersFlowThroughTheBuiltWorker(t *testing.T) {
 		}
 	}
 	inbox := e.SubscribeQueue(t)
-	ops, api := freeAddr(t), freeAddr(t)
-	w := start(t, bin, env(e.Prefix, "CLOUDCOMMERCE_OPS_ADDR="+ops, "CLOUDCOMMERCE_INTAKE_ADDR="+api,
+	ops, api := testkit.FreeAddr(t), testkit.FreeAddr(t)
+	w := testkit.Start(t, bin, env(e.Prefix, "CLOUDCOMMERCE_OPS_ADDR="+ops, "CLOUDCOMMERCE_INTAKE_ADDR="+api,
 		"CLOUDCOMMERCE_WAIT_TIME=1s", "CLOUDCOMMERCE_SHUTDOWN_TIMEOUT=10s", "CLOUDCOMMERCE_HANDLER_TIMEOUT=5s"), "run")
-	waitFor(t, "/readyz", 30*time.Second, func() bool {
+	testkit.Eventually(t, "/readyz", 30*time.Second, func() bool {
 		resp, err := http.Get("http://" + ops + "/readyz")
 		if err != nil {
 			return false
@@ -153,7 +142,7 @@ func TestOrdersFlowThroughTheBuiltWorker(t *testing.T) {
 	good, declined, soldOut := place("tok_visa", "WIDGET"), place("tok_chargeDeclined", "WIDGET"), place("tok_visa", "SCARCE")
 	want := map[string]pipeline.Status{"bus-order-1": pipeline.StatusShipped, good: pipeline.StatusShipped, declined: pipeline.StatusPaymentFailed, soldOut: pipeline.StatusRejected}
 	for id, status := range want {
-		waitFor(t, id+" to be "+string(status), 60*time.Second, func() bool {
+		testkit.Eventually(t, id+" to be "+string(status), 60*time.Second, func() bool {
 			o, err := st.Get(ctx, id)
 			return err == nil && o.Status == status
 		})
@@ -186,8 +175,8 @@ func TestOrdersFlowThroughTheBuiltWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-w.Done:
-		if err != nil {
+	case <-w.Done():
+		if err := w.Err(); err != nil {
 			t.Fatalf("worker exited with %v after SIGTERM", err)
 		}
 	case <-time.After(20 * time.Second):
@@ -239,8 +228,8 @@ func TestDeadLettersCanBeListedAndRedriven(t *testing.T) {
 	if out := run("dlq", "list", "--stage", "inventory"); !strings.Contains(out, "is empty") {
 		t.Fatalf("DLQ not empty after redrive: %s", out)
 	}
-	start(t, bin, env(e.Prefix, "CLOUDCOMMERCE_OPS_ADDR="+freeAddr(t), "CLOUDCOMMERCE_WAIT_TIME=1s"), "run")
-	waitFor(t, "the redriven order to ship", 60*time.Second, func() bool {
+	testkit.Start(t, bin, env(e.Prefix, "CLOUDCOMMERCE_OPS_ADDR="+testkit.FreeAddr(t), "CLOUDCOMMERCE_WAIT_TIME=1s"), "run")
+	testkit.Eventually(t, "the redriven order to ship", 60*time.Second, func() bool {
 		got, err := e.Store().Get(ctx, "redrive-me")
 		return err == nil && got.Status == pipeline.StatusShipped
 	})

@@ -154,20 +154,18 @@ func (s *stack) place(t *testing.T, req pipeline.OrderRequest) string {
 // final waits until the order is in a final status and returns it.
 func (s *stack) final(t *testing.T, id string) pipeline.Order {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		o, err := s.w.Store.Get(context.Background(), id)
-		if err == nil && o.Status.Final() {
-			return o
-		}
-		if err != nil && !errors.Is(err, pipeline.ErrNotFound) {
-			t.Fatal(err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("order %s is not final after 90s (status %s)", id, o.Status)
-		}
-		time.Sleep(100 * time.Millisecond)
+	var o pipeline.Order
+	var err error
+	if !testkit.Poll(90*time.Second, 100*time.Millisecond, func() bool {
+		o, err = s.w.Store.Get(context.Background(), id)
+		return (err == nil && o.Status.Final()) || (err != nil && !errors.Is(err, pipeline.ErrNotFound))
+	}) {
+		t.Fatalf("order %s is not final after 90s (status %s)", id, o.Status)
 	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
 
 // depth returns the approximate number of messages in a queue, in flight
@@ -190,12 +188,8 @@ func (s *stack) depth(t *testing.T, url string) int {
 // waitDepth waits until a queue holds want messages.
 func (s *stack) waitDepth(t *testing.T, url string, want int) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for s.depth(t, url) != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("queue %s holds %d messages, want %d", url, s.depth(t, url), want)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !testkit.Poll(60*time.Second, 100*time.Millisecond, func() bool { return s.depth(t, url) == want }) {
+		t.Fatalf("queue %s holds %d messages, want %d", url, s.depth(t, url), want)
 	}
 }
 

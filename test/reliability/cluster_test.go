@@ -84,7 +84,7 @@ type worker struct {
 
 func (c *cluster) worker(extra ...string) *worker {
 	c.n++
-	return &worker{c: c, name: fmt.Sprintf("worker%d", c.n), ops: freeAddr(c.r), api: freeAddr(c.r), extra: extra}
+	return &worker{c: c, name: fmt.Sprintf("worker%d", c.n), ops: testkit.FreeAddr(c.r), api: testkit.FreeAddr(c.r), extra: extra}
 }
 
 func (w *worker) environ() []string {
@@ -389,7 +389,7 @@ func (c *cluster) stranded(url string) int {
 	}
 	n := 0
 	// Approximate counts settle within seconds on SQS.
-	poll(5*time.Second, 200*time.Millisecond, func() bool { n = c.notVisible(url) - len(held); return n == 0 })
+	testkit.Poll(5*time.Second, 200*time.Millisecond, func() bool { n = c.notVisible(url) - len(held); return n == 0 })
 	for len(held) > 0 {
 		k := min(10, len(held))
 		if _, err := c.env.SQS.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(url), Entries: held[:k]}); err != nil {

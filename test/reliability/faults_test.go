@@ -131,7 +131,7 @@ func runFaults(r *rt, m mix) {
 	}
 	settle(c, expect{stock: m.Stock, accepted: res.accepted, cancels: res.cancels})
 	if p := w.proc(); p.Exited() {
-		r.Fatalf("the worker died under network faults: %v", p.exitErr)
+		r.Fatalf("the worker died under network faults: %v", p.Err())
 	}
 	logSummary(r, w)
 	r.Logf("AWS request outcomes other than ok: %v", nonOK(w))

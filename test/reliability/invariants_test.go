@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 	"github.com/cloudcommerce/cloudcommerce/internal/queue"
 	"github.com/cloudcommerce/cloudcommerce/internal/sandbox"
@@ -66,7 +67,7 @@ func settle(c *cluster, e expect) map[string]pipeline.Order {
 		return true
 	}
 	start := time.Now()
-	if !poll(e.finalWithin, time.Second, allFinal) {
+	if !testkit.Poll(e.finalWithin, time.Second, allFinal) {
 		r.Fatalf("orders not final after %s: %s (%s)", e.finalWithin, why, statusCounts(orders))
 	}
 	r.Logf("all %d orders final after %s: %s", len(orders), time.Since(start).Round(time.Millisecond), statusCounts(orders))
@@ -81,7 +82,7 @@ func settle(c *cluster, e expect) map[string]pipeline.Order {
 		return true
 	}
 	start = time.Now()
-	if !poll(e.queueWithin, time.Second, empty) {
+	if !testkit.Poll(e.queueWithin, time.Second, empty) {
 		r.Fatalf("stage queues not empty after %s: %s", e.queueWithin, why)
 	}
 	r.Logf("stage queues empty after %s", time.Since(start).Round(time.Millisecond))

@@ -1,21 +1,16 @@
 package reliability
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"hash/fnv"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -89,22 +84,8 @@ func (r *rt) Duration(lo, hi time.Duration) time.Duration {
 // no test sleeps for correctness.
 func (r *rt) eventually(what string, timeout time.Duration, ok func() bool) {
 	r.Helper()
-	if !poll(timeout, 200*time.Millisecond, ok) {
+	if !testkit.Poll(timeout, 200*time.Millisecond, ok) {
 		r.Fatalf("timed out after %s waiting for %s", timeout, what)
-	}
-}
-
-// poll reports whether ok became true within timeout.
-func poll(timeout, every time.Duration, ok func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if ok() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(every)
 	}
 }
 
@@ -113,86 +94,10 @@ func poll(timeout, every time.Duration, ok func() bool) bool {
 // worker's own unit tests; the binary here is the production build).
 func workerBinary(t testing.TB) string { return testkit.Binary(t, "../../cmd/worker") }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// proc is one run of the worker binary.
+// proc is one run of the worker binary with its ops address.
 type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	log     string // path of its combined output
-	ops     string
-	done    chan struct{}
-	exitErr error
-}
-
-// Exited reports whether the process has exited.
-func (p *proc) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// Kill sends SIGKILL and waits for the process to be gone.
-func (p *proc) Kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
-
-// Terminate sends SIGTERM and returns the exit error (nil for exit 0) and
-// how long the exit took, or ok=false if it did not exit within timeout
-// (the process is then killed).
-func (p *proc) Terminate(timeout time.Duration) (exitErr error, took time.Duration, ok bool) {
-	start := time.Now()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return p.exitErr, time.Since(start), true
-	case <-time.After(timeout):
-		p.Kill()
-		return nil, time.Since(start), false
-	}
-}
-
-// Tail returns the last n lines of the process's output.
-func (p *proc) Tail(n int) string {
-	b, err := os.ReadFile(p.log)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// Grep counts output lines containing s.
-func (p *proc) Grep(s string) int {
-	f, err := os.Open(p.log)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	n := 0
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if bytes.Contains(sc.Bytes(), []byte(s)) {
-			n++
-		}
-	}
-	return n
+	*testkit.Process
+	ops string
 }
 
 // startProc starts the worker binary with args and environ; its output
@@ -200,31 +105,8 @@ func (p *proc) Grep(s string) int {
 // killed when the test ends.
 func startProc(t testing.TB, name string, environ []string, ops string, args ...string) *proc {
 	t.Helper()
-	logf, err := os.CreateTemp(t.TempDir(), name+"-*.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{name: name, cmd: exec.Command(workerBinary(t), args...), log: logf.Name(), ops: ops, done: make(chan struct{})}
-	p.cmd.Env = environ
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	// A worker must not outlive a test binary killed by a timeout.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.exitErr = p.cmd.Wait()
-		_ = logf.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		if !p.Exited() {
-			p.Kill()
-		}
-		if t.Failed() {
-			t.Logf("--- %s output (last 60 lines) ---\n%s", name, p.Tail(60))
-		}
-	})
+	p := &proc{Process: testkit.Start(t, workerBinary(t), environ, args...), ops: ops}
+	p.Name = name
 	return p
 }
 
@@ -232,7 +114,7 @@ func startProc(t testing.TB, name string, environ []string, ops string, args ...
 // error if the process exits or the deadline passes first. Safe to call
 // from any goroutine.
 func (p *proc) ready(timeout time.Duration) error {
-	ok := poll(timeout, 50*time.Millisecond, func() bool {
+	ok := testkit.Poll(timeout, 50*time.Millisecond, func() bool {
 		if p.Exited() {
 			return true
 		}
@@ -240,10 +122,10 @@ func (p *proc) ready(timeout time.Duration) error {
 		return code == http.StatusOK
 	})
 	if p.Exited() {
-		return fmt.Errorf("%s exited before it was ready: %v\n%s", p.name, p.exitErr, p.Tail(40))
+		return fmt.Errorf("%s exited before it was ready: %v\n%s", p.Name, p.Err(), p.Tail(40))
 	}
 	if !ok {
-		return fmt.Errorf("%s not ready within %s\n%s", p.name, timeout, p.Tail(40))
+		return fmt.Errorf("%s not ready within %s\n%s", p.Name, timeout, p.Tail(40))
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
-package main
+package config
 
 import (
+	"os"
 	"runtime/debug"
 	"testing"
 )
@@ -11,12 +12,12 @@ func TestGCDefaultAppliesOnlyWithoutGOGC(t *testing.T) {
 	defer debug.SetGCPercent(prev)
 
 	t.Setenv("GOGC", "")
-	gcDefault()
-	if got := debug.SetGCPercent(100); got != defaultGCPercent {
-		t.Fatalf("without GOGC the GC percent is %d, want %d", got, defaultGCPercent)
+	ApplyGCDefault(os.Getenv)
+	if got := debug.SetGCPercent(100); got != DefaultGCPercent {
+		t.Fatalf("without GOGC the GC percent is %d, want %d", got, DefaultGCPercent)
 	}
 	t.Setenv("GOGC", "100")
-	gcDefault()
+	ApplyGCDefault(os.Getenv)
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Fatalf("with GOGC=100 the GC percent is %d, want it left at 100", got)
 	}

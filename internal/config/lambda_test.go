@@ -1,16 +1,11 @@
-package lambda_test
+package config_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"go.uber.org/zap/zaptest"
-
-	"github.com/cloudcommerce/cloudcommerce/internal/lambda"
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/stripe"
 )
 
@@ -20,7 +15,7 @@ func env(vars map[string]string) func(string) string {
 
 func TestFromEnvDefaults(t *testing.T) {
 	t.Parallel()
-	c, err := lambda.FromEnv(env(nil))
+	c, err := config.LambdaFromEnv(env(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +27,7 @@ func TestFromEnvDefaults(t *testing.T) {
 
 func TestFromEnvReportsEveryProblem(t *testing.T) {
 	t.Parallel()
-	_, err := lambda.FromEnv(env(map[string]string{
+	_, err := config.LambdaFromEnv(env(map[string]string{
 		"CLOUDCOMMERCE_PREFIX":             "bad prefix!",
 		"CLOUDCOMMERCE_STAGE":              "billing",
 		"CLOUDCOMMERCE_LAMBDA_CONCURRENCY": "0",
@@ -68,7 +63,7 @@ func TestFromEnvStripeKey(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			c.vars["CLOUDCOMMERCE_PAYMENT_GATEWAY"] = "stripe"
-			_, err := lambda.FromEnv(env(c.vars))
+			_, err := config.LambdaFromEnv(env(c.vars))
 			switch {
 			case c.want == "" && err != nil:
 				t.Fatalf("FromEnv: %v", err)
@@ -84,44 +79,13 @@ func TestFromEnvStripeKey(t *testing.T) {
 func TestEnvListsEveryVariableRead(t *testing.T) {
 	t.Parallel()
 	listed := map[string]bool{}
-	for _, e := range lambda.Env {
+	for _, e := range config.LambdaEnv {
 		listed[e.Name] = true
 	}
-	_, _ = lambda.FromEnv(func(k string) string {
+	_, _ = config.LambdaFromEnv(func(k string) string {
 		if !listed[k] {
-			t.Errorf("FromEnv reads %s, which lambda.Env does not document", k)
+			t.Errorf("FromEnv reads %s, which config.LambdaEnv does not document", k)
 		}
 		return ""
 	})
-}
-
-func TestStripeKeyFromSecretsManager(t *testing.T) {
-	t.Parallel()
-	f := setup(t)
-	sm := secretsmanager.NewFromConfig(f.aws)
-	secret := func(name, value string) string {
-		out, err := sm.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{Name: aws.String(f.prefix + "-" + name), SecretString: aws.String(value)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return aws.ToString(out.ARN)
-	}
-	build := func(arn string) (*lambda.Handler, error) {
-		return lambda.New(context.Background(), lambda.Config{Prefix: f.prefix, TopicARN: f.prov.TopicARN, PaymentGateway: "stripe", StripeSecretARN: arn},
-			lambda.Deps{AWS: f.aws, Log: zaptest.NewLogger(t)})
-	}
-
-	h, err := build(secret("stripe-good", "sk_test_51QfK8cLkdIwHu7ixFAKE"))
-	if err != nil {
-		t.Fatalf("New with the key in Secrets Manager: %v", err)
-	}
-	defer h.Close()
-	if _, ok := h.Service().Payments.(*stripe.Gateway); !ok {
-		t.Errorf("payments gateway is %T, want *stripe.Gateway", h.Service().Payments)
-	}
-
-	badARN := secret("stripe-bad", "pk_test_notasecretkey")
-	if _, err := build(badARN); err == nil || !strings.Contains(err.Error(), badARN) || strings.Contains(err.Error(), "notasecretkey") {
-		t.Errorf("a publishable key in the secret: got %v, want an error naming the secret but not its value", err)
-	}
 }

@@ -1,4 +1,4 @@
-package envconf
+package config
 
 import (
 	"strings"
@@ -9,7 +9,7 @@ import (
 func TestReaderCollectsEveryProblem(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"D": "5s", "OFF": "off", "N": "7", "B": "false", "BAD_D": "soon", "BAD_N": "70", "BAD_B": "maybe"}
-	r := New(func(k string) string { return env[k] })
+	r := newReader(func(k string) string { return env[k] })
 	var d, off, bad time.Duration
 	var n, badN int
 	var b, badB *bool

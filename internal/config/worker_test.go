@@ -1,4 +1,4 @@
-package worker_test
+package config_test
 
 import (
 	"os"
@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
-	"github.com/cloudcommerce/cloudcommerce/internal/worker"
 )
 
 func envOf(kv map[string]string) func(string) string {
@@ -16,7 +16,7 @@ func envOf(kv map[string]string) func(string) string {
 
 func TestDefaults(t *testing.T) {
 	t.Parallel()
-	c, err := worker.FromEnv(envOf(nil))
+	c, err := config.WorkerFromEnv(envOf(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +27,7 @@ func TestDefaults(t *testing.T) {
 
 func TestConfigReadsEveryVariable(t *testing.T) {
 	t.Parallel()
-	c, err := worker.FromEnv(envOf(map[string]string{
+	c, err := config.WorkerFromEnv(envOf(map[string]string{
 		"CLOUDCOMMERCE_PREFIX": "shop", "CLOUDCOMMERCE_PAYMENT_CONCURRENCY": "4", "CLOUDCOMMERCE_WAIT_TIME": "5s",
 		"CLOUDCOMMERCE_BATCHING": "false", "CLOUDCOMMERCE_SWEEP_INTERVAL": "off", "CLOUDCOMMERCE_INTAKE_ADDR": "127.0.0.1:8080",
 	}))
@@ -41,7 +41,7 @@ func TestConfigReadsEveryVariable(t *testing.T) {
 
 func TestEveryProblemIsReportedAtOnce(t *testing.T) {
 	t.Parallel()
-	_, err := worker.FromEnv(envOf(map[string]string{
+	_, err := config.WorkerFromEnv(envOf(map[string]string{
 		"CLOUDCOMMERCE_WAIT_TIME": "45s", "CLOUDCOMMERCE_INVENTORY_CONCURRENCY": "zero", "CLOUDCOMMERCE_BATCHING": "maybe",
 		"CLOUDCOMMERCE_HANDLER_TIMEOUT": "1m", "CLOUDCOMMERCE_PREFIX": "bad prefix!", "CLOUDCOMMERCE_LOG_LEVEL": "loud",
 		"CLOUDCOMMERCE_PAYMENT_GATEWAY": "stripe",
@@ -65,7 +65,7 @@ func TestReadmeDocumentsEveryVariable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range worker.Env {
+	for _, e := range config.WorkerEnv {
 		row := "| `" + e.Name + "` |"
 		if !strings.Contains(string(readme), row) {
 			t.Errorf("README's configuration table has no row for %s", e.Name)

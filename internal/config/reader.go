@@ -1,8 +1,4 @@
-// Package envconf reads typed settings from environment variables for the
-// worker and the Lambda adapter, collecting every problem instead of
-// stopping at the first, so a misconfigured deployment is told everything
-// wrong at once, by variable name.
-package envconf
+package config
 
 import (
 	"errors"
@@ -12,27 +8,29 @@ import (
 	"time"
 )
 
-// Reader reads variables through getenv and remembers every problem.
-type Reader struct {
+// reader reads variables through getenv and remembers every problem, so a
+// misconfigured deployment is told everything wrong at once, by variable
+// name.
+type reader struct {
 	getenv func(string) string
 	errs   []error
 }
 
-// New returns a reader over getenv (os.Getenv, or a map in tests).
-func New(getenv func(string) string) *Reader { return &Reader{getenv: getenv} }
+// newReader returns a reader over getenv (os.Getenv, or a map in tests).
+func newReader(getenv func(string) string) *reader { return &reader{getenv: getenv} }
 
 // String returns the variable's value, unchanged.
-func (r *Reader) String(name string) string { return r.getenv(name) }
+func (r *reader) String(name string) string { return r.getenv(name) }
 
-func (r *Reader) value(name string) string { return strings.TrimSpace(r.getenv(name)) }
+func (r *reader) value(name string) string { return strings.TrimSpace(r.getenv(name)) }
 
-func (r *Reader) fail(name, v, want string) {
+func (r *reader) fail(name, v, want string) {
 	r.errs = append(r.errs, fmt.Errorf("%s=%q: want %s", name, v, want))
 }
 
 // Duration sets *d from a positive Go duration; unset leaves *d as it is.
 // With allowOff, "off" or "0" sets *d to -1 (the feature is disabled).
-func (r *Reader) Duration(name string, d *time.Duration, allowOff bool) {
+func (r *reader) Duration(name string, d *time.Duration, allowOff bool) {
 	v := r.value(name)
 	switch {
 	case v == "":
@@ -50,7 +48,7 @@ func (r *Reader) Duration(name string, d *time.Duration, allowOff bool) {
 }
 
 // NonNegativeDuration sets *d from a duration that may be zero.
-func (r *Reader) NonNegativeDuration(name string, d *time.Duration) {
+func (r *reader) NonNegativeDuration(name string, d *time.Duration) {
 	v := r.value(name)
 	if v == "" {
 		return
@@ -64,7 +62,7 @@ func (r *Reader) NonNegativeDuration(name string, d *time.Duration) {
 }
 
 // Int sets *n from an integer in [lo, hi]; unset leaves *n as it is.
-func (r *Reader) Int(name string, n *int, lo, hi int) {
+func (r *reader) Int(name string, n *int, lo, hi int) {
 	v := r.value(name)
 	if v == "" {
 		return
@@ -78,7 +76,7 @@ func (r *Reader) Int(name string, n *int, lo, hi int) {
 }
 
 // Bool sets *b from true/false; unset leaves *b as it is.
-func (r *Reader) Bool(name string, b **bool) {
+func (r *reader) Bool(name string, b **bool) {
 	v := r.value(name)
 	if v == "" {
 		return
@@ -92,7 +90,7 @@ func (r *Reader) Bool(name string, b **bool) {
 }
 
 // Err returns every problem found so far, joined, or nil.
-func (r *Reader) Err() error { return errors.Join(r.errs...) }
+func (r *reader) Err() error { return errors.Join(r.errs...) }
 
 // ValidPrefix reports whether p is usable as the prefix of AWS resource
 // names: 1-40 letters, digits, - or _.

@@ -1,0 +1,73 @@
+package config_test
+
+import (
+	"testing"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
+)
+
+func TestAWSReadsTheStandardVariables(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name   string
+		vars   map[string]string
+		region string
+		static bool
+	}{
+		{"nothing set: real AWS in us-east-1, the SDK's own credentials", nil, "us-east-1", false},
+		{"AWS_DEFAULT_REGION when AWS_REGION is unset", map[string]string{"AWS_DEFAULT_REGION": "eu-west-1"}, "eu-west-1", false},
+		{"AWS_REGION wins", map[string]string{"AWS_REGION": "eu-central-1", "AWS_DEFAULT_REGION": "eu-west-1"}, "eu-central-1", false},
+		{"an emulator without credentials gets dummy ones", map[string]string{"AWS_ENDPOINT_URL": "http://127.0.0.1:4566"}, "us-east-1", true},
+		{"an endpoint with keys keeps them", map[string]string{"AWS_ENDPOINT_URL": "http://ls:4566", "AWS_ACCESS_KEY_ID": "AKIA"}, "us-east-1", false},
+		{"an endpoint with a profile keeps it", map[string]string{"AWS_ENDPOINT_URL": "http://ls:4566", "AWS_PROFILE": "dev"}, "us-east-1", false},
+	} {
+		o := config.AWS(env(c.vars))
+		if o.Region != c.region || o.Endpoint != c.vars["AWS_ENDPOINT_URL"] || o.StaticCredentials != c.static {
+			t.Errorf("%s: got region %q endpoint %q static %v, want %q %q %v", c.name, o.Region, o.Endpoint, o.StaticCredentials, c.region, c.vars["AWS_ENDPOINT_URL"], c.static)
+		}
+	}
+}
+
+func TestOpsAddrDefault(t *testing.T) {
+	t.Parallel()
+	if got := config.OpsAddr(env(nil)); got != ":9090" {
+		t.Errorf("default ops address %q, want :9090", got)
+	}
+	if got := config.OpsAddr(env(map[string]string{"CLOUDCOMMERCE_OPS_ADDR": "127.0.0.1:9191"})); got != "127.0.0.1:9191" {
+		t.Errorf("ops address %q, want 127.0.0.1:9191", got)
+	}
+}
+
+// The defaults written in the variable table (and so in `worker help` and
+// the README) are the ones the configuration takes.
+func TestEnvTableDefaultsAreTheEffectiveDefaults(t *testing.T) {
+	t.Parallel()
+	d := config.WorkerDefaults()
+	for _, v := range config.WorkerEnv {
+		if v.Default == "" || v.Name == "AWS_REGION" || v.Name == "AWS_MAX_ATTEMPTS" {
+			continue
+		}
+		// Setting each variable to its documented default changes nothing.
+		c, err := config.WorkerFromEnv(env(map[string]string{v.Name: v.Default}))
+		if err != nil {
+			t.Errorf("%s=%s (its documented default) is refused: %v", v.Name, v.Default, err)
+			continue
+		}
+		if c.Prefix != d.Prefix || c.OpsAddr != d.OpsAddr || c.Pollers != d.Pollers || c.WaitTime != d.WaitTime ||
+			c.Visibility != d.Visibility || c.HandlerTimeout != d.HandlerTimeout || c.ShutdownTimeout != d.ShutdownTimeout ||
+			c.BatchLinger != d.BatchLinger || c.ReceiveLinger != d.ReceiveLinger || c.DeleteLinger != d.DeleteLinger ||
+			c.RetryBase != d.RetryBase || c.SweepInterval != d.SweepInterval || c.StuckAfter != d.StuckAfter ||
+			c.QueueSampleInterval != d.QueueSampleInterval || c.PublishBatch != d.PublishBatch || c.PaymentGateway != d.PaymentGateway ||
+			c.LogLevel != d.LogLevel || c.BatchingOn() != d.BatchingOn() || c.Pprof != d.Pprof || c.CarrierDelay != d.CarrierDelay {
+			t.Errorf("%s=%s, its documented default, gives %+v; the default is %+v", v.Name, v.Default, c, d)
+		}
+		for st, n := range d.Concurrency {
+			if c.Concurrency[st] != n {
+				t.Errorf("%s=%s: %s concurrency %d, default %d", v.Name, v.Default, st, c.Concurrency[st], n)
+			}
+		}
+	}
+	if d.DeleteLinger != config.DefaultDeleteLinger || d.ReceiveLinger != config.DefaultReceiveLinger {
+		t.Errorf("worker lingers %s/%s, want the shared defaults %s/%s", d.DeleteLinger, d.ReceiveLinger, config.DefaultDeleteLinger, config.DefaultReceiveLinger)
+	}
+}

@@ -1,0 +1,48 @@
+// Package config is the one place that reads the environment. It turns
+// the variables of the worker (Worker), the Lambda adapter (Lambda), the
+// AWS SDK connection (AWS) and the Go runtime (GCPercent) into typed
+// settings, fills the defaults, which are defined here once, and checks
+// everything at once, naming every variable that is wrong.
+//
+// Every reader takes a getenv function (os.Getenv in the mains, a map in
+// tests); no other package calls os.Getenv for its configuration.
+package config
+
+import "time"
+
+// Defaults shared by the worker, its stage consumers and the Lambda
+// adapter. The queue package takes its own defaults from here, so a
+// consumer built without the worker's configuration behaves as the worker
+// does.
+const (
+	DefaultPrefix          = "cloudcommerce"
+	DefaultOpsAddr         = ":9090"
+	DefaultConcurrency     = 16
+	DefaultPollers         = 1
+	DefaultMaxReceive      = 10
+	DefaultWaitTime        = 20 * time.Second
+	DefaultVisibility      = 30 * time.Second
+	DefaultHandlerTimeout  = 20 * time.Second
+	DefaultShutdownTimeout = 25 * time.Second
+	DefaultBatchLinger     = 10 * time.Millisecond
+	DefaultReceiveLinger   = 50 * time.Millisecond
+	DefaultDeleteBatch     = 10
+	DefaultDeleteLinger    = 100 * time.Millisecond
+	DefaultRetryBase       = time.Second
+	DefaultRetryMax        = 5 * time.Minute
+	DefaultSweepInterval   = 30 * time.Second
+	DefaultStuckAfter      = 2 * time.Minute
+	DefaultSampleInterval  = 15 * time.Second
+	DefaultPublishBatch    = "auto"
+	DefaultPaymentGateway  = "sandbox"
+	DefaultLogLevel        = "info"
+
+	// Lambda-only defaults.
+	DefaultLambdaConcurrency = 10
+	DefaultDeadlineMargin    = 3 * time.Second
+	DefaultLambdaLinger      = 5 * time.Millisecond
+)
+
+// Var is one environment variable a component reads: its name, its
+// default as written in the README ("" for none) and what it means.
+type Var struct{ Name, Default, Meaning string }
