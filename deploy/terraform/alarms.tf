@@ -21,6 +21,8 @@ locals {
 resource "aws_sns_topic" "alarms" {
   name              = "${var.prefix}-alarms"
   kms_master_key_id = local.kms_key_arn
+
+  tags = local.tags
 }
 
 data "aws_iam_policy_document" "alarms_topic" {
@@ -84,6 +86,8 @@ resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
   treat_missing_data  = "notBreaching"
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = [aws_sns_topic.alarms.arn]
+
+  tags = local.tags
 }
 
 resource "aws_cloudwatch_metric_alarm" "oldest_message_age" {
@@ -103,4 +107,6 @@ resource "aws_cloudwatch_metric_alarm" "oldest_message_age" {
   treat_missing_data  = "notBreaching"
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = [aws_sns_topic.alarms.arn]
+
+  tags = local.tags
 }

@@ -55,7 +55,6 @@ data "aws_iam_policy_document" "worker_task" {
     sid    = "ReadWriteTables"
     effect = "Allow"
     actions = [
-      "dynamodb:BatchWriteItem",
       "dynamodb:ConditionCheckItem",
       "dynamodb:DeleteItem",
       "dynamodb:GetItem",
@@ -65,6 +64,15 @@ data "aws_iam_policy_document" "worker_task" {
       "dynamodb:UpdateItem",
     ]
     resources = [for t in aws_dynamodb_table.this : t.arn]
+  }
+
+  # The operator console's stock panel pages through the inventory table
+  # (internal/ops/console); no other table is scanned.
+  statement {
+    sid       = "ScanInventoryForConsole"
+    effect    = "Allow"
+    actions   = ["dynamodb:Scan"]
+    resources = [aws_dynamodb_table.this["inventory"].arn]
   }
 
   # Index ARNs by name (the topology's global secondary indexes), not /index/*.
@@ -135,4 +143,6 @@ resource "aws_iam_policy" "producer" {
   name        = "${var.prefix}-producer"
   description = "Put OrderPlaced and OrderCancelRequested events on the ${var.prefix} bus, and nothing else."
   policy      = data.aws_iam_policy_document.producer.json
+
+  tags = local.tags
 }

@@ -52,15 +52,13 @@ var taskRoleAllowed = map[string][]string{
 	"dynamodb:UpdateItem":             {"aws_dynamodb_table.this"},
 	"dynamodb:DeleteItem":             {"aws_dynamodb_table.this"},
 	"dynamodb:Query":                  {"aws_dynamodb_table.this"},
-	"dynamodb:BatchWriteItem":         {"aws_dynamodb_table.this"},
+	"dynamodb:Scan":                   {"aws_dynamodb_table.this"}, // the console's stock panel, inventory only
 	"dynamodb:TransactWriteItems":     {"aws_dynamodb_table.this"},
 	"dynamodb:ConditionCheckItem":     {"aws_dynamodb_table.this"},
 	"events:PutEvents":                {"aws_cloudwatch_event_bus.orders"},
 	"sns:Publish":                     {"aws_sns_topic.notifications"},
 	"kms:Decrypt":                     {"statement"}, // dynamic over local.kms_key_arn
 	"kms:GenerateDataKey":             {"statement"},
-	"ecs:UpdateTaskProtection":        {"aws_ecs_cluster.this"},
-	"ecs:GetTaskProtection":           {"aws_ecs_cluster.this"},
 	"logs:CreateLogStream":            {"aws_cloudwatch_log_group.this"},
 	"logs:PutLogEvents":               {"aws_cloudwatch_log_group.this"},
 	"ecr:GetAuthorizationToken":       {"*"},
@@ -218,7 +216,7 @@ func TestTaskRoleIsLeastPrivilege(t *testing.T) {
 	docs := []struct {
 		m   *module
 		doc string
-	}{{c.root, "worker_task"}, {ws, "execution"}, {ws, "task_protection"}}
+	}{{c.root, "worker_task"}, {ws, "execution"}}
 	for _, d := range docs {
 		for _, s := range statements(d.m.block(t, "data", "aws_iam_policy_document", d.doc)) {
 			res := attr(t, s, "resources")
@@ -257,9 +255,21 @@ func TestTaskRoleIsLeastPrivilege(t *testing.T) {
 		granted = append(granted, literalList(t, attr(t, s, "actions").Expr)...)
 	}
 	for _, need := range []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage",
-		"dynamodb:TransactWriteItems", "dynamodb:UpdateItem", "dynamodb:GetItem", "events:PutEvents", "sns:Publish"} {
+		"dynamodb:TransactWriteItems", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Scan", "events:PutEvents", "sns:Publish"} {
 		if !slices.Contains(granted, need) {
 			t.Errorf("task role lacks %s, which the worker calls", need)
+		}
+	}
+
+	// Scan (the console's stock panel) only on the inventory table, the one
+	// table it pages through.
+	for _, s := range statements(c.root.block(t, "data", "aws_iam_policy_document", "worker_task")) {
+		if !slices.Contains(literalList(t, attr(t, s, "actions").Expr), "dynamodb:Scan") {
+			continue
+		}
+		res := attr(t, s, "resources")
+		if got := strings.Join(strings.Fields(string(res.Expr.Range().SliceBytes(c.root.files[res.SrcRange.Filename].Bytes))), ""); got != `[aws_dynamodb_table.this["inventory"].arn]` {
+			t.Errorf("dynamodb:Scan is granted on %s; want only the inventory table", got)
 		}
 	}
 }

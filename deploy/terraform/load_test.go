@@ -99,13 +99,16 @@ type module struct {
 type config struct {
 	root    *module
 	modules map[string]*module // by directory name under modules/
-	all     []*module
-	topo    topology
-	rawTopo cty.Value
+	all     []*module          // the module and its local modules
+	// examples are the root configurations under examples/ that call the
+	// module (by directory name); they are not part of all.
+	examples map[string]*module
+	topo     topology
+	rawTopo  cty.Value
 }
 
 var loadConfig = sync.OnceValues(func() (*config, error) {
-	c := &config{modules: map[string]*module{}}
+	c := &config{modules: map[string]*module{}, examples: map[string]*module{}}
 	raw, err := os.ReadFile(filepath.Join("..", "topology.json"))
 	if err != nil {
 		return nil, err
@@ -159,6 +162,19 @@ var loadConfig = sync.OnceValues(func() (*config, error) {
 		}
 		c.modules[filepath.Base(d)] = m
 		c.all = append(c.all, m)
+	}
+	if dirs, err = filepath.Glob(filepath.Join("examples", "*")); err != nil {
+		return nil, err
+	}
+	for _, d := range dirs {
+		m, err := load(d)
+		if err != nil {
+			return nil, err
+		}
+		c.examples[filepath.Base(d)] = m
+	}
+	if len(c.examples) == 0 {
+		return nil, fmt.Errorf("no example root configuration under examples/")
 	}
 	return c, nil
 })

@@ -37,7 +37,9 @@ fi
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/terraform"
-(cd "$here" && find . -name '*.tf' -not -path '*/.terraform/*' -exec cp --parents {} "$stage/terraform/" \;)
+# The example roots under examples/ hold only a provider, a backend and a call
+# of this module; the module itself is what is scanned.
+(cd "$here" && find . -name '*.tf' -not -path '*/.terraform/*' -not -path './examples/*' -exec cp --parents {} "$stage/terraform/" \;)
 cp "$topology" "$stage/topology.json"
 mkdir -p "$stage/terraform/${stage#/}"
 cp "$topology" "$stage/terraform/${stage#/}/topology.json"

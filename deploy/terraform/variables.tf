@@ -29,7 +29,7 @@ variable "prefix" {
 }
 
 variable "region" {
-  description = "AWS region to deploy into, e.g. eu-west-1. Also passed to the worker as AWS_REGION."
+  description = "AWS region to deploy into, e.g. eu-west-1: the region of the aws provider the module is called with (a check block compares them). Spells ARNs in the IAM policies and is passed to the worker as AWS_REGION."
   type        = string
 
   validation {
@@ -61,7 +61,7 @@ variable "private_subnet_ids" {
 }
 
 variable "tags" {
-  description = "Extra tags for every resource (merged into the provider's default_tags)."
+  description = "Extra tags for every taggable resource, merged with Application = \"cloudcommerce\" and Prefix = <prefix> (the module sets tags itself rather than relying on the caller's provider default_tags)."
   type        = map(string)
   default     = {}
 }
@@ -337,12 +337,6 @@ variable "scale_in_cooldown_seconds" {
     condition     = var.scale_in_cooldown_seconds >= 0 && var.scale_in_cooldown_seconds <= 3600
     error_message = "scale_in_cooldown_seconds must be from 0 to 3600."
   }
-}
-
-variable "enable_task_scale_in_protection" {
-  description = "Grant the task role ecs:UpdateTaskProtection / ecs:GetTaskProtection on this cluster's tasks, so a worker that sets protection while busy (ECS agent endpoint) is never picked for scale-in. Off by default: the worker drains on SIGTERM within stopTimeout and hands unstarted messages back, which already keeps scale-in safe."
-  type        = bool
-  default     = false
 }
 
 ################################################################################
