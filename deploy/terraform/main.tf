@@ -11,16 +11,6 @@ data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
 data "aws_region" "current" {}
 
-# The module takes its region from the aws provider it is called with (it has
-# no provider configuration of its own); var.region spells ARNs and the
-# worker's AWS_REGION, so the two must agree.
-check "region_matches_provider" {
-  assert {
-    condition     = data.aws_region.current.name == var.region
-    error_message = "var.region must be the region of the aws provider this module is called with."
-  }
-}
-
 locals {
   # Tags for every taggable resource, here and in the local modules: a child
   # module does not rely on its caller's provider default_tags.
@@ -200,6 +190,16 @@ resource "aws_cloudwatch_event_bus" "orders" {
   name = var.prefix
 
   tags = local.tags
+
+  # The module takes its region from the aws provider it is called with (it
+  # has no provider configuration of its own); var.region spells ARNs and
+  # the worker's AWS_REGION, so the two must agree before anything is made.
+  lifecycle {
+    precondition {
+      condition     = data.aws_region.current.name == var.region
+      error_message = "var.region must be the region of the aws provider this module is called with."
+    }
+  }
 }
 
 resource "aws_cloudwatch_event_rule" "this" {

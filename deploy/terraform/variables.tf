@@ -29,7 +29,7 @@ variable "prefix" {
 }
 
 variable "region" {
-  description = "AWS region to deploy into, e.g. eu-west-1: the region of the aws provider the module is called with (a check block compares them). Spells ARNs in the IAM policies and is passed to the worker as AWS_REGION."
+  description = "AWS region to deploy into, e.g. eu-west-1: the region of the aws provider the module is called with (a precondition on the event bus compares them). Spells ARNs in the IAM policies and is passed to the worker as AWS_REGION."
   type        = string
 
   validation {
