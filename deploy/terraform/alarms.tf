@@ -55,6 +55,35 @@ data "aws_iam_policy_document" "alarms_topic" {
       values   = ["arn:${local.partition}:cloudwatch:${var.region}:${local.account_id}:alarm:${var.prefix}-*"]
     }
   }
+
+  # The Prometheus workspace's alert manager (prometheus.tf), when this
+  # module created it.
+  dynamic "statement" {
+    for_each = local.prometheus_create ? [1] : []
+    content {
+      sid       = "PrometheusAlertManagerPublishes"
+      effect    = "Allow"
+      actions   = ["sns:GetTopicAttributes", "sns:Publish"]
+      resources = [aws_sns_topic.alarms.arn]
+
+      principals {
+        type        = "Service"
+        identifiers = ["aps.amazonaws.com"]
+      }
+
+      condition {
+        test     = "ArnEquals"
+        variable = "aws:SourceArn"
+        values   = [local.prometheus_workspace_arn]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceAccount"
+        values   = [local.account_id]
+      }
+    }
+  }
 }
 
 resource "aws_sns_topic_policy" "alarms" {

@@ -191,6 +191,12 @@ func TestVariableValidationsWithTerraform(t *testing.T) {
 		{"mapping concurrency 1", []string{"-var=compute=lambda", `-var=lambda={package_path="l.zip",maximum_concurrency=1}`}, "lambda.maximum_concurrency must be", true},
 		{"memory too small", []string{"-var=compute=lambda", `-var=lambda={package_path="l.zip",memory_size=64}`}, "lambda.memory_size must be", true},
 		{"intake on lambda", []string{"-var=compute=lambda", zip, `-var=intake={enabled=true}`, "-var=api_key_secret_arn=" + secret}, "intake.enabled needs compute", true},
+		{"prometheus off", []string{"-var=prometheus={enabled=false}"}, "", false},
+		{"prometheus into an existing workspace", []string{`-var=prometheus={workspace_id="ws-12345678-abcd-1234-abcd-123456789012",scrape_interval_seconds=15}`}, "", false},
+		{"prometheus workspace not an id", []string{`-var=prometheus={workspace_id="my-workspace"}`}, "prometheus.workspace_id must be", false},
+		{"prometheus scrape too often", []string{`-var=prometheus={scrape_interval_seconds=5}`}, "prometheus.scrape_interval_seconds must be", false},
+		{"collector image latest", []string{`-var=prometheus={collector_image="public.ecr.aws/aws-observability/aws-otel-collector:latest"}`}, "prometheus.collector_image must name", false},
+		{"collector image without tag", []string{`-var=prometheus={collector_image="public.ecr.aws/aws-observability/aws-otel-collector"}`}, "prometheus.collector_image must name", false},
 	}
 	for _, tc := range cases {
 		args := []string{"plan", "-input=false", "-no-color", "-lock=false", "-refresh=false"}

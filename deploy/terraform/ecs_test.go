@@ -29,10 +29,14 @@ func TestWorkerTaskDefinition(t *testing.T) {
 	})
 	ws := moduleEvaluator(t, c, root, "worker_service", "worker_service")
 	defs := ws.locals["container_definitions"]
-	if !defs.CanIterateElements() || defs.LengthInt() != 1 {
-		t.Fatalf("local.container_definitions: want one container, got %#v", defs)
+	// The worker, and beside it only the metrics sidecar (prometheus_test.go).
+	if !defs.CanIterateElements() || defs.LengthInt() < 1 || defs.LengthInt() > 2 {
+		t.Fatalf("local.container_definitions: want the worker container (and the metrics collector), got %#v", defs)
 	}
 	ctr := defs.Index(cty.NumberIntVal(0))
+	if defs.LengthInt() == 2 && str(t, defs.Index(cty.NumberIntVal(1)).GetAttr("name")) != "metrics-collector" {
+		t.Errorf("the second container is %q; only the metrics collector runs beside the worker", str(t, defs.Index(cty.NumberIntVal(1)).GetAttr("name")))
+	}
 	get := func(name string) cty.Value {
 		t.Helper()
 		if !ctr.Type().HasAttribute(name) {

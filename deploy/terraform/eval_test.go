@@ -2,7 +2,9 @@ package terraform_test
 
 import (
 	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
@@ -52,8 +54,61 @@ func functions() map[string]function.Function {
 			return cty.True, nil
 		},
 	})
+	// Terraform's templatefile: the file as an HCL template over vars;
+	// unknown while any var is.
+	templatefile := function.New(&function.Spec{
+		Params: []function.Parameter{{Name: "path", Type: cty.String}, {Name: "vars", Type: cty.DynamicPseudoType}},
+		Type:   function.StaticReturnType(cty.String),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			if !args[1].IsWhollyKnown() {
+				return cty.UnknownVal(cty.String), nil
+			}
+			src, err := os.ReadFile(args[0].AsString())
+			if err != nil {
+				return cty.NilVal, err
+			}
+			tmpl, diags := hclsyntax.ParseTemplate(src, args[0].AsString(), hcl.InitialPos)
+			if diags.HasErrors() {
+				return cty.NilVal, diags
+			}
+			v, diags := tmpl.Value(&hcl.EvalContext{Variables: args[1].AsValueMap()})
+			if diags.HasErrors() {
+				return cty.NilVal, diags
+			}
+			return v, nil
+		},
+	})
+	// Terraform's fileset: the file names under a directory matching a glob.
+	fileset := function.New(&function.Spec{
+		Params: []function.Parameter{{Name: "path", Type: cty.String}, {Name: "pattern", Type: cty.String}},
+		Type:   function.StaticReturnType(cty.Set(cty.String)),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			names, err := filepath.Glob(filepath.Join(args[0].AsString(), args[1].AsString()))
+			if err != nil {
+				return cty.NilVal, err
+			}
+			if len(names) == 0 {
+				return cty.SetValEmpty(cty.String), nil
+			}
+			var out []cty.Value
+			for _, n := range names {
+				out = append(out, cty.StringVal(filepath.Base(n)))
+			}
+			return cty.SetVal(out), nil
+		},
+	})
 	return map[string]function.Function{
-		"file":       file,
+		"file":         file,
+		"templatefile": templatefile,
+		"fileset":      fileset,
+		"trimsuffix":   stdlib.TrimSuffixFunc,
+		"endswith": function.New(&function.Spec{
+			Params: []function.Parameter{{Name: "str", Type: cty.String}, {Name: "suffix", Type: cty.String}},
+			Type:   function.StaticReturnType(cty.Bool),
+			Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+				return cty.BoolVal(strings.HasSuffix(args[0].AsString(), args[1].AsString())), nil
+			},
+		}),
 		"alltrue":    alltrue,
 		"jsondecode": stdlib.JSONDecodeFunc,
 		"jsonencode": stdlib.JSONEncodeFunc,

@@ -100,6 +100,18 @@ data "aws_iam_policy_document" "worker_task" {
     resources = [aws_sns_topic.notifications.arn]
   }
 
+  # The metrics sidecar remote-writes with the task role's credentials, to
+  # the one workspace in use.
+  dynamic "statement" {
+    for_each = local.prometheus ? [1] : []
+    content {
+      sid       = "RemoteWriteMetrics"
+      effect    = "Allow"
+      actions   = ["aps:RemoteWrite"]
+      resources = [local.prometheus_workspace_arn]
+    }
+  }
+
   dynamic "statement" {
     for_each = local.kms_key_arn == null ? [] : [local.kms_key_arn]
     content {

@@ -57,7 +57,8 @@ var taskRoleAllowed = map[string][]string{
 	"dynamodb:ConditionCheckItem":     {"aws_dynamodb_table.this"},
 	"events:PutEvents":                {"aws_cloudwatch_event_bus.orders"},
 	"sns:Publish":                     {"aws_sns_topic.notifications"},
-	"kms:Decrypt":                     {"statement"}, // dynamic over local.kms_key_arn
+	"aps:RemoteWrite":                 {"local.prometheus_workspace_arn"}, // the metrics sidecar, the workspace in use
+	"kms:Decrypt":                     {"statement"},                      // dynamic over local.kms_key_arn
 	"kms:GenerateDataKey":             {"statement"},
 	"logs:CreateLogStream":            {"aws_cloudwatch_log_group.this"},
 	"logs:PutLogEvents":               {"aws_cloudwatch_log_group.this"},

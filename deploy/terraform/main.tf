@@ -139,6 +139,28 @@ data "aws_iam_policy_document" "kms" {
     }
   }
 
+  dynamic "statement" {
+    for_each = local.prometheus_create ? [1] : []
+    content {
+      sid     = "PrometheusAlertManagerPublishesToEncryptedTopic"
+      effect  = "Allow"
+      actions = ["kms:Decrypt", "kms:GenerateDataKey"]
+      # iam-wildcard-justified: key policy, "*" is this key.
+      resources = ["*"]
+
+      principals {
+        type        = "Service"
+        identifiers = ["aps.amazonaws.com"]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceAccount"
+        values   = [local.account_id]
+      }
+    }
+  }
+
   statement {
     sid       = "CloudWatchLogsEncryptsComputeLogs"
     effect    = "Allow"
@@ -497,6 +519,12 @@ module "worker_service" {
   scale_out_cooldown_seconds = var.scale_out_cooldown_seconds
   scale_in_cooldown_seconds  = var.scale_in_cooldown_seconds
   queue_names                = { for stage, q in module.stage_queue : stage => q.queue_name }
+
+  metrics_collector = local.prometheus ? {
+    image                   = var.prometheus.collector_image
+    remote_write_url        = "${local.prometheus_endpoint}api/v1/remote_write"
+    scrape_interval_seconds = var.prometheus.scrape_interval_seconds
+  } : null
 
   alarm_topic_arn                     = aws_sns_topic.alarms.arn
   alarm_no_tasks_with_backlog_minutes = var.alarm_no_tasks_with_backlog_minutes

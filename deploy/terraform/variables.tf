@@ -519,3 +519,38 @@ variable "deletion_protection" {
   type        = bool
   default     = true
 }
+
+################################################################################
+# Prometheus (compute = "ecs")
+################################################################################
+
+variable "prometheus" {
+  description = <<-EOT
+    Prometheus metrics on ECS. enabled (default true): an AWS Distro for OpenTelemetry collector sidecar in every worker task scrapes the worker's /metrics on 127.0.0.1:9090 and remote-writes to Amazon Managed Service for Prometheus; false removes the sidecar and every Prometheus resource (to scrape the tasks with your own Prometheus instead, see README.md, "Prometheus").
+    workspace_id: an existing workspace (ws-...) to write to; null (the default) creates a <prefix> workspace with an alert manager definition that routes alerts to the <prefix>-alarms topic. Either way the rule files of deploy/prometheus/rules are loaded into the workspace as one rule-groups namespace per file, <prefix>-<file name>.
+    collector_image: the ADOT collector image, pinned to a version. scrape_interval_seconds: 10-300 (default 30).
+    Unused with compute = "lambda" (the functions serve no /metrics).
+  EOT
+  type = object({
+    enabled                 = optional(bool, true)
+    workspace_id            = optional(string)
+    collector_image         = optional(string, "public.ecr.aws/aws-observability/aws-otel-collector:v0.40.0")
+    scrape_interval_seconds = optional(number, 30)
+  })
+  default = {}
+
+  validation {
+    condition     = var.prometheus.workspace_id == null || can(regex("^ws-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", var.prometheus.workspace_id))
+    error_message = "prometheus.workspace_id must be an Amazon Managed Service for Prometheus workspace ID like ws-12345678-abcd-1234-abcd-123456789012, or null to create one."
+  }
+
+  validation {
+    condition     = var.prometheus.scrape_interval_seconds >= 10 && var.prometheus.scrape_interval_seconds <= 300 && floor(var.prometheus.scrape_interval_seconds) == var.prometheus.scrape_interval_seconds
+    error_message = "prometheus.scrape_interval_seconds must be a whole number from 10 to 300."
+  }
+
+  validation {
+    condition     = can(regex("^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$", var.prometheus.collector_image)) && !endswith(var.prometheus.collector_image, ":latest")
+    error_message = "prometheus.collector_image must name an image with a pinned tag or digest (not latest)."
+  }
+}

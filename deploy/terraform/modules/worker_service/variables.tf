@@ -175,3 +175,18 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "metrics_collector" {
+  description = "The metrics sidecar: an AWS Distro for OpenTelemetry collector (image) that scrapes the worker's /metrics on 127.0.0.1:ops_port every scrape_interval_seconds (10-300) and remote-writes to remote_write_url, an Amazon Managed Service for Prometheus workspace's remote-write endpoint, signed with the task role (which needs aps:RemoteWrite on that workspace). null: no sidecar."
+  type = object({
+    image                   = string
+    remote_write_url        = string
+    scrape_interval_seconds = number
+  })
+  default = null
+
+  validation {
+    condition     = var.metrics_collector == null || (var.metrics_collector.scrape_interval_seconds >= 10 && var.metrics_collector.scrape_interval_seconds <= 300)
+    error_message = "metrics_collector.scrape_interval_seconds must be from 10 to 300."
+  }
+}
