@@ -1,11 +1,17 @@
-// Package terraform_test checks the wiring of deploy/terraform without an AWS
-// provider: Terraform's AWS provider cannot be downloaded here, so
-// `terraform validate` and `plan` cannot run. The .tf files are parsed with
-// hashicorp/hcl and, where the answer does not depend on AWS, their
-// expressions are evaluated against deploy/topology.json and the variables'
-// defaults (a small evaluator: variables, locals, each, dynamic-block
-// iterators and the handful of functions the topology locals use). Anything
-// that refers to a resource attribute evaluates to unknown.
+// Package terraform_test checks deploy/terraform without AWS: Terraform's AWS
+// provider cannot be downloaded from the registry here and there is no
+// account, so `terraform plan` cannot run. Every aws_* block is checked
+// against the provider's published schema (schema_test.go). The .tf files are
+// parsed with hashicorp/hcl and, where the answer does not depend on AWS,
+// their expressions are evaluated against deploy/topology.json and the
+// variables' defaults (a small evaluator: variables, locals, each,
+// dynamic-block iterators and the handful of functions the locals use).
+// Anything that refers to a resource attribute evaluates to unknown.
+//
+// The tests are split by concern: load (this file: parsing and expression
+// helpers, shared by all) and eval (the evaluator); topology, wiring
+// (EventBridge, SQS, DynamoDB), iam, ecs, alarms, lambda, prometheus, schema,
+// example (the child module and its example root) and conventions.
 //
 // Each test names the wiring it protects; deleting a redrive policy, a rule's
 // dead_letter_config, a table's point-in-time recovery or widening an IAM
