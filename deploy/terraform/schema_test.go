@@ -136,6 +136,8 @@ func checkBody(path string, body *hclsyntax.Body, sb *schemaBlock, top bool, pro
 			add(a.NameRange, "unknown argument %q", name)
 		case as.Computed && !as.Optional && !as.Required:
 			add(a.NameRange, "argument %q is read-only (computed by the provider) and cannot be set", name)
+		case as.Deprecated:
+			add(a.NameRange, "argument %q is deprecated in this provider version", name)
 		}
 	}
 	for _, name := range sortedKeys(sb.Attributes) {
@@ -255,7 +257,7 @@ func TestEveryAWSBlockMatchesTheProviderSchema(t *testing.T) {
 func TestProviderSchemaCheckCatchesMistakes(t *testing.T) {
 	t.Parallel()
 	s := awsSchema(t)
-	queueFile, serviceFile, iamFile := filepath.Join("modules", "queue", "main.tf"), filepath.Join("modules", "worker_service", "main.tf"), "iam.tf"
+	queueFile, serviceFile, iamFile, mainFile := filepath.Join("modules", "queue", "main.tf"), filepath.Join("modules", "worker_service", "main.tf"), "iam.tf", "main.tf"
 	queue, err := os.ReadFile(queueFile)
 	if err != nil {
 		t.Fatal(err)
@@ -265,6 +267,15 @@ func TestProviderSchemaCheckCatchesMistakes(t *testing.T) {
 		t.Fatal(err)
 	}
 	iam, err := os.ReadFile(iamFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	main, err := os.ReadFile(mainFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scalingFile := filepath.Join("modules", "worker_service", "autoscaling.tf")
+	scaling, err := os.ReadFile(scalingFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,6 +302,10 @@ func TestProviderSchemaCheckCatchesMistakes(t *testing.T) {
 			`"network_configuration" is a block, not an argument`},
 		{"misspelt argument in a dynamic block's content", iamFile, iam, `      sid       = "QueryTableIndexes"`, `      sidd      = "QueryTableIndexes"`,
 			`data.aws_iam_policy_document.worker_task.statement: unknown argument "sidd"`},
+		{"deprecated argument", mainFile, main, "  name           = \"${var.prefix}-${each.key}\"\n", "  name           = \"${var.prefix}-${each.key}\"\n  is_enabled     = true\n",
+			`aws_cloudwatch_event_rule.this: argument "is_enabled" is deprecated`},
+		{"missing required nested block", scalingFile, scaling, "            metric {", "            metrics_x {",
+			`metric_stat: missing required block "metric" (at least 1)`},
 		{"dynamic block of an unknown type", iamFile, iam, `dynamic "statement" {`, `dynamic "statements" {`,
 			`data.aws_iam_policy_document.worker_task: unknown block type "statements"`},
 	}
