@@ -126,6 +126,21 @@ func TestExampleRootConfiguresProviderBackendAndModule(t *testing.T) {
 		}
 	}
 
+	// Variables typed and described, outputs described, as in the module.
+	for _, v := range ex.blocksOf("variable") {
+		if _, ok := v.Body.Attributes["type"]; !ok {
+			t.Errorf("examples/complete: variable %s needs a type", v.Labels[0])
+		}
+		if d, _ := literalString(attr(t, v, "description").Expr); len(d) < 10 {
+			t.Errorf("examples/complete: variable %s needs a description", v.Labels[0])
+		}
+	}
+	for _, o := range ex.blocksOf("output") {
+		if d, _ := literalString(attr(t, o, "description").Expr); len(d) < 10 {
+			t.Errorf("examples/complete: output %s needs a description", o.Labels[0])
+		}
+	}
+
 	// terraform.tfvars.example sets exactly variables of the example, and
 	// every one without a default.
 	vars := map[string]bool{}
