@@ -1,13 +1,16 @@
 package terraform_test
 
 import (
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -445,4 +448,59 @@ func baseNames(paths []string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Terraform itself renders the two templates exactly as this package's
+// evaluator does, so the checks above read what a task and the workspace
+// get. `terraform console` needs no provider for templatefile.
+func TestPrometheusTemplatesRenderWithTerraform(t *testing.T) {
+	t.Parallel()
+	bin, err := exec.LookPath("terraform")
+	if err != nil {
+		t.Skip("terraform is not on PATH; templates rendered only by the test's evaluator")
+	}
+	dir := t.TempDir()
+	templatefile := functions()["templatefile"]
+	for _, tc := range []struct {
+		file, vars string
+		args       map[string]cty.Value
+	}{
+		{filepath.Join("modules", "worker_service", "collector.yaml.tftpl"),
+			`{ops_port = 9090, region = "eu-west-1", remote_write_url = "` + testRemoteWrite + `", scrape_interval_seconds = 30, scrape_timeout_seconds = 10}`,
+			map[string]cty.Value{"ops_port": cty.NumberIntVal(9090), "region": cty.StringVal("eu-west-1"), "remote_write_url": cty.StringVal(testRemoteWrite),
+				"scrape_interval_seconds": cty.NumberIntVal(30), "scrape_timeout_seconds": cty.NumberIntVal(10)}},
+		{"alertmanager.yaml.tftpl", `{topic_arn = "` + testAlarmsTopic + `", region = "eu-west-1"}`,
+			map[string]cty.Value{"topic_arn": cty.StringVal(testAlarmsTopic), "region": cty.StringVal("eu-west-1")}},
+	} {
+		abs, err := filepath.Abs(tc.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "console", "-no-color")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1")
+		cmd.Stdin = strings.NewReader(`jsonencode(templatefile("` + abs + `", ` + tc.vars + "))\n")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("terraform console: %v\n%s", err, out)
+		}
+		var tfJSON, rendered string
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, `"`) {
+				if tfJSON, err = strconv.Unquote(line); err != nil {
+					t.Fatalf("terraform console output %q: %v", line, err)
+				}
+			}
+		}
+		if err := json.Unmarshal([]byte(tfJSON), &rendered); err != nil || rendered == "" {
+			t.Fatalf("terraform console printed %q: %v", out, err)
+		}
+		mine, err := templatefile.Call([]cty.Value{cty.StringVal(tc.file), cty.ObjectVal(tc.args)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mine.AsString() != rendered {
+			t.Errorf("%s: Terraform renders\n%s\nthe test's evaluator\n%s", tc.file, rendered, mine.AsString())
+		}
+	}
 }
