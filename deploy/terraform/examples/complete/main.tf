@@ -1,6 +1,6 @@
 # A runnable root configuration for the CloudCommerce module (deploy/terraform):
 # the aws provider, the S3 state backend (backend.tf) and one call of the
-# module on ECS Fargate. Copy terraform.tfvars.example to terraform.tfvars,
+# module (ECS Fargate by default, or Lambda with compute = "lambda"). Copy terraform.tfvars.example to terraform.tfvars,
 # fill it in, and apply from this directory (see deploy/terraform/README.md,
 # "Deployment").
 
@@ -17,11 +17,17 @@ provider "aws" {
 module "cloudcommerce" {
   source = "../.."
 
-  region             = var.region
-  prefix             = var.prefix
+  region  = var.region
+  prefix  = var.prefix
+  compute = var.compute
+
+  # compute = "ecs"
   vpc_id             = var.vpc_id
   private_subnet_ids = var.private_subnet_ids
   image_tag          = var.image_tag
+
+  # compute = "lambda"
+  lambda = { package_path = var.lambda_package_path }
 
   alarm_subscriptions = var.alarm_subscriptions
   tags                = var.tags

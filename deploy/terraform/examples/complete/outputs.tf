@@ -32,3 +32,8 @@ output "log_group_name" {
   description = "CloudWatch log group of the worker (aws logs tail <name> --follow)."
   value       = module.cloudcommerce.log_group_name
 }
+
+output "lambda_function_names" {
+  description = "Lambda function names, by stage (compute = \"lambda\"; empty with \"ecs\")."
+  value       = module.cloudcommerce.lambda_function_names
+}

@@ -9,19 +9,34 @@ variable "prefix" {
   default     = "cloudcommerce"
 }
 
-variable "vpc_id" {
-  description = "ID of the VPC holding private_subnet_ids, e.g. vpc-0123456789abcdef0."
+variable "compute" {
+  description = "Where the stage handlers run: \"ecs\" (the worker on ECS Fargate, the default) or \"lambda\" (one function per stage, needs lambda_package_path instead of the VPC, subnets and image)."
   type        = string
+  default     = "ecs"
+}
+
+variable "vpc_id" {
+  description = "ID of the VPC holding private_subnet_ids, e.g. vpc-0123456789abcdef0; required with compute = \"ecs\"."
+  type        = string
+  default     = null
 }
 
 variable "private_subnet_ids" {
-  description = "Private subnets for the worker tasks, ideally one per availability zone, with a route to the AWS APIs (NAT gateway or VPC endpoints)."
+  description = "Private subnets for the worker tasks, ideally one per availability zone, with a route to the AWS APIs (NAT gateway or VPC endpoints); required with compute = \"ecs\"."
   type        = list(string)
+  default     = null
 }
 
 variable "image_tag" {
-  description = "Tag of the worker image pushed to the module's ECR repository (output ecr_repository_url); a version or git SHA, never latest."
+  description = "Tag of the worker image pushed to the module's ECR repository (output ecr_repository_url); a version or git SHA, never latest; required with compute = \"ecs\"."
   type        = string
+  default     = null
+}
+
+variable "lambda_package_path" {
+  description = "Path of the zip holding cmd/lambda's bootstrap binary, relative to this directory (e.g. ../../../../bin/lambda.zip); required with compute = \"lambda\"."
+  type        = string
+  default     = null
 }
 
 variable "alarm_subscriptions" {
