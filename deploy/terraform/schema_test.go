@@ -44,6 +44,7 @@ type schemaBlock struct {
 }
 
 type providerSchema struct {
+	Version     string
 	Resources   map[string]struct{ Block *schemaBlock } `json:"resource_schemas"`
 	DataSources map[string]struct{ Block *schemaBlock } `json:"data_source_schemas"`
 }
@@ -54,6 +55,7 @@ var loadSchema = sync.OnceValues(func() (*providerSchema, error) {
 		return nil, err
 	}
 	var doc struct {
+		ProviderVersion string                     `json:"provider_version"`
 		ProviderSchemas map[string]*providerSchema `json:"provider_schemas"`
 	}
 	if err := json.Unmarshal(raw, &doc); err != nil {
@@ -63,6 +65,7 @@ var loadSchema = sync.OnceValues(func() (*providerSchema, error) {
 	if s == nil || len(s.Resources) == 0 || len(s.DataSources) == 0 {
 		return nil, fmt.Errorf("%s holds no hashicorp/aws resource or data source schemas", schemaFile)
 	}
+	s.Version = doc.ProviderVersion
 	return s, nil
 })
 
@@ -369,5 +372,39 @@ func TestEveryTaggableResourceIsTagged(t *testing.T) {
 	}
 	if n < 10 {
 		t.Errorf("found only %d taggable resources; the walk is broken", n)
+	}
+}
+
+// The schema is of the release the configuration pins: every module, local
+// module and example root pins hashicorp/aws to "~> <major>.<minor>" of the
+// schema's provider_version, so the pin's lowest release is the schema's.
+func TestProviderPinMatchesTheSchema(t *testing.T) {
+	t.Parallel()
+	c := cfg(t)
+	s := awsSchema(t)
+	parts := strings.Split(s.Version, ".")
+	if len(parts) != 3 {
+		t.Fatalf("%s: provider_version %q is not major.minor.patch", schemaFile, s.Version)
+	}
+	want := "~> " + parts[0] + "." + parts[1]
+	if parts[2] != "0" {
+		want = "~> " + s.Version
+	}
+	mods := slices.Clone(c.all)
+	for _, name := range sortedKeys(c.examples) {
+		mods = append(mods, c.examples[name])
+	}
+	for _, m := range mods {
+		for _, tf := range m.blocksOf("terraform") {
+			for _, rp := range children(tf, "required_providers") {
+				v, diags := rp.Body.Attributes["aws"].Expr.Value(nil)
+				if diags.HasErrors() {
+					t.Fatalf("%s: required_providers.aws: %s", m.dir, diags.Error())
+				}
+				if got := v.GetAttr("version").AsString(); got != want {
+					t.Errorf("%s: hashicorp/aws pinned %q; the schema in %s is %s, so want %q (or rebuild the schema for the new pin)", m.dir, got, schemaFile, s.Version, want)
+				}
+			}
+		}
 	}
 }

@@ -3,11 +3,13 @@
 # to the resource and data types the configuration uses (root, modules/*,
 # examples/*), without the documentation strings.
 #
-# Usage: testdata/extract-schema.sh FULL_SCHEMA.json
+# Usage: testdata/extract-schema.sh FULL_SCHEMA.json VERSION
 #   where FULL_SCHEMA.json is `terraform providers schema -json` run in any
-#   directory initialised with the hashicorp/aws version pinned in versions.tf.
+#   directory initialised with hashicorp/aws VERSION (e.g. 5.100.0), the
+#   release versions.tf pins. VERSION is recorded as provider_version.
 set -euo pipefail
-full=${1:?usage: extract-schema.sh FULL_SCHEMA.json}
+full=${1:?usage: extract-schema.sh FULL_SCHEMA.json VERSION}
+version=${2:?usage: extract-schema.sh FULL_SCHEMA.json VERSION}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$here/.."
 
@@ -16,13 +18,13 @@ types() {
 		cut -d'"' -f2 | sort -u | jq -R . | jq -s .
 }
 
-jq --argjson res "$(types resource)" --argjson data "$(types data)" '
+jq --arg version "$version" --argjson res "$(types resource)" --argjson data "$(types data)" '
   def attr: del(.description, .description_kind, .sensitive)
     | if .nested_type then .nested_type.attributes |= map_values(attr) else . end;
   def blk: {attributes: ((.attributes // {}) | map_values(attr)),
             block_types: ((.block_types // {}) | map_values(.block |= blk))};
   .provider_schemas["registry.terraform.io/hashicorp/aws"] as $p
-  | {format_version,
+  | {format_version, provider_version: $version,
      provider_schemas: {"registry.terraform.io/hashicorp/aws": {
        resource_schemas: ($p.resource_schemas | with_entries(select(.key as $k | $res | index($k))) | map_values({block: (.block | blk)})),
        data_source_schemas: ($p.data_source_schemas | with_entries(select(.key as $k | $data | index($k))) | map_values({block: (.block | blk)}))
