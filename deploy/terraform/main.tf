@@ -445,9 +445,22 @@ resource "aws_ecr_lifecycle_policy" "worker" {
   count = local.ecs ? 1 : 0
 
   repository = aws_ecr_repository.worker[0].name
+  # A copy of the metrics collector's image (tagged adot-*, for subnets
+  # without a NAT gateway; README.md, "Prometheus") matches the first rule,
+  # so worker releases never expire it.
   policy = jsonencode({
     rules = [{
       rulePriority = 1
+      description  = "Keep the 3 most recent metrics collector images (adot-*)"
+      selection = {
+        tagStatus     = "tagged"
+        tagPrefixList = ["adot-"]
+        countType     = "imageCountMoreThan"
+        countNumber   = 3
+      }
+      action = { type = "expire" }
+      }, {
+      rulePriority = 2
       description  = "Keep the ${var.ecr_keep_images} most recent images"
       selection = {
         tagStatus   = "any"

@@ -504,3 +504,44 @@ func TestPrometheusTemplatesRenderWithTerraform(t *testing.T) {
 		}
 	}
 }
+
+// A copy of the collector image in the module's repository (subnets without
+// a NAT gateway) survives worker releases: an adot-* rule comes before the
+// catch-all rule, and ECR never lets a later rule expire an image an earlier
+// rule selects.
+func TestCollectorImageCopySurvivesWorkerReleases(t *testing.T) {
+	t.Parallel()
+	c := cfg(t)
+	root := rootEvaluator(t, c, nil)
+	lp := c.root.block(t, "resource", "aws_ecr_lifecycle_policy", "worker")
+	var policy struct {
+		Rules []struct {
+			RulePriority int `json:"rulePriority"`
+			Selection    struct {
+				TagStatus     string   `json:"tagStatus"`
+				TagPrefixList []string `json:"tagPrefixList"`
+				CountNumber   int      `json:"countNumber"`
+			} `json:"selection"`
+		} `json:"rules"`
+	}
+	if err := json.Unmarshal([]byte(str(t, root.must(attr(t, lp, "policy").Expr, nil))), &policy); err != nil {
+		t.Fatal(err)
+	}
+	adot, anyRule := -1, -1
+	for _, r := range policy.Rules {
+		switch {
+		case r.Selection.TagStatus == "tagged" && slices.Equal(r.Selection.TagPrefixList, []string{"adot-"}) && r.Selection.CountNumber >= 1:
+			adot = r.RulePriority
+		case r.Selection.TagStatus == "any":
+			anyRule = r.RulePriority
+		}
+	}
+	if adot < 0 || anyRule < 0 || adot >= anyRule {
+		t.Errorf("lifecycle rules %+v: want an adot-* rule with a lower priority number than the tagStatus any rule", policy.Rules)
+	}
+	for _, r := range policy.Rules {
+		if r.RulePriority > anyRule {
+			t.Errorf("rule %d comes after the tagStatus any rule, which ECR requires to be last", r.RulePriority)
+		}
+	}
+}
