@@ -35,6 +35,20 @@ func TestModuleIsCallableAsAChildModule(t *testing.T) {
 			}
 		}
 	}
+
+	// The region comes from the caller's provider; var.region (ARNs, the
+	// worker's AWS_REGION) is checked against it before anything is made.
+	bus := c.root.block(t, "resource", "aws_cloudwatch_event_bus", "orders")
+	checked := false
+	for _, lc := range children(bus, "lifecycle") {
+		for _, pc := range children(lc, "precondition") {
+			cond := attr(t, pc, "condition").Expr
+			checked = checked || (hasRef(cond, "data.aws_region.current.name") && hasRef(cond, "var.region"))
+		}
+	}
+	if !checked {
+		t.Error("aws_cloudwatch_event_bus.orders needs a precondition comparing var.region with data.aws_region.current.name")
+	}
 }
 
 // hclFile parses a file of plain HCL attributes (a .tfvars or backend .hcl).
