@@ -380,6 +380,19 @@ func TestPrometheusWorkspaceRulesAndAlertManager(t *testing.T) {
 	if err := yaml.Unmarshal([]byte(outer.Config), &amc); err != nil {
 		t.Fatalf("alertmanager_config: %v", err)
 	}
+	// Alertmanager's own checker accepts it (the workspace runs
+	// Alertmanager's configuration format).
+	if amtool, err := exec.LookPath("amtool"); err == nil {
+		f := filepath.Join(t.TempDir(), "alertmanager.yml")
+		if err := os.WriteFile(f, []byte(outer.Config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(amtool, "check-config", f).CombinedOutput(); err != nil {
+			t.Errorf("amtool check-config refuses the alert manager definition: %v\n%s", err, out)
+		}
+	} else {
+		t.Log("amtool is not on PATH; alertmanager_config checked by parsing only")
+	}
 	if len(amc.Route.Routes) != 0 {
 		t.Errorf("alertmanager_config has sub-routes %v; every alert goes to the alarms topic", amc.Route.Routes)
 	}
