@@ -292,25 +292,15 @@ func deadLetters(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	names := topo.Names(cfg.Prefix)
 	client := sqs.NewFromConfig(awsCfg)
-	url := func(name string) (string, error) {
-		out, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &name})
-		if err != nil {
-			return "", fmt.Errorf("queue %s: %w", name, err)
-		}
-		return *out.QueueUrl, nil
-	}
-	var q dlq.Queue
-	if q.URL, err = url(names.Queues[st]); err != nil {
-		return err
-	}
-	if q.DLQURL, err = url(names.DLQs[st]); err != nil {
+	queues, err := names.ResolveQueues(ctx, client, st)
+	if err != nil {
 		return err
 	}
 	peek := *maxN
 	if peek == 0 {
 		peek = 100
 	}
-	m := &dlq.Manager{SQS: client, Queues: map[pipeline.Stage]dlq.Queue{st: q}, PeekLimit: peek}
+	m := &dlq.Manager{SQS: client, Queues: queues, PeekLimit: peek}
 	if sub == "redrive" {
 		n, err := m.Redrive(ctx, st, *maxN)
 		fmt.Fprintf(stdout, "moved %d messages from %s back to %s\n", n, names.DLQs[st], names.Queues[st])

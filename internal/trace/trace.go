@@ -164,23 +164,6 @@ func WithTraceparent(ctx context.Context, traceparent string) context.Context {
 	return Propagator.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
 }
 
-// envelopeHead is the part of a message body the tracing middleware reads.
-type envelopeHead struct {
-	DetailType string `json:"detail-type"`
-	Detail     struct {
-		OrderID string `json:"order_id"`
-		Trace   string `json:"trace"`
-	} `json:"detail"`
-}
-
-// peek reads the event type, order id and trace context of a message body;
-// a body that is not an event gives zero values (the handler reports it).
-func peek(body []byte) envelopeHead {
-	var h envelopeHead
-	_ = json.Unmarshal(body, &h)
-	return h
-}
-
 // withTrace returns body with detail.trace set, or nil when the body is not
 // an event whose detail is an object.
 func withTrace(body []byte, traceparent string) []byte {
