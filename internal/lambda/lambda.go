@@ -43,29 +43,20 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/delivery"
-	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 	"github.com/cloudcommerce/cloudcommerce/internal/stripe"
 	"github.com/cloudcommerce/cloudcommerce/internal/topology"
 )
 
-// Deps are what the function is given rather than builds.
-type Deps struct {
-	AWS aws.Config
-	Log *zap.Logger
-	// Metrics, when set, observes transitions and batch sizes (the function
-	// serves no /metrics; tests read it).
-	Metrics *metrics.Metrics
-	// Payments and Carrier override the configured adapters (tests).
-	Payments pipeline.PaymentGateway
-	Carrier  pipeline.Carrier
-}
+// Deps are what the function is given rather than builds: the one
+// dependency struct of the worker and the Lambda adapter (Notifications
+// and Tracing are not used here).
+type Deps = wire.Deps
 
 // Handler serves SQS events of the stage queues. Build it once per
 // execution environment (at cold start) with New; Handle is safe for
@@ -126,7 +117,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Handler, error) {
 			return nil, fmt.Errorf("the Stripe key (from %s): %w", stripeKeySource(cfg), err)
 		}
 	}
-	h.comp, err = wire.New(ctx, sc, wire.Deps{AWS: d.AWS, Log: d.Log, Metrics: d.Metrics, Payments: d.Payments, Carrier: d.Carrier})
+	h.comp, err = wire.New(ctx, sc, d)
 	if err != nil {
 		return nil, err
 	}

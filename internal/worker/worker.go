@@ -9,9 +9,7 @@ import (
 	"github.com/cloudcommerce/cloudcommerce/internal/stripe"
 	"github.com/cloudcommerce/cloudcommerce/internal/wire"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	oteltrace "go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/bus"
@@ -27,24 +25,9 @@ import (
 	"github.com/cloudcommerce/cloudcommerce/internal/trace"
 )
 
-// Deps are what the worker is given rather than builds.
-type Deps struct {
-	AWS aws.Config
-	// LedgerAWS, when set, is the configuration of the sandbox payment
-	// ledger's client (so its calls are counted apart, as an external
-	// provider's).
-	LedgerAWS *aws.Config
-	Log       *zap.Logger
-	Metrics   *metrics.Metrics
-	// Payments and Carrier override the configured adapters (tests).
-	Payments pipeline.PaymentGateway
-	Carrier  pipeline.Carrier
-	// Notifications, when set, serves GET /v1/notifications (devstack).
-	Notifications intake.NotificationLog
-	// Tracing, when set, traces each order from intake through every
-	// stage and AWS call (trace.FromEnv); nil makes no spans.
-	Tracing oteltrace.TracerProvider
-}
+// Deps are what the worker is given rather than builds: the one
+// dependency struct of the worker and the Lambda adapter.
+type Deps = wire.Deps
 
 // Worker is the assembled pipeline. Build it with New, run it with Run.
 type Worker struct {
@@ -95,13 +78,12 @@ func New(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 	}
 	comp, err := wire.New(ctx, wire.Config{Names: names, TopicARN: cfg.TopicARN, Batching: cfg.BatchingOn(), Linger: cfg.BatchLinger,
 		PublishBatch: cfg.PublishBatch, PaymentGateway: cfg.PaymentGateway, Stripe: stripe.Config{SecretKey: cfg.StripeSecretKey}},
-		wire.Deps{AWS: d.AWS, LedgerAWS: d.LedgerAWS, Log: d.Log, Metrics: d.Metrics, Payments: d.Payments, Carrier: carrier})
+		withCarrier(d, carrier))
 	if err != nil {
 		return nil, err
 	}
 	w.comp = comp
 	w.Store, w.Service, w.Publisher = comp.Store, comp.Service, comp.Publisher
-	db := awsconf.DynamoDB(d.AWS)
 	deleteLinger, receiveLinger := cfg.DeleteLinger, cfg.ReceiveLinger
 	if !cfg.BatchingOn() {
 		deleteLinger, receiveLinger = -1, -1
@@ -123,9 +105,14 @@ func New(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 	}
 	w.Intake = &intake.Server{Service: w.Service, Store: w.Store, Publisher: w.Publisher, Log: d.Log, Metrics: d.Metrics,
 		APIKey: cfg.APIKey, Notifications: d.Notifications, Tracing: d.Tracing}
-	w.Console = console.New(console.Config{Store: w.Store, DynamoDB: db, OrdersTable: names.Tables["orders"], InventoryTable: names.Tables["inventory"],
+	w.Console = console.New(console.Config{Store: w.Store,
 		SQS: w.sqs, Queues: w.queues, Notifications: d.Notifications, APIKey: cfg.APIKey, Log: d.Log})
 	return w, nil
+}
+
+func withCarrier(d Deps, c pipeline.Carrier) Deps {
+	d.Carrier = c
+	return d
 }
 
 // QueueURL returns the URL of a stage's queue (dlq false) or its DLQ.
