@@ -98,6 +98,31 @@ func peekOrder(detail json.RawMessage) Order {
 	return Order{ID: d.OrderID, Trace: d.Trace}
 }
 
+// WithDetailTrace returns body, an EventBridge event, with detail.trace
+// set to traceparent and every other field kept as it was, or nil when the
+// body is not an event whose detail is an object.
+func WithDetailTrace(body []byte, traceparent string) []byte {
+	var env map[string]json.RawMessage
+	if json.Unmarshal(body, &env) != nil {
+		return nil
+	}
+	var detail map[string]json.RawMessage
+	if json.Unmarshal(env["detail"], &detail) != nil || detail == nil {
+		return nil
+	}
+	detail["trace"], _ = json.Marshal(traceparent)
+	d, err := json.Marshal(detail)
+	if err != nil {
+		return nil
+	}
+	env["detail"] = d
+	out, err := json.Marshal(env)
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
 // EncodeDetail returns the event's detail JSON.
 func EncodeDetail(ev Event) (string, error) {
 	b, err := json.Marshal(ev.Order)

@@ -64,7 +64,7 @@ func Handler(tp oteltrace.TracerProvider, stage pipeline.Stage, next pipeline.Ha
 		}
 		if ev.Order.Trace == "" && span.SpanContext().IsValid() {
 			tp := Traceparent(ctx)
-			if b := withTrace(m.Body, tp); b != nil {
+			if b := pipeline.WithDetailTrace(m.Body, tp); b != nil {
 				m.Body = b
 			}
 			if decodeErr == nil {
