@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
+	"github.com/cloudcommerce/cloudcommerce/internal/notify"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 	"github.com/cloudcommerce/cloudcommerce/internal/trace"
 )
@@ -36,20 +37,10 @@ import (
 const MaxBodyBytes = 64 << 10
 
 // DeliveredNotification is a notification as the topic delivered it.
-type DeliveredNotification struct {
-	Event      string            `json:"event"`
-	OrderID    string            `json:"order_id"`
-	Subject    string            `json:"subject"`
-	Message    string            `json:"message"`
-	Attributes map[string]string `json:"attributes"`
-	ReceivedAt time.Time         `json:"received_at"`
-}
+type DeliveredNotification = notify.Delivered
 
-// NotificationLog answers which notifications reached a subscriber (devstack
-// subscribes a queue to the topic). Safe for concurrent use.
-type NotificationLog interface {
-	ForOrder(orderID string) []DeliveredNotification
-}
+// NotificationLog answers which notifications reached a subscriber.
+type NotificationLog = notify.Log
 
 // Server is the intake API. Its zero value is not usable; set every field
 // but Notifications and APIKey.

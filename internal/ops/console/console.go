@@ -31,9 +31,6 @@ import (
 
 	"github.com/cloudcommerce/cloudcommerce/internal/ops/dlq"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
@@ -43,15 +40,22 @@ import (
 	"github.com/cloudcommerce/cloudcommerce/internal/store"
 )
 
-// Config is what the console reads and acts on. Store, DynamoDB, the table
-// names, SQS, Queues and Log are required.
+// Store is what the console reads orders and stock through: the
+// pipeline's store and the listing reads of the DynamoDB store, which
+// alone knows the tables' layout. Safe for concurrent use.
+type Store interface {
+	pipeline.Store
+	CountByStatus(ctx context.Context, status pipeline.Status, max int) (count int, capped bool, err error)
+	RecentByStatus(ctx context.Context, status pipeline.Status, limit int) ([]store.OrderSummary, error)
+	ListStock(ctx context.Context, limit int) ([]store.StockLevel, error)
+}
+
+// Config is what the console reads and acts on. Store, SQS, Queues and
+// Log are required.
 type Config struct {
-	Store          pipeline.Store
-	DynamoDB       *dynamodb.Client
-	OrdersTable    string
-	InventoryTable string
-	SQS            *sqs.Client
-	Queues         map[pipeline.Stage]Queue
+	Store  Store
+	SQS    *sqs.Client
+	Queues map[pipeline.Stage]Queue
 	// DeadLetters defaults to a dlq.Manager on Queues.
 	DeadLetters DeadLetters
 	// Notifications, when set, adds the notifications sent to a timeline.
@@ -236,29 +240,7 @@ func (c *Console) counts(ctx context.Context, p *Page) {
 	for i, st := range pipeline.AllStatuses {
 		wg.Go(func() {
 			out[i] = StatusCount{Status: st}
-			var start map[string]dbtypes.AttributeValue
-			for {
-				page, err := c.cfg.DynamoDB.Query(ctx, &dynamodb.QueryInput{
-					TableName: &c.cfg.OrdersTable, IndexName: aws.String(store.StatusIndex), Select: dbtypes.SelectCount,
-					KeyConditionExpression:    aws.String("#s = :s"),
-					ExpressionAttributeNames:  map[string]string{"#s": "status"},
-					ExpressionAttributeValues: map[string]dbtypes.AttributeValue{":s": &dbtypes.AttributeValueMemberS{Value: string(st)}},
-					ExclusiveStartKey:         start,
-				})
-				if err != nil {
-					errs[i] = err
-					return
-				}
-				out[i].Count += int(page.Count)
-				if page.LastEvaluatedKey == nil {
-					return
-				}
-				if out[i].Count >= maxCount {
-					out[i].Capped = true
-					return
-				}
-				start = page.LastEvaluatedKey
-			}
+			out[i].Count, out[i].Capped, errs[i] = c.cfg.Store.CountByStatus(ctx, st, maxCount)
 		})
 	}
 	wg.Wait()
@@ -290,29 +272,14 @@ func (c *Console) orders(ctx context.Context, p *Page) {
 		p.Orders = rows[:min(len(rows), 15)]
 		return
 	}
-	out, err := c.cfg.DynamoDB.Query(ctx, &dynamodb.QueryInput{
-		TableName: &c.cfg.OrdersTable, IndexName: aws.String(store.StatusIndex), ScanIndexForward: aws.Bool(false), Limit: aws.Int32(50),
-		KeyConditionExpression:    aws.String("#s = :s"),
-		ProjectionExpression:      aws.String("order_id, customer_id, updated_at"),
-		ExpressionAttributeNames:  map[string]string{"#s": "status"},
-		ExpressionAttributeValues: map[string]dbtypes.AttributeValue{":s": &dbtypes.AttributeValueMemberS{Value: string(p.Status)}},
-	})
+	list, err := c.cfg.Store.RecentByStatus(ctx, p.Status, 50)
 	if err != nil {
 		p.OrdersErr = errText(string(p.Status)+" orders", err)
 		return
 	}
-	for _, it := range out.Items {
-		row := OrderRow{ID: str(it["order_id"]), Status: p.Status, CustomerID: str(it["customer_id"])}
-		row.UpdatedAt, _ = time.Parse(time.RFC3339Nano, str(it["updated_at"]))
-		p.Orders = append(p.Orders, row)
+	for _, o := range list {
+		p.Orders = append(p.Orders, OrderRow{ID: o.ID, Status: o.Status, CustomerID: o.CustomerID, UpdatedAt: o.UpdatedAt})
 	}
-}
-
-func str(v dbtypes.AttributeValue) string {
-	if s, ok := v.(*dbtypes.AttributeValueMemberS); ok {
-		return s.Value
-	}
-	return ""
 }
 
 func (c *Console) order(ctx context.Context, p *Page) {
@@ -438,25 +405,13 @@ func (c *Console) depth(ctx context.Context, url string) ([3]int, error) {
 const maxSKUs = 500
 
 func (c *Console) stock(ctx context.Context, p *Page) {
-	var start map[string]dbtypes.AttributeValue
-	for len(p.Stock) < maxSKUs {
-		out, err := c.cfg.DynamoDB.Scan(ctx, &dynamodb.ScanInput{TableName: &c.cfg.InventoryTable, ExclusiveStartKey: start,
-			Limit: aws.Int32(int32(maxSKUs - len(p.Stock)))})
-		if err != nil {
-			p.StockErr = errText("stock", err)
-			return
-		}
-		for _, it := range out.Items {
-			row := StockRow{SKU: str(it["sku"])}
-			if n, ok := it["available"].(*dbtypes.AttributeValueMemberN); ok {
-				row.Available, _ = strconv.ParseInt(n.Value, 10, 64)
-			}
-			p.Stock = append(p.Stock, row)
-		}
-		if out.LastEvaluatedKey == nil {
-			break
-		}
-		start = out.LastEvaluatedKey
+	list, err := c.cfg.Store.ListStock(ctx, maxSKUs)
+	if err != nil {
+		p.StockErr = errText("stock", err)
+		return
+	}
+	for _, l := range list {
+		p.Stock = append(p.Stock, StockRow{SKU: l.SKU, Available: l.Available})
 	}
 	sort.Slice(p.Stock, func(i, j int) bool { return p.Stock[i].SKU < p.Stock[j].SKU })
 }
