@@ -165,9 +165,10 @@ func TestFormatMoney(t *testing.T) {
 
 func TestLinesMergeRepeatedSKUs(t *testing.T) {
 	t.Parallel()
-	o := Order{Items: []Item{{SKU: "B", Quantity: 1}, {SKU: "A", Quantity: 2}, {SKU: "B", Quantity: 3}}}
+	usd := func(a int64) Money { return Money{Amount: a, Currency: "USD"} }
+	o := Order{Items: []Item{{SKU: "B", Quantity: 1, UnitPrice: usd(7)}, {SKU: "A", Quantity: 2, UnitPrice: usd(5)}, {SKU: "B", Quantity: 3, UnitPrice: usd(7)}}}
 	got := o.Lines()
-	want := []Line{{"A", 2}, {"B", 4}}
+	want := []Line{{"A", 2, usd(5)}, {"B", 4, usd(7)}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("Lines() = %v, want %v", got, want)
 	}
