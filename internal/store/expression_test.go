@@ -93,7 +93,7 @@ func TestAdjustExpressionKeepsTheLevelInRange(t *testing.T) {
 	t.Parallel()
 	st := &Store{tables: Tables{Inventory: "inv"}}
 	for _, tc := range []struct {
-		delta      int64
+		delta     int64
 		d, lo, hi string
 	}{
 		{delta: 5, d: "5", lo: "-5", hi: "999999995"},
