@@ -25,7 +25,7 @@ import (
 	"github.com/cloudcommerce/cloudcommerce/internal/worker"
 )
 
-func TestMain(m *testing.M) { emulator.RunTests(m) }
+func TestMain(m *testing.M) { emulator.RunTests(conformanceRun{m}) }
 
 const apiKey = "s3cret-key"
 
@@ -43,7 +43,7 @@ func newAPI(t *testing.T) *api {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(w.Intake.Handler())
+	srv := httptest.NewServer(conf.wrap(w.Intake.Handler()))
 	t.Cleanup(srv.Close)
 	return &api{env: env, srv: srv}
 }
