@@ -220,6 +220,9 @@ func decode(body []byte, v any, f *fieldErrors) error {
 		f.add("body", "%s", err.Error())
 		return fmt.Errorf("%w: %v", errSyntax, err)
 	}
+	if k := jsontext.Value(body).Kind(); k != '{' {
+		f.add("body", "must be a JSON object, not %s", kindName(k))
+	}
 	return nil
 }
 
