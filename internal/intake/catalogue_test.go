@@ -225,7 +225,9 @@ type brokenStore struct{ pipeline.Store }
 
 var errDown = errors.New("store unreachable")
 
-func (brokenStore) Get(context.Context, string) (pipeline.Order, error) { return pipeline.Order{}, errDown }
+func (brokenStore) Get(context.Context, string) (pipeline.Order, error) {
+	return pipeline.Order{}, errDown
+}
 func (brokenStore) Create(context.Context, pipeline.Order, string, string) (string, error) {
 	return "", errDown
 }
