@@ -1222,6 +1222,7 @@ var taskRoleAllowed = map[string][]string{
 	"dynamodb:UpdateItem":             {"aws_dynamodb_table.this"},
 	"dynamodb:DeleteItem":             {"aws_dynamodb_table.this"},
 	"dynamodb:Query":                  {"aws_dynamodb_table.this"},
+	"dynamodb:BatchGetItem":           {"aws_dynamodb_table.this"},
 	"dynamodb:BatchWriteItem":         {"aws_dynamodb_table.this"},
 	"dynamodb:TransactWriteItems":     {"aws_dynamodb_table.this"},
 	"dynamodb:ConditionCheckItem":     {"aws_dynamodb_table.this"},
