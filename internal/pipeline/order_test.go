@@ -212,3 +212,45 @@ func TestNotificationsAreReadableAndCarryChannels(t *testing.T) {
 		t.Fatal("RESERVED must not notify the customer")
 	}
 }
+
+func TestTextProblemCountsCharactersAndRefusesHiddenFormatting(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{strings.Repeat("é", 200), true},
+		{strings.Repeat("日", 200), true},
+		{strings.Repeat("a", 201), false},
+		{strings.Repeat("é", 201), false},
+		{"Zoë O'Brien-Łukasiewicz", true},
+		{"line\nbreak", false},
+		{"tab\there", false},
+		{"nul\x00", false},
+		{"\u0085next line", false},
+		{"abc\u202edcba", false},
+		{"\u2066isolate\u2069", false},
+		{"mark\u200e", false},
+		{"arabic mark\u061c", false},
+		{"zero\u200bwidth space is allowed", true},
+	} {
+		if got := TextProblem(tc.in) == ""; got != tc.ok {
+			t.Errorf("TextProblem(%q) accepted = %v, want %v (%s)", tc.in, got, tc.ok, TextProblem(tc.in))
+		}
+	}
+}
+
+func TestOneSKUOnePricePerOrder(t *testing.T) {
+	t.Parallel()
+	r := OrderRequest{
+		Customer: Customer{ID: "c", Email: "a@example.com"},
+		Items: []Item{{SKU: "A", Quantity: 1, UnitPrice: Money{Amount: 5, Currency: "USD"}}, {SKU: "B", Quantity: 1, UnitPrice: Money{Amount: 5, Currency: "USD"}},
+			{SKU: "A", Quantity: 2, UnitPrice: Money{Amount: 5, Currency: "USD"}}, {SKU: "A", Quantity: 1, UnitPrice: Money{Amount: 6, Currency: "USD"}}},
+		Payment:         Payment{Token: "tok"},
+		ShippingAddress: Address{Name: "n", Line1: "l", City: "c", PostalCode: "p", Country: "GB"},
+	}
+	var ve *ValidationError
+	if err := r.Validate(); !errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Field != "items[3].unit_price" {
+		t.Fatalf("Validate = %v, want only items[3].unit_price", err)
+	}
+}
