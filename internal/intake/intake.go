@@ -1,8 +1,10 @@
 // Package intake is the HTTP API through which orders enter: it validates
 // an order, records it (PLACED) and puts OrderPlaced on the bus, and it
-// answers order and stock queries and cancellations. Bad input gets an RFC
-// 9457 problem document naming every offending field; nothing is written on
-// any error.
+// answers order and stock queries, stock adjustments, catalogue prices and
+// cancellations. Bodies are decoded strictly (decode.go); bad input gets an
+// RFC 9457 problem document naming every offending field; nothing is
+// written on any error. openapi.json, served at GET /openapi.json, is the
+// contract, and a test holds every response to it.
 package intake
 
 import (
