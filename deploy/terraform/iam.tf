@@ -55,6 +55,7 @@ data "aws_iam_policy_document" "worker_task" {
     sid    = "ReadWriteTables"
     effect = "Allow"
     actions = [
+      "dynamodb:BatchGetItem", # the intake's catalogue prices
       "dynamodb:ConditionCheckItem",
       "dynamodb:DeleteItem",
       "dynamodb:GetItem",

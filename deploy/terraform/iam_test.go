@@ -52,6 +52,7 @@ var taskRoleAllowed = map[string][]string{
 	"dynamodb:UpdateItem":             {"aws_dynamodb_table.this"},
 	"dynamodb:DeleteItem":             {"aws_dynamodb_table.this"},
 	"dynamodb:Query":                  {"aws_dynamodb_table.this"},
+	"dynamodb:BatchGetItem":           {"aws_dynamodb_table.this"}, // the intake's catalogue prices
 	"dynamodb:Scan":                   {"aws_dynamodb_table.this"}, // the console's stock panel, inventory only
 	"dynamodb:TransactWriteItems":     {"aws_dynamodb_table.this"},
 	"dynamodb:ConditionCheckItem":     {"aws_dynamodb_table.this"},

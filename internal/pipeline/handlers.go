@@ -36,9 +36,12 @@ func (s *Service) inventory(ctx context.Context, ev Event) (Outcome, error) {
 	}
 	err = s.Store.Apply(ctx, Change{Order: next, From: StatusPlaced, Upsert: true, Reserve: o.Lines()})
 	var stock *StockError
+	var price *PriceError
 	switch {
 	case errors.As(err, &stock):
 		return s.reject(ctx, o, stock.Error())
+	case errors.As(err, &price):
+		return s.reject(ctx, o, ReasonPriceMismatch)
 	case errors.Is(err, ErrConflict):
 		return s.resolve(ctx, StageInventory, o.ID)
 	case err != nil:
