@@ -457,13 +457,12 @@ module "worker_service" {
   kms_key_arn           = local.kms_key_arn
   task_role_policy_json = data.aws_iam_policy_document.worker_task[0].json
 
-  min_tasks                       = var.min_tasks
-  max_tasks                       = var.max_tasks
-  target_backlog_per_task         = var.target_backlog_per_task
-  scale_out_cooldown_seconds      = var.scale_out_cooldown_seconds
-  scale_in_cooldown_seconds       = var.scale_in_cooldown_seconds
-  enable_task_scale_in_protection = var.enable_task_scale_in_protection
-  queue_names                     = { for stage, q in module.stage_queue : stage => q.queue_name }
+  min_tasks                  = var.min_tasks
+  max_tasks                  = var.max_tasks
+  target_backlog_per_task    = var.target_backlog_per_task
+  scale_out_cooldown_seconds = var.scale_out_cooldown_seconds
+  scale_in_cooldown_seconds  = var.scale_in_cooldown_seconds
+  queue_names                = { for stage, q in module.stage_queue : stage => q.queue_name }
 
   alarm_topic_arn                     = aws_sns_topic.alarms.arn
   alarm_no_tasks_with_backlog_minutes = var.alarm_no_tasks_with_backlog_minutes

@@ -339,12 +339,6 @@ variable "scale_in_cooldown_seconds" {
   }
 }
 
-variable "enable_task_scale_in_protection" {
-  description = "Grant the task role ecs:UpdateTaskProtection / ecs:GetTaskProtection on this cluster's tasks, so a worker that sets protection while busy (ECS agent endpoint) is never picked for scale-in. Off by default: the worker drains on SIGTERM within stopTimeout and hands unstarted messages back, which already keeps scale-in safe."
-  type        = bool
-  default     = false
-}
-
 ################################################################################
 # Lambda functions (compute = "lambda")
 ################################################################################

@@ -119,12 +119,6 @@ variable "task_role_policy_json" {
   type        = string
 }
 
-variable "enable_task_scale_in_protection" {
-  description = "Let the task set ECS task scale-in protection on itself."
-  type        = bool
-  default     = false
-}
-
 variable "use_fargate_spot" {
   description = "Prefer Fargate Spot, keeping one task on regular Fargate."
   type        = bool
