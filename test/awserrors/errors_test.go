@@ -2,6 +2,7 @@ package awserrors
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 	"github.com/cloudcommerce/cloudcommerce/internal/queue"
+	"github.com/cloudcommerce/cloudcommerce/internal/sandbox"
 	"github.com/cloudcommerce/cloudcommerce/internal/topology"
 )
 
@@ -231,4 +233,51 @@ func TestDeadLetteringSurvivesAKMSError(t *testing.T) {
 		return out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessages)] == "0" &&
 			out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)] == "0"
 	})
+}
+
+// Order ids and SKUs longer than DynamoDB accepts in a key (2048 bytes for
+// a partition key; AWS answers ValidationException, which the fault
+// endpoint sends for them here) are answered 400 or 404 at the API, never
+// 503: they name nothing that can exist.
+func TestOversizedKeysAreRefusedAtTheAPI(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("a", 2049)
+	longish := strings.Repeat("b", 300) // over the ids' 128, under DynamoDB's limit
+	r, _ := start(t, func(topology.Names) []*awsfault.Rule {
+		var rules []*awsfault.Rule
+		for _, op := range []string{"GetItem", "PutItem", "UpdateItem", "TransactWriteItems"} {
+			rules = append(rules, &awsfault.Rule{Service: "DynamoDB", Operation: op, Match: long, Response: awsfault.DynamoDBValidation})
+		}
+		return rules
+	})
+	do := func(method, path, body string) int {
+		req, err := http.NewRequest(method, r.srv.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	order, _ := json.Marshal(testkit.Order(sandbox.TokenVisa, long))
+	for _, tc := range []struct {
+		method, path, body string
+		want               int
+	}{
+		{"GET", "/v1/orders/" + long, "", http.StatusNotFound},
+		{"POST", "/v1/orders/" + long + "/cancel", "", http.StatusNotFound},
+		{"GET", "/v1/orders/" + longish, "", http.StatusNotFound},
+		{"POST", "/v1/orders/" + longish + "/cancel", "", http.StatusNotFound},
+		{"GET", "/v1/inventory/" + long, "", http.StatusBadRequest},
+		{"PUT", "/v1/inventory/" + long, `{"available":1}`, http.StatusBadRequest},
+		{"POST", "/v1/orders", string(order), http.StatusBadRequest},
+	} {
+		if got := do(tc.method, tc.path, tc.body); got != tc.want {
+			t.Errorf("%s %.40s…: %d, want %d", tc.method, tc.path, got, tc.want)
+		}
+	}
 }
