@@ -3,7 +3,8 @@ package terraform_test
 // IAM from observed calls. The shipped binaries record every AWS call they
 // make when CLOUDCOMMERCE_TEST_RECORD_CALLS names a file (internal/awsconf,
 // record.go); the suites that run them (test/e2e: the worker's stages,
-// intake, sweep and queue sampling, `healthcheck`, `dlq list`/`redrive`;
+// intake, sweep and queue sampling, `dlq list`/`redrive`, and
+// `healthcheck`, which calls no AWS API (it asks the worker's /healthz);
 // test/observability: the console and ops routes, in-process but recorded
 // as the worker's; test/reliability: the worker under faults; cmd/lambda:
 // the Lambda bootstrap) leave one JSON line per distinct call.
