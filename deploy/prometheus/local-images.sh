@@ -8,6 +8,9 @@
 #   apt-get install prometheus prometheus-alertmanager   # Debian 12: 2.42, 0.25
 #   deploy/prometheus/local-images.sh                    # tags below
 #
+# Debian's Prometheus 2.42 has the classic web UI only, under /classic/
+# (http://localhost:9090/classic/targets); the HTTP API is the same.
+#
 # The compose test (test/compose/run.sh) builds them this way and swaps them
 # in for the upstream images (test/compose/testdata/docker-compose.test.yml).
 #
@@ -20,13 +23,20 @@ prom_tag="${1:-cloudcommerce/prometheus:local}"
 am_tag="${2:-cloudcommerce/alertmanager:local}"
 
 # rootfs DIR SRC:NAME...: copies each binary SRC to DIR/rootfs/bin/NAME with
-# every library and the program interpreter it needs, at their own paths.
+# every library and the program interpreter it needs, at their own paths;
+# a directory SRC (Debian's web assets and templates) is copied to the
+# same path.
 rootfs() {
 	local dir=$1 pair src lib
 	shift
 	mkdir -p "$dir/rootfs/bin" "$dir/data"
 	for pair in "$@"; do
 		src=${pair%%:*}
+		if [[ -d "$src" ]]; then
+			mkdir -p "$dir/rootfs$(dirname "$src")"
+			cp -rL "$src" "$dir/rootfs$src"
+			continue
+		fi
 		if [[ ! -x "$src" ]]; then
 			echo "local-images.sh: $src is missing: apt-get install prometheus prometheus-alertmanager" >&2
 			return 1
@@ -53,6 +63,10 @@ build() {
 }
 
 # promtool and amtool ride along as the health probes (a scratch image has
-# no wget): each asks its server over HTTP.
-build Dockerfile.prometheus "$prom_tag" /usr/bin/prometheus:prometheus /usr/bin/promtool:promtool
-build Dockerfile.alertmanager "$am_tag" /usr/bin/prometheus-alertmanager:alertmanager /usr/bin/amtool:amtool
+# no wget): each asks its server over HTTP. Debian's builds read the web UI
+# and Alertmanager's notification templates from /usr/share/prometheus
+# (Alertmanager does not start without default.tmpl).
+build Dockerfile.prometheus "$prom_tag" /usr/bin/prometheus:prometheus /usr/bin/promtool:promtool \
+	/usr/share/prometheus/web
+build Dockerfile.alertmanager "$am_tag" /usr/bin/prometheus-alertmanager:alertmanager /usr/bin/amtool:amtool \
+	/usr/share/prometheus/alertmanager

@@ -104,6 +104,13 @@ func TestComposeStackOnDocker(t *testing.T) {
 		}
 	}
 	s.network = s.inspect(ctx, workers[0]).network(t)
+	// Prometheus and Alertmanager (the images built from Debian's binaries)
+	// run and answer their own health probes.
+	observability := append(s.containers(ctx, "prometheus"), s.containers(ctx, "alertmanager")...)
+	if len(observability) != 2 {
+		t.Fatalf("want one prometheus and one alertmanager container, got %d", len(observability))
+	}
+	s.waitHealthy(ctx, time.Minute, observability...)
 
 	// Orders placed through the intake reach SHIPPED.
 	for _, u := range s.intake {
