@@ -35,6 +35,10 @@ rootfs() {
 		if [[ -d "$src" ]]; then
 			mkdir -p "$dir/rootfs$(dirname "$src")"
 			cp -rL "$src" "$dir/rootfs$src"
+			# Debian links the UI's libraries from /usr/share/javascript;
+			# moment-timezone's raw zone data (200 MB) is not what the UI
+			# loads (moment-timezone-with-data.min.js).
+			rm -rf "$dir/rootfs$src/static/moment-timezone/data"
 			continue
 		fi
 		if [[ ! -x "$src" ]]; then
