@@ -28,7 +28,7 @@ import (
 // repository's prometheus.yml, alertmanager.yml and alert rules.
 
 // forClause is the `for:` of an alerting rule.
-var forClause = regexp.MustCompile(`(?m)^(\s+for:\s*)\S+\s*$`)
+var forClause = regexp.MustCompile(`(?m)^([ \t]+for:[ \t]*)\S+[ \t]*$`)
 
 // shortRules copies deploy/prometheus/rules with every `for` set to 10s,
 // into a directory Prometheus (running as nobody) can read: the alerts

@@ -14,7 +14,7 @@
 #     plugin (about 90 s once, cached); if that fails, Debian's
 #     docker-compose 1.29 (apt), which the compose files also support.
 #
-# Usage: test/compose/run.sh           (from anywhere; about 2.5 minutes)
+# Usage: test/compose/run.sh           (from anywhere; about 3 minutes)
 # Env:   CLOUDCOMMERCE_COMPOSE     force a Compose command, e.g. docker-compose
 #        CLOUDCOMMERCE_TOOLS_DIR   cache for tools (default ~/.cache/cloudcommerce/tools)
 set -euo pipefail
