@@ -33,13 +33,13 @@ var (
 	AWSOperations = map[string][]string{
 		"SQS": {"ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibility", "ChangeMessageVisibilityBatch",
 			"SendMessage", "SendMessageBatch", "GetQueueAttributes", "GetQueueUrl", "StartMessageMoveTask", "ListMessageMoveTasks"},
-		"DynamoDB":    {"GetItem", "PutItem", "Query", "Scan", "TransactWriteItems"},
+		"DynamoDB":    {"GetItem", "BatchGetItem", "PutItem", "UpdateItem", "Query", "Scan", "TransactWriteItems"},
 		"EventBridge": {"PutEvents"},
 		"SNS":         {"Publish", "PublishBatch", "CreateTopic"},
 	}
 	// IntakeRoutes are the intake API's routes and the code each answers on
 	// success.
-	IntakeRoutes = map[string]string{"place_order": "202", "get_order": "200", "cancel_order": "200", "put_inventory": "200", "get_inventory": "200"}
+	IntakeRoutes = map[string]string{"place_order": "202", "get_order": "200", "cancel_order": "200", "put_inventory": "200", "get_inventory": "200", "adjust_inventory": "200"}
 )
 
 // initSeries creates every known series at 0.
