@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		usage(stdout)
 		return fmt.Errorf("AWS_LAMBDA_RUNTIME_API is not set: this binary runs inside AWS Lambda (the worker is the long-running alternative)")
 	}
-	awsCfg, err := awsconf.Load(ctx, awsconf.Options{})
+	awsCfg, err := awsconf.Load(ctx, awsconf.Options{Logger: log})
 	if err != nil {
 		return err
 	}

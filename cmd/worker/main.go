@@ -125,11 +125,11 @@ func runWorker(ctx context.Context) error {
 	}
 	defer func() { _ = log.Sync() }()
 	m := metrics.New()
-	awsCfg, err := awsconf.Load(ctx, awsconf.Options{Requests: m.AWSRequests})
+	awsCfg, err := awsconf.Load(ctx, awsconf.Options{Requests: m.AWSRequests, Connections: m.AWSConnections, IdleConnsPerHost: cfg.AWSCalls(), Logger: log})
 	if err != nil {
 		return err
 	}
-	ledgerCfg, err := awsconf.Load(ctx, awsconf.Options{Requests: m.AWSRequests, ServiceLabel: "sandbox-ledger"})
+	ledgerCfg, err := awsconf.Load(ctx, awsconf.Options{Requests: m.AWSRequests, Connections: m.AWSConnections, IdleConnsPerHost: cfg.AWSCalls(), Logger: log, ServiceLabel: "sandbox-ledger"})
 	if err != nil {
 		return err
 	}

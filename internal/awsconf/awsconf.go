@@ -1,7 +1,10 @@
 // Package awsconf builds the AWS SDK configuration every component shares:
 // region and endpoint from the SDK's standard environment (AWS_REGION,
 // AWS_ENDPOINT_URL), the SDK's own retryer (never a second one stacked on
-// it), a middleware that counts every request attempt by service,
+// it), the SDK's HTTP client with an idle pool sized to the caller's
+// concurrency and request bodies handed over so that connections survive
+// fast answers (see sendBody), the SDK's log lines through the caller's
+// zap logger, a middleware that counts every request attempt by service,
 // operation and outcome, and (Traced) one that makes a client span of every
 // call made within a traced context.
 package awsconf
@@ -23,7 +26,9 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	oteltrace "go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/logging"
 	"github.com/cloudcommerce/cloudcommerce/internal/trace"
 )
 
@@ -39,6 +44,18 @@ type Options struct {
 	// (the sandbox payment ledger counts as "sandbox-ledger", standing for
 	// an external provider, not as the pipeline's DynamoDB).
 	ServiceLabel string
+	// Connections, if set, counts the connections the HTTP transport
+	// opens, by service (ServiceLabel applies): with connections reused it
+	// grows with the concurrency, not with the requests.
+	Connections *prometheus.CounterVec
+	// IdleConnsPerHost is how many idle connections each client keeps per
+	// host: the most calls the caller makes at once through one client
+	// (for the worker: handlers + pollers + batchers). Zero means
+	// DefaultIdleConnsPerHost.
+	IdleConnsPerHost int
+	// Logger, if set, receives the SDK's own log lines (at warn or debug)
+	// instead of the SDK's default, a plain line on stderr.
+	Logger *zap.Logger
 }
 
 // Load returns the shared SDK configuration. When an endpoint is configured
@@ -66,8 +83,14 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 	if endpoint != "" && os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_PROFILE") == "" {
 		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")))
 	}
+	opts = append(opts, config.WithHTTPClient(httpClient(o.IdleConnsPerHost)))
+	apiOptions := []func(*middleware.Stack) error{sendBody(o.Connections, o.ServiceLabel)}
 	if o.Requests != nil {
-		opts = append(opts, config.WithAPIOptions([]func(*middleware.Stack) error{countRequests(o.Requests, o.ServiceLabel)}))
+		apiOptions = append(apiOptions, countRequests(o.Requests, o.ServiceLabel))
+	}
+	opts = append(opts, config.WithAPIOptions(apiOptions))
+	if o.Logger != nil {
+		opts = append(opts, config.WithLogger(logging.SDK(o.Logger)))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {

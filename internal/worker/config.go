@@ -252,3 +252,17 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// AWSCalls is the most AWS calls the worker makes at once: every handler,
+// every poller, and the callers of their own (per stage a delete batcher
+// and a visibility batcher; the event and notification batchers, the sweep
+// and the queue sampler). It sizes each AWS client's idle connections per
+// host, so a steady load reuses connections instead of closing them after a
+// burst.
+func (c Config) AWSCalls() int {
+	n := len(pipeline.Stages)*(c.Pollers+2) + 4
+	for _, k := range c.Concurrency {
+		n += k
+	}
+	return n
+}
