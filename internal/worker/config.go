@@ -40,6 +40,13 @@ type Config struct {
 	// Visibility is the stage queues' visibility timeout (as provisioned).
 	// CLOUDCOMMERCE_VISIBILITY_TIMEOUT, default 30s.
 	Visibility time.Duration
+	// ReceiveVisibility is how long a received message stays hidden: each
+	// receive asks SQS for it instead of the queue's timeout, and the
+	// heartbeat extends a message still being handled at half of it, by
+	// it. A receive whose response is lost on the way then costs this,
+	// not the queue's timeout. CLOUDCOMMERCE_RECEIVE_VISIBILITY, default
+	// Visibility.
+	ReceiveVisibility time.Duration
 	// HandlerTimeout bounds one message's handling. CLOUDCOMMERCE_HANDLER_TIMEOUT, default 20s.
 	HandlerTimeout time.Duration
 	// ShutdownTimeout is how long in-flight handlers may run after SIGTERM.
@@ -105,6 +112,7 @@ var Env = []struct{ Name, Default, Meaning string }{
 	{"CLOUDCOMMERCE_POLLERS", "1", "concurrent long-polls per stage (raise only when receives come back full)"},
 	{"CLOUDCOMMERCE_WAIT_TIME", "20s", "long-poll wait (1s..20s)"},
 	{"CLOUDCOMMERCE_VISIBILITY_TIMEOUT", "30s", "the stage queues' visibility timeout; slow handlers are extended at half of it"},
+	{"CLOUDCOMMERCE_RECEIVE_VISIBILITY", "CLOUDCOMMERCE_VISIBILITY_TIMEOUT", "how long a received message stays hidden (asked for on each receive); handlers still running at half of it are extended by it"},
 	{"CLOUDCOMMERCE_HANDLER_TIMEOUT", "20s", "deadline of one message's handling"},
 	{"CLOUDCOMMERCE_SHUTDOWN_TIMEOUT", "25s", "time in-flight work gets after SIGTERM (keep below ECS stopTimeout)"},
 	{"CLOUDCOMMERCE_BATCHING", "true", "batch receives, deletes, events and notifications; false for one per call"},
@@ -146,6 +154,7 @@ func (c *Config) fill() {
 	c.Pollers = cmp.Or(c.Pollers, 1)
 	c.WaitTime = cmp.Or(c.WaitTime, 20*time.Second)
 	c.Visibility = cmp.Or(c.Visibility, 30*time.Second)
+	c.ReceiveVisibility = cmp.Or(c.ReceiveVisibility, c.Visibility)
 	c.HandlerTimeout = cmp.Or(c.HandlerTimeout, 20*time.Second)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 25*time.Second)
 	c.BatchLinger = cmp.Or(c.BatchLinger, 10*time.Millisecond)
@@ -189,6 +198,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	r.Int("CLOUDCOMMERCE_POLLERS", &c.Pollers, 1, 32)
 	r.Duration("CLOUDCOMMERCE_WAIT_TIME", &c.WaitTime, false)
 	r.Duration("CLOUDCOMMERCE_VISIBILITY_TIMEOUT", &c.Visibility, false)
+	r.Duration("CLOUDCOMMERCE_RECEIVE_VISIBILITY", &c.ReceiveVisibility, false)
 	r.Duration("CLOUDCOMMERCE_HANDLER_TIMEOUT", &c.HandlerTimeout, false)
 	r.Duration("CLOUDCOMMERCE_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, false)
 	r.Duration("CLOUDCOMMERCE_BATCH_LINGER", &c.BatchLinger, false)
@@ -218,6 +228,9 @@ func (c Config) Validate() error {
 	}
 	if c.Visibility > 12*time.Hour || c.Visibility < 2*time.Second {
 		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_VISIBILITY_TIMEOUT=%s: must be 2s to 12h", c.Visibility))
+	}
+	if c.ReceiveVisibility > 12*time.Hour || c.ReceiveVisibility < 2*time.Second {
+		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_RECEIVE_VISIBILITY=%s: must be 2s to 12h", c.ReceiveVisibility))
 	}
 	if c.HandlerTimeout > c.ShutdownTimeout {
 		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_HANDLER_TIMEOUT=%s exceeds CLOUDCOMMERCE_SHUTDOWN_TIMEOUT=%s: a handler started just before SIGTERM could not finish", c.HandlerTimeout, c.ShutdownTimeout))

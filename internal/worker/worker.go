@@ -129,7 +129,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 		qc := queue.Config{
 			Stage: st, QueueURL: w.queueURLs[st], DLQURL: w.dlqURLs[st],
 			Concurrency: cfg.Concurrency[st], Pollers: cfg.Pollers, WaitTime: cfg.WaitTime,
-			Visibility: cfg.Visibility, HandlerTimeout: cfg.HandlerTimeout, RetryBase: cfg.RetryBase,
+			Visibility: cfg.ReceiveVisibility, HandlerTimeout: cfg.HandlerTimeout, RetryBase: cfg.RetryBase,
 			DeleteLinger: deleteLinger, ReceiveLinger: receiveLinger,
 		}
 		if !cfg.BatchingOn() {
