@@ -48,9 +48,11 @@ type Options struct {
 	// opens, by service (ServiceLabel applies): with connections reused it
 	// grows with the concurrency, not with the requests.
 	Connections *prometheus.CounterVec
-	// IdleConnsPerHost is how many idle connections each client keeps per
-	// host: the most calls the caller makes at once through one client
-	// (for the worker: handlers + pollers + batchers). Zero means
+	// IdleConnsPerHost is how many idle connections are kept per host:
+	// the most calls the caller makes at once (for the worker: handlers +
+	// pollers + batchers). The service clients made from one
+	// configuration share one pool (in the SDK's default "legacy" defaults
+	// mode; another mode gives each client a copy). Zero means
 	// DefaultIdleConnsPerHost.
 	IdleConnsPerHost int
 	// Logger, if set, receives the SDK's own log lines (at warn or debug)

@@ -22,9 +22,9 @@ import (
 const DefaultIdleConnsPerHost = 64
 
 // httpClient is the SDK's own buildable client (its dialer, TLS and timeout
-// defaults, and the per-service settings each service client still applies
-// to it, since it stays a *BuildableClient) with the idle pool sized to
-// perHost.
+// defaults; it stays a *BuildableClient, so a service client can still
+// apply its defaults-mode and read-timeout settings to a copy) with the
+// idle pool sized to perHost.
 func httpClient(perHost int) *awshttp.BuildableClient {
 	if perHost <= 0 {
 		perHost = DefaultIdleConnsPerHost
