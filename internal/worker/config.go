@@ -37,15 +37,17 @@ type Config struct {
 	Pollers int
 	// WaitTime is the long-poll wait, 1s..20s. CLOUDCOMMERCE_WAIT_TIME, default 20s.
 	WaitTime time.Duration
-	// Visibility is the stage queues' visibility timeout (as provisioned).
-	// CLOUDCOMMERCE_VISIBILITY_TIMEOUT, default 30s.
+	// Visibility is the stage queues' visibility timeout (as provisioned),
+	// the most ReceiveVisibility defaults to. CLOUDCOMMERCE_VISIBILITY_TIMEOUT,
+	// default 30s.
 	Visibility time.Duration
 	// ReceiveVisibility is how long a received message stays hidden: each
 	// receive asks SQS for it instead of the queue's timeout, and the
 	// heartbeat extends a message still being handled at half of it, by
 	// it. A receive whose response is lost on the way then costs this,
-	// not the queue's timeout. CLOUDCOMMERCE_RECEIVE_VISIBILITY, default
-	// Visibility.
+	// not the queue's timeout; a handler still running costs one
+	// extension per half of it. CLOUDCOMMERCE_RECEIVE_VISIBILITY, default
+	// 10s or Visibility if shorter.
 	ReceiveVisibility time.Duration
 	// HandlerTimeout bounds one message's handling. CLOUDCOMMERCE_HANDLER_TIMEOUT, default 20s.
 	HandlerTimeout time.Duration
@@ -111,8 +113,8 @@ var Env = []struct{ Name, Default, Meaning string }{
 	{"CLOUDCOMMERCE_SHIPPING_CONCURRENCY", "16", "shipping handlers running at once"},
 	{"CLOUDCOMMERCE_POLLERS", "1", "concurrent long-polls per stage (raise only when receives come back full)"},
 	{"CLOUDCOMMERCE_WAIT_TIME", "20s", "long-poll wait (1s..20s)"},
-	{"CLOUDCOMMERCE_VISIBILITY_TIMEOUT", "30s", "the stage queues' visibility timeout; slow handlers are extended at half of it"},
-	{"CLOUDCOMMERCE_RECEIVE_VISIBILITY", "CLOUDCOMMERCE_VISIBILITY_TIMEOUT", "how long a received message stays hidden (asked for on each receive); handlers still running at half of it are extended by it"},
+	{"CLOUDCOMMERCE_VISIBILITY_TIMEOUT", "30s", "the stage queues' visibility timeout; caps the default of CLOUDCOMMERCE_RECEIVE_VISIBILITY"},
+	{"CLOUDCOMMERCE_RECEIVE_VISIBILITY", "10s", "how long a received message stays hidden (asked for on each receive, so a lost receive costs this); handlers still running at half of it are extended by it; at most CLOUDCOMMERCE_VISIBILITY_TIMEOUT by default"},
 	{"CLOUDCOMMERCE_HANDLER_TIMEOUT", "20s", "deadline of one message's handling"},
 	{"CLOUDCOMMERCE_SHUTDOWN_TIMEOUT", "25s", "time in-flight work gets after SIGTERM (keep below ECS stopTimeout)"},
 	{"CLOUDCOMMERCE_BATCHING", "true", "batch receives, deletes, events and notifications; false for one per call"},
@@ -154,7 +156,7 @@ func (c *Config) fill() {
 	c.Pollers = cmp.Or(c.Pollers, 1)
 	c.WaitTime = cmp.Or(c.WaitTime, 20*time.Second)
 	c.Visibility = cmp.Or(c.Visibility, 30*time.Second)
-	c.ReceiveVisibility = cmp.Or(c.ReceiveVisibility, c.Visibility)
+	c.ReceiveVisibility = cmp.Or(c.ReceiveVisibility, min(10*time.Second, c.Visibility))
 	c.HandlerTimeout = cmp.Or(c.HandlerTimeout, 20*time.Second)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 25*time.Second)
 	c.BatchLinger = cmp.Or(c.BatchLinger, 10*time.Millisecond)
@@ -269,7 +271,7 @@ func (c Config) Validate() error {
 // AWSCalls is the most AWS calls the worker makes at once: every handler,
 // every poller, and the callers of their own (per stage a delete batcher
 // and a visibility batcher; the event and notification batchers, the sweep
-// and the queue sampler). It sizes each AWS client's idle connections per
+// and the queue sampler). It sizes the AWS clients' idle connections per
 // host, so a steady load reuses connections instead of closing them after a
 // burst.
 func (c Config) AWSCalls() int {
