@@ -59,8 +59,11 @@ func httpClient(perHost int) *awshttp.BuildableClient {
 //
 // It sits last in the deserialize step, right before the client handler
 // builds the net/http request, so no other middleware replaces the stream
-// after it. The retry middleware gives every attempt its own clone of the
-// request, so each attempt wraps the original stream once.
+// after it; SetStream returns a copy, so a retried attempt starts again
+// from the original stream. It is a middleware rather than a wrapper of
+// the HTTP client because a wrapper would no longer be an
+// *awshttp.BuildableClient, and the service clients apply their own HTTP
+// settings (defaults-mode and read timeouts) only to one of those.
 func sendBody(opened *prometheus.CounterVec, label string) func(*middleware.Stack) error {
 	return func(s *middleware.Stack) error {
 		return s.Deserialize.Add(middleware.DeserializeMiddlewareFunc("cloudcommerceSendBody",
