@@ -428,7 +428,10 @@ func TestASlowHandlersMessageIsKeptInvisible(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
 	h := newRecorder(func(call) (pipeline.Outcome, error) {
-		started <- struct{}{}
+		select {
+		case started <- struct{}{}:
+		default:
+		}
 		<-release
 		return pipeline.OutcomeOK, nil
 	})
@@ -444,13 +447,17 @@ func TestASlowHandlersMessageIsKeptInvisible(t *testing.T) {
 	// Another receiver polls the queue while the handler runs.
 	rctx, stopRival := context.WithCancel(context.Background())
 	var stolen []types.Message
-	rival := make(chan struct{})
+	rival, theft := make(chan struct{}), make(chan struct{}, 1)
 	go func() {
 		defer close(rival)
 		for rctx.Err() == nil {
 			out, err := x.sqs.ReceiveMessage(rctx, &sqs.ReceiveMessageInput{QueueUrl: &x.url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
-			if err == nil {
+			if err == nil && len(out.Messages) > 0 {
 				stolen = append(stolen, out.Messages...)
+				select {
+				case theft <- struct{}{}:
+				default:
+				}
 			}
 		}
 	}()
@@ -460,6 +467,10 @@ func TestASlowHandlersMessageIsKeptInvisible(t *testing.T) {
 	for i := range 3 {
 		select {
 		case <-extensions:
+		case <-theft:
+			stopRival()
+			close(release)
+			t.Fatalf("another receiver got the message while its handler ran (after %d visibility extensions)", i)
 		case <-time.After(30 * time.Second):
 			stopRival()
 			close(release)
