@@ -56,10 +56,12 @@ type endpoint struct {
 	mu       sync.Mutex
 	requests map[string][]string // operation → request bodies, answered
 	watchers map[string]chan string
-	// failDelete, when set, makes the first DeleteMessageBatch fail its
-	// first entry (see failFirstEntry); failed is that entry's receipt.
-	failDelete bool
-	failed     string
+	// fault, when set, fails one entry of DeleteMessageBatch requests
+	// (see failEntry); failed is that entry's receipt, faulted how many
+	// requests were answered so.
+	fault   *deleteFault
+	failed  string
+	faulted int
 }
 
 func newEndpoint(t *testing.T) *endpoint {
@@ -78,13 +80,17 @@ func newEndpoint(t *testing.T) *endpoint {
 		}
 		_, op := awsfault.Operation(r, body)
 		e.mu.Lock()
-		fault := op == "DeleteMessageBatch" && e.failDelete && e.failed == ""
+		fault := op == "DeleteMessageBatch" && e.fault != nil && e.faulted < e.fault.times &&
+			(e.failed == "" || e.failed != "pending" && bytes.Contains(body, []byte(e.failed)))
 		if fault {
-			e.failed = "pending"
+			e.faulted++
+			if e.failed == "" {
+				e.failed = "pending"
+			}
 		}
 		e.mu.Unlock()
 		if fault {
-			body = e.failFirstEntry(t, w, r, target, body)
+			body = e.failEntry(t, w, r, target, body)
 		} else {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			r.ContentLength = int64(len(body))
@@ -106,12 +112,20 @@ func newEndpoint(t *testing.T) *endpoint {
 	return e
 }
 
-// failFirstEntry answers a DeleteMessageBatch as SQS does when one entry
-// fails on its side: the first entry is not deleted (it is taken out of
-// the request the emulator sees) and comes back under Failed with
-// InternalError, SenderFault false; the others are deleted by the
-// emulator. It returns the request body as the emulator saw it.
-func (e *endpoint) failFirstEntry(t *testing.T, w http.ResponseWriter, r *http.Request, target *url.URL, body []byte) []byte {
+// deleteFault is how DeleteMessageBatch entries fail: the first entry of
+// the first request, and the same receipt in up to times-1 later ones.
+type deleteFault struct {
+	times       int
+	code        string
+	senderFault bool
+}
+
+// failEntry answers a DeleteMessageBatch as SQS does when one entry fails:
+// the entry (the first one, or the receipt failed before) is not deleted (it
+// is taken out of the request the emulator sees) and comes back under
+// Failed with the fault's code; the others are deleted by the emulator. It
+// returns the request body as the emulator saw it.
+func (e *endpoint) failEntry(t *testing.T, w http.ResponseWriter, r *http.Request, target *url.URL, body []byte) []byte {
 	var req struct {
 		QueueURL string `json:"QueueUrl"`
 		Entries  []struct {
@@ -124,13 +138,22 @@ func (e *endpoint) failFirstEntry(t *testing.T, w http.ResponseWriter, r *http.R
 		http.Error(w, "bad request", http.StatusBadRequest)
 		return body
 	}
-	victim := req.Entries[0]
 	e.mu.Lock()
-	e.failed = victim.ReceiptHandle
+	if e.failed == "pending" {
+		e.failed = req.Entries[0].ReceiptHandle
+	}
+	victim, fault := req.Entries[0], *e.fault
+	rest := req.Entries[1:]
+	for i, en := range req.Entries {
+		if en.ReceiptHandle == e.failed {
+			victim = en
+			rest = append(slices.Clone(req.Entries[:i]), req.Entries[i+1:]...)
+		}
+	}
 	e.mu.Unlock()
 	resp := map[string]any{"Successful": []any{}}
 	forwarded := []byte(nil)
-	if rest := req.Entries[1:]; len(rest) > 0 {
+	if len(rest) > 0 {
 		req.Entries = rest
 		forwarded, _ = json.Marshal(req)
 		fr, _ := http.NewRequestWithContext(r.Context(), http.MethodPost, target.String()+r.URL.Path, bytes.NewReader(forwarded))
@@ -149,7 +172,7 @@ func (e *endpoint) failFirstEntry(t *testing.T, w http.ResponseWriter, r *http.R
 		}
 	}
 	failed, _ := resp["Failed"].([]any)
-	resp["Failed"] = append(failed, map[string]any{"Id": victim.ID, "Code": "InternalError", "Message": "We encountered an internal error. Please try again.", "SenderFault": false})
+	resp["Failed"] = append(failed, map[string]any{"Id": victim.ID, "Code": fault.code, "Message": "entry failed", "SenderFault": fault.senderFault})
 	out, _ := json.Marshal(resp)
 	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
 	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
@@ -508,41 +531,65 @@ func TestASlowHandlersMessageIsKeptInvisible(t *testing.T) {
 
 func TestAFailedDeleteEntryIsResubmitted(t *testing.T) {
 	t.Parallel()
-	h := newRecorder(func(call) (pipeline.Outcome, error) { return pipeline.OutcomeOK, nil })
-	x := start(t, queue.Config{Visibility: 30 * time.Second, WaitTime: time.Second, DeleteLinger: 200 * time.Millisecond},
-		h.handle, func(e *endpoint) { e.mu.Lock(); e.failDelete = true; e.mu.Unlock() })
-	for i := range 3 {
-		x.send(`{"n":` + strconv.Itoa(i) + `}`)
-	}
-	for range 3 {
-		h.next(t)
-	}
-	x.shutdown()
-	x.ep.mu.Lock()
-	failed := x.ep.failed
-	x.ep.mu.Unlock()
-	if failed == "" || failed == "pending" {
-		t.Fatalf("no DeleteMessageBatch entry was failed (%q)", failed)
-	}
-	// The failed receipt went out again, in a later delete.
-	resubmitted := 0
-	for _, op := range []string{"DeleteMessageBatch", "DeleteMessage"} {
-		for _, b := range x.ep.bodies(op) {
-			if strings.Contains(b, failed) {
-				resubmitted++
+	for _, tc := range []struct {
+		name  string
+		fault deleteFault
+		// sent is how many times the failed receipt is sent in all; kept,
+		// whether its message is left in flight (to come back after its
+		// visibility timeout).
+		sent int
+		kept bool
+	}{
+		{"once on the service's side", deleteFault{times: 1, code: "InternalError"}, 2, false},
+		{"every time on the service's side", deleteFault{times: 100, code: "InternalError"}, 3, true},
+		{"for the request's sake", deleteFault{times: 100, code: "ReceiptHandleIsInvalid", senderFault: true}, 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newRecorder(func(call) (pipeline.Outcome, error) { return pipeline.OutcomeOK, nil })
+			x := start(t, queue.Config{Visibility: 30 * time.Second, WaitTime: time.Second, DeleteLinger: 200 * time.Millisecond},
+				h.handle, func(e *endpoint) { e.mu.Lock(); e.fault = &tc.fault; e.mu.Unlock() })
+			for i := range 3 {
+				x.send(`{"n":` + strconv.Itoa(i) + `}`)
 			}
-		}
-	}
-	if resubmitted != 1 {
-		t.Errorf("the failed entry's receipt was sent %d more times, want once", resubmitted)
-	}
-	// Without the resubmission its message would be in flight for 30s.
-	x.gone()
-	if n := len(h.all()); n != 3 {
-		t.Errorf("handler ran %d times, want 3", n)
-	}
-	if n := testutil.ToFloat64(x.m.AckFailures.WithLabelValues(string(stage), "delete")); n != 1 {
-		t.Errorf("%v delete failures counted, want 1", n)
+			for range 3 {
+				h.next(t)
+			}
+			x.shutdown()
+			x.ep.mu.Lock()
+			failed, faulted := x.ep.failed, x.ep.faulted
+			x.ep.mu.Unlock()
+			if failed == "" || failed == "pending" {
+				t.Fatalf("no DeleteMessageBatch entry was failed (%q)", failed)
+			}
+			sent := 0
+			for _, op := range []string{"DeleteMessageBatch", "DeleteMessage"} {
+				for _, b := range x.ep.bodies(op) {
+					if strings.Contains(b, failed) {
+						sent++
+					}
+				}
+			}
+			// Faulted requests reach the log without the failed entry.
+			if sent+faulted != tc.sent {
+				t.Errorf("the failed entry's receipt was sent %d times, want %d", sent+faulted, tc.sent)
+			}
+			if n := testutil.ToFloat64(x.m.AckFailures.WithLabelValues(string(stage), "delete")); n != float64(faulted) || faulted != min(tc.fault.times, tc.sent) {
+				t.Errorf("%v delete failures counted, %d entries failed, want %d", n, faulted, min(tc.fault.times, tc.sent))
+			}
+			if tc.kept {
+				// Only the failed entry's message is left, in flight.
+				if v, nv := x.counts(x.url); v != 0 || nv != 1 {
+					t.Errorf("the queue has %d visible and %d in-flight messages, want only the undeleted one in flight", v, nv)
+				}
+			} else {
+				// Without the resubmission its message would be in flight for 30s.
+				x.gone()
+			}
+			if n := len(h.all()); n != 3 {
+				t.Errorf("handler ran %d times, want 3", n)
+			}
+		})
 	}
 }
 
