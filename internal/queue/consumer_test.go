@@ -48,13 +48,13 @@ type call struct {
 
 // endpoint is a reverse proxy in front of the emulator through which the
 // consumer talks: it keeps every SQS request body by operation, tells
-// watchers when an operation has been answered, and can rewrite one
-// DeleteMessageBatch.
+// watchers when an operation has been answered, and can fail an entry of
+// DeleteMessageBatch requests.
 type endpoint struct {
 	URL string
 
 	mu       sync.Mutex
-	requests map[string][]string // operation → request bodies, answered
+	requests map[string][]string // operation → request bodies as the emulator saw them, answered
 	watchers map[string]chan string
 	// fault, when set, fails one entry of DeleteMessageBatch requests
 	// (see failEntry); failed is that entry's receipt, faulted how many
