@@ -363,20 +363,23 @@ func attr(m map[string]sqstypes.MessageAttributeValue, name string) string {
 	return aws.ToString(m[name].StringValue)
 }
 
-// stranded returns how many messages of a queue are in flight although no
-// consumer is running: received by someone and neither deleted nor handed
-// back, so they return only after their visibility timeout. It receives
-// everything receivable now (holding it), compares the in-flight count
-// with what it holds, and hands its messages back at once. (The emulator
-// counts a message handed back with visibility 0 as in flight until the
-// next receive, so the count alone would not do.)
-func (c *cluster) stranded(url string) int {
+// inFlightAfterExit reads a queue right after its consumer exited. It
+// returns how many of its messages are stranded in flight although no
+// consumer is running (received by someone and neither deleted nor handed
+// back, so they return only after their visibility timeout), and how many
+// visible messages had been received before (handed back, or retried).
+// It receives everything receivable now (holding it), compares the
+// in-flight count with what it holds, and hands its messages back at once.
+// (The emulator counts a message handed back with visibility 0 as in
+// flight until the next receive, so the count alone would not do.)
+func (c *cluster) inFlightAfterExit(url string) (stranded, receivedBefore int) {
 	c.r.Helper()
 	ctx, cancel := ctxTimeout(30 * time.Second)
 	defer cancel()
 	var held []sqstypes.ChangeMessageVisibilityBatchRequestEntry
 	for {
-		out, err := c.env.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, VisibilityTimeout: 30})
+		out, err := c.env.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, VisibilityTimeout: 30,
+			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount}})
 		if err != nil {
 			c.r.Fatal(err)
 		}
@@ -384,12 +387,14 @@ func (c *cluster) stranded(url string) int {
 			break
 		}
 		for _, m := range out.Messages {
+			if n, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)]); n >= 2 {
+				receivedBefore++
+			}
 			held = append(held, sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(len(held))), ReceiptHandle: m.ReceiptHandle})
 		}
 	}
-	n := 0
 	// Approximate counts settle within seconds on SQS.
-	poll(5*time.Second, 200*time.Millisecond, func() bool { n = c.notVisible(url) - len(held); return n == 0 })
+	poll(5*time.Second, 200*time.Millisecond, func() bool { stranded = c.notVisible(url) - len(held); return stranded == 0 })
 	for len(held) > 0 {
 		k := min(10, len(held))
 		if _, err := c.env.SQS.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(url), Entries: held[:k]}); err != nil {
@@ -397,5 +402,5 @@ func (c *cluster) stranded(url string) int {
 		}
 		held = held[k:]
 	}
-	return n
+	return stranded, receivedBefore
 }
