@@ -54,7 +54,7 @@ pkg=./test/reliability/
 MUTATIONS=(
 	"stock-condition-dropped|internal/store/store.go|aws.String(\"attribute_exists(sku) AND available >= :q\")|aws.String(\"attribute_exists(sku)\")|TestNoOversellAcrossTwoWorkers"
 	"random-charge-key|internal/pipeline/stage.go|s.Payments.Charge(ctx, ChargeRequest{IdempotencyKey: o.ID,|s.Payments.Charge(ctx, ChargeRequest{IdempotencyKey: o.ID + s.now().Format(time.RFC3339Nano),|TestDuplicatedEventsChangeNothing"
-	"transition-from-any-status|internal/store/store.go|cond := \"#s = :from\"|cond := \"attribute_exists(order_id)\"|TestDuplicatedEventsChangeNothing"
+	"transition-from-any-status|internal/store/store.go|cond := \"#s = :from\"|cond := \"attribute_exists(order_id) OR #s = :from\"|TestDuplicatedEventsChangeNothing"
 	"second-refund|internal/pipeline/stage.go|func RefundKey(orderID string) string { return \"refund-\" + orderID }|func RefundKey(orderID string) string { return \"refund-\" + orderID + time.Now().Format(time.RFC3339Nano) }|TestDuplicatedEventsChangeNothing"
 	"poison-deleted|internal/queue/consumer.go|if dlErr := c.deadLetter(msg, reason, err); dlErr != nil {|if dlErr := error(nil); dlErr != nil {|TestPoisonMessagesAreDeadLetteredAtOnce"
 	"handlers-abandoned-at-sigterm|internal/worker/worker.go|c.Run(ctx, work)|c.Run(ctx, ctx); _ = work|TestGracefulShutdownUnderLoad"
@@ -132,8 +132,8 @@ runtests() {
 	local status=$?
 	set -e
 	local failed passed
-	failed=$(grep -oE '^\s*--- FAIL: Test[A-Za-z0-9_]+' "$log" | awk '{print $3}' | sort -u | tr '\n' ' ')
-	passed=$(grep -oE '^--- PASS: Test[A-Za-z0-9_]+' "$log" | awk '{print $3}' | sort -u | tr '\n' ' ')
+	failed=$({ grep -oE '^\s*--- FAIL: Test[A-Za-z0-9_]+' "$log" || true; } | awk '{print $3}' | sort -u | tr '\n' ' ')
+	passed=$({ grep -oE '^--- PASS: Test[A-Za-z0-9_]+' "$log" || true; } | awk '{print $3}' | sort -u | tr '\n' ' ')
 	echo "failed=${failed% } passed=${passed% } status=$status"
 }
 
