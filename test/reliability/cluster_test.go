@@ -376,12 +376,16 @@ func (c *cluster) inFlightAfterExit(url string) (stranded, receivedBefore int) {
 	c.r.Helper()
 	ctx, cancel := ctxTimeout(30 * time.Second)
 	defer cancel()
+	// No SDK retries: a retried receive whose first attempt the endpoint
+	// served would leave messages in flight that this count then blames on
+	// the worker.
+	client := sqs.NewFromConfig(c.env.AWS, func(o *sqs.Options) { o.RetryMaxAttempts = 1 })
 	var held []sqstypes.ChangeMessageVisibilityBatchRequestEntry
 	for {
-		out, err := c.env.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, VisibilityTimeout: 30,
+		out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, VisibilityTimeout: 30,
 			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount}})
 		if err != nil {
-			c.r.Fatal(err)
+			c.r.Fatalf("receive from %s to count its messages in flight (not retried, so the count stays exact): %v", url, err)
 		}
 		if len(out.Messages) == 0 {
 			break
