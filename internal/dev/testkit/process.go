@@ -95,6 +95,9 @@ type Process struct {
 	err  error
 }
 
+// LogPath is the file the process's output goes to.
+func (p *Process) LogPath() string { return p.log }
+
 // Start runs bin with env and args. The process is killed when the test
 // ends (and, on Linux, when the test process dies, so a timed-out run
 // leaves nothing behind); the last 60 lines of its output are logged if
