@@ -111,7 +111,7 @@ func (p *Provisioned) table(ctx context.Context, db *dynamodb.Client, prefix str
 		gsis = append(gsis, ddbtypes.GlobalSecondaryIndex{
 			IndexName:  aws.String(ix.Name),
 			KeySchema:  ks,
-			Projection: &ddbtypes.Projection{ProjectionType: ddbtypes.ProjectionTypeAll},
+			Projection: projection(ix),
 		})
 	}
 	var defs []ddbtypes.AttributeDefinition
@@ -247,4 +247,12 @@ func (p *Provisioned) rule(ctx context.Context, c Clients, prefix string, r Rule
 		}
 	}
 	return nil
+}
+
+func projection(ix Index) *ddbtypes.Projection {
+	p := &ddbtypes.Projection{ProjectionType: ddbtypes.ProjectionType(ix.ProjectionType())}
+	if ix.Projection != nil {
+		p.NonKeyAttributes = ix.Projection.NonKeyAttributes
+	}
+	return p
 }
