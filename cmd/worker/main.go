@@ -1,6 +1,7 @@
 // Command worker is the CloudCommerce production binary: it runs the three
 // stage consumers (inventory, payment, shipping), provisions the topology,
-// answers the container health check and manages dead letters.
+// answers the container health check, manages dead letters and shows
+// orders.
 //
 //	worker run            process orders until SIGTERM (the default)
 //	worker provision      create the queues, rules, tables and topic (idempotent)
@@ -9,6 +10,10 @@
 //	                      show dead-lettered messages without consuming them
 //	worker dlq redrive --stage S [--max N]
 //	                      move dead-lettered messages back to the stage queue
+//	worker orders show ID [--json]
+//	                      an order: status, lines, total, timeline, notifications
+//	worker orders list --status S | --customer ID [--limit N] [--json]
+//	                      orders in a status, or a customer's
 //	worker version        print the module version, commit and Go version
 //
 // Exit status: 0 on success (help included), 1 when the command failed, 2
@@ -39,6 +44,9 @@ func main() {
 func exitStatus(err error) int {
 	var u usageError
 	if errors.As(err, &u) {
+		if u.status != 0 {
+			return u.status
+		}
 		return 2
 	}
 	return 1
@@ -46,7 +54,7 @@ func exitStatus(err error) int {
 
 // commands is the CLI tree under `worker`, in the order help lists it.
 func commands() []*command {
-	return []*command{runCmd, provisionCmd, healthcheckCmd, dlqCmd, versionCmd}
+	return []*command{runCmd, provisionCmd, healthcheckCmd, dlqCmd, ordersCmd, versionCmd}
 }
 
 func root() *command {
