@@ -39,7 +39,7 @@ var ordersCmd = &command{
 			name:    "list",
 			summary: "list orders in a status (most recently changed first) or of a customer (most recently placed first)",
 			setup: func(fs *flag.FlagSet) func(context.Context, env, []string) error {
-				status := fs.String("status", "", "list orders in `status` (PLACED, RESERVED, PAID, SHIPPED, REJECTED, PAYMENT_FAILED, CANCELLED)")
+				status := fs.String("status", "", "list orders in status `S`: PLACED, RESERVED, PAID, SHIPPED, REJECTED, PAYMENT_FAILED or CANCELLED")
 				customer := fs.String("customer", "", "list the orders of customer `ID`")
 				limit := fs.Int("limit", orders.DefaultList, "list at most `N` orders (1..1000)")
 				asJSON := fs.Bool("json", false, "print a JSON array instead of a table")
