@@ -153,7 +153,7 @@ func (c Command) ListByStatus(ctx context.Context, status pipeline.Status, limit
 	if !status.Valid() {
 		return fmt.Errorf("--status %q: want one of %s", status, statusNames())
 	}
-	return c.list(ctx, limit, asJSON, func(n int, cursor string) (store.OrderPage, error) {
+	return c.list(limit, asJSON, func(n int, cursor string) (store.OrderPage, error) {
 		return c.Store.ByStatus(ctx, status, n, cursor)
 	})
 }
@@ -164,12 +164,13 @@ func (c Command) ListByCustomer(ctx context.Context, customerID string, limit in
 	if !idPattern.MatchString(customerID) {
 		return fmt.Errorf("--customer %q: customer ids are 1-128 letters, digits or ._:-", customerID)
 	}
-	return c.list(ctx, limit, asJSON, func(n int, cursor string) (store.OrderPage, error) {
+	return c.list(limit, asJSON, func(n int, cursor string) (store.OrderPage, error) {
 		return c.Store.ByCustomer(ctx, customerID, n, cursor)
 	})
 }
 
-func (c Command) list(_ context.Context, limit int, asJSON bool, page func(n int, cursor string) (store.OrderPage, error)) error {
+// list prints up to limit rows, reading page after page.
+func (c Command) list(limit int, asJSON bool, page func(n int, cursor string) (store.OrderPage, error)) error {
 	if limit < 1 || limit > MaxList {
 		return fmt.Errorf("--limit %d: want 1 to %d", limit, MaxList)
 	}
