@@ -37,7 +37,8 @@ type env struct {
 
 // usageError is a command line the tree does not accept: an unknown
 // command or flag, a bad flag value, a missing or extra argument. The
-// process exits with status 2 for it, and 1 for every other failure.
+// process exits with status 2 for it (or the usageExit of the command it
+// is under), and 1 for every other failure.
 type usageError struct {
 	err error
 	// status is the exit status; 0 means 2.

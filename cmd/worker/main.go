@@ -17,7 +17,8 @@
 //	worker version        print the module version, commit and Go version
 //
 // Exit status: 0 on success (help included), 1 when the command failed, 2
-// when the command line was not understood. Configuration comes from the
+// when the command line was not understood (1 under `orders`, where a bad
+// flag fails like an unknown order). Configuration comes from the
 // environment only (package config); see `worker help`.
 package main
 
@@ -93,7 +94,7 @@ func help(w io.Writer, r *command, path []string) error {
 	r.list(w, "")
 	fmt.Fprintf(w, "  %-22s %s\n", "help [command]", "show this help, or one command's")
 	fmt.Fprintln(w, "\nRun 'worker <command> --help' for one command's help.")
-	fmt.Fprintln(w, "\nexit status: 0 success, 1 failure, 2 command line not understood (unknown command or flag, bad value)")
+	fmt.Fprintln(w, "\nexit status: 0 success, 1 failure, 2 command line not understood (unknown command or flag, bad value; 1 under orders)")
 	fmt.Fprintln(w, "\nenvironment:")
 	for _, v := range config.WorkerEnv {
 		d := v.Default

@@ -12,8 +12,8 @@ import (
 	"github.com/cloudcommerce/cloudcommerce/internal/topology"
 )
 
-// ordersCmd looks at orders. As its issue specifies, every mistake under
-// it (a bad flag included) exits 1 with the reason, like an unknown order.
+// ordersCmd looks at orders. Every mistake under it (a bad flag included)
+// exits 1 with the reason, like an unknown order.
 var ordersCmd = &command{
 	name:      "orders",
 	summary:   "look at orders: one in full, or a list by status or by customer",
