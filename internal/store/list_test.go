@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -190,5 +191,57 @@ func TestByCustomerPagesInPlacedOrder(t *testing.T) {
 	}
 	if _, err := st.ByCustomer(ctx, "c-pages", store.MaxPage+1, ""); err == nil {
 		t.Errorf("limit %d accepted", store.MaxPage+1)
+	}
+}
+
+// The status listing pages the same way, most recently changed first, and
+// a cursor of one listing does not resume another.
+func TestByStatusPagesAndCursorsStayWithTheirListing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := testkit.Provision(t).Store()
+	t0 := time.Date(2026, 11, 29, 7, 0, 0, 0, time.UTC)
+	var want []string
+	for i := range 5 {
+		req := testkit.Order("tok_visa", "A")
+		req.Customer.ID = "c-status-pages"
+		o, err := pipeline.NewOrder(fmt.Sprintf("sp-%d", i), req, t0.Add(time.Duration(i)*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Create(ctx, o, "", ""); err != nil {
+			t.Fatal(err)
+		}
+		want = append([]string{o.ID}, want...)
+	}
+	var got []string
+	cursor := ""
+	for range 10 {
+		page, err := st.ByStatus(ctx, pipeline.StatusPlaced, 2, cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page.Orders {
+			got = append(got, r.ID)
+			if r.Status != pipeline.StatusPlaced || r.CustomerID != "c-status-pages" || r.Total.Amount != 1250 {
+				t.Errorf("row %+v: want PLACED, its customer and total", r)
+			}
+		}
+		if cursor = page.Next; cursor == "" {
+			break
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("status pages listed %v, want %v", got, want)
+	}
+	first, err := st.ByStatus(ctx, pipeline.StatusPlaced, 1, "")
+	if err != nil || first.Next == "" {
+		t.Fatalf("first page of 1: %+v, %v; want a cursor", first, err)
+	}
+	if _, err := st.ByStatus(ctx, pipeline.StatusShipped, 1, first.Next); !errors.Is(err, store.ErrBadCursor) {
+		t.Errorf("a PLACED cursor on the SHIPPED listing: %v, want ErrBadCursor", err)
+	}
+	if _, err := st.ByCustomer(ctx, "c-status-pages", 1, first.Next); !errors.Is(err, store.ErrBadCursor) {
+		t.Errorf("a status cursor on a customer listing: %v, want ErrBadCursor", err)
 	}
 }
