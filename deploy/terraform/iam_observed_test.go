@@ -3,7 +3,8 @@ package terraform_test
 // IAM from observed calls. The shipped binaries record every AWS call they
 // make when CLOUDCOMMERCE_TEST_RECORD_CALLS names a file (internal/awsconf,
 // record.go); the suites that run them (test/e2e: the worker's stages,
-// intake, sweep and queue sampling, `dlq list`/`redrive`, and
+// intake, sweep and queue sampling, `dlq list`/`redrive`, `orders
+// show`/`list`, and
 // `healthcheck`, which calls no AWS API (it asks the worker's /healthz);
 // test/observability: the console and ops routes, in-process but recorded
 // as the worker's; test/reliability: the worker under faults; cmd/lambda:
@@ -288,7 +289,7 @@ func checkObservedCalls(t *testing.T, c *config, calls []observedCall) {
 	for _, call := range calls {
 		surfaces[call.Process+" "+call.Command] = true
 	}
-	for _, want := range []string{"worker run", "worker dlq list", "worker dlq redrive", "bootstrap "} {
+	for _, want := range []string{"worker run", "worker dlq list", "worker dlq redrive", "worker orders show", "worker orders list", "bootstrap "} {
 		if !surfaces[want] {
 			t.Errorf("%s: no calls of %q recorded; refresh it (see the comment at the top of this file)", observedCallsFile, want)
 		}

@@ -114,7 +114,7 @@ func New(ctx context.Context, cfg config.Worker, d Deps) (*Worker, error) {
 		w.consumers[st] = queue.New(w.sqs, qc, w.Service.Handler(st), d.Log, d.Metrics)
 	}
 	w.Intake = &intake.Server{Service: w.Service, Store: w.Store, Publisher: w.Publisher, Log: d.Log, Metrics: d.Metrics,
-		APIKey: cfg.APIKey, Notifications: d.Notifications, Tracing: d.Tracing}
+		APIKey: cfg.APIKey, Notifications: d.Notifications, Orders: w.Store, Tracing: d.Tracing}
 	w.Console = console.New(console.Config{Store: w.Store,
 		SQS: w.sqs, Queues: w.queues, Notifications: d.Notifications, APIKey: cfg.APIKey, Log: d.Log})
 	return w, nil
