@@ -24,7 +24,6 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
-	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/awsfault"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
@@ -69,33 +68,10 @@ func start(t *testing.T, faults func(n topology.Names) []*awsfault.Rule) (*rig, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	wc := config.WorkerDefaults()
-	wc.Prefix, wc.WaitTime, wc.RetryBase, wc.SweepInterval, wc.QueueSampleInterval = env.Prefix, time.Second, 100*time.Millisecond, -1, -1
-	wc.Pollers, wc.TopicARN = 1, env.Prov.TopicARN
-	for _, st := range pipeline.Stages {
-		wc.Concurrency[st] = 2
-	}
-	m := metrics.New()
-	w, err := worker.New(context.Background(), wc, worker.Deps{AWS: cfg, LedgerAWS: &cfg, Metrics: m,
-		Log: zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	w.Intake.Routes(mux)
-	w.OpsRoutes(mux)
-	srv := httptest.NewServer(mux)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker run: %v", err)
-		}
-		srv.Close()
-	})
-	return &rig{env: env, proxy: proxy, w: w, m: m, srv: srv, inbox: env.SubscribeQueue(t)}, rules
+	wc := testkit.WorkerConfig(env, 2)
+	wc.RetryBase, wc.TopicARN = 100*time.Millisecond, env.Prov.TopicARN
+	w := testkit.RunWorker(t, wc, worker.Deps{AWS: cfg, LedgerAWS: &cfg, Log: zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))})
+	return &rig{env: env, proxy: proxy, w: w.Worker, m: w.Metrics, srv: w.Server, inbox: env.SubscribeQueue(t)}, rules
 }
 
 // place places a one-unit order of sku through the intake (which writes

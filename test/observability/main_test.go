@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -67,42 +66,16 @@ func start(t *testing.T, o options) *stack {
 
 func startOn(t *testing.T, env *testkit.Env, o options) *stack {
 	t.Helper()
-	cfg := config.WorkerDefaults()
-	cfg.Prefix, cfg.WaitTime, cfg.RetryBase, cfg.SweepInterval, cfg.QueueSampleInterval = env.Prefix, time.Second, time.Second, -1, -1
-	cfg.Pollers, cfg.APIKey = 1, o.apiKey
-	for _, st := range pipeline.Stages {
-		cfg.Concurrency[st] = 4
-	}
+	cfg := testkit.WorkerConfig(env, 4)
+	cfg.APIKey = o.apiKey
 	if o.mutate != nil {
 		o.mutate(&cfg)
 	}
 	if o.log == nil {
 		o.log = testLogger(t)
 	}
-	m := metrics.New()
-	w, err := worker.New(context.Background(), cfg, worker.Deps{AWS: testkit.RecordedAs(t, env.AWS, "worker", "run"), Log: o.log, Metrics: m, Tracing: o.tracing, Notifications: o.notifications})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	w.Intake.Routes(mux)
-	w.OpsRoutes(mux)
-	srv := httptest.NewServer(mux)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	var once sync.Once
-	s := &stack{env: env, w: w, m: m, srv: srv, apiKey: o.apiKey}
-	s.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("worker run: %v", err)
-			}
-			srv.Close()
-		})
-	}
-	t.Cleanup(s.stop)
+	w := testkit.RunWorker(t, cfg, worker.Deps{AWS: testkit.RecordedAs(t, env.AWS, "worker", "run"), Log: o.log, Tracing: o.tracing, Notifications: o.notifications})
+	s := &stack{env: env, w: w.Worker, m: w.Metrics, srv: w.Server, apiKey: o.apiKey, stop: w.Stop}
 	return s
 }
 
