@@ -245,8 +245,10 @@ func (st *Store) readShards(ctx context.Context, sku string) (int, error) {
 	return k, nil
 }
 
-// shardLevels reads every shard of sku: shard 0 strongly consistent, then
-// the others (one BatchGetItem of at most 31 keys).
+// shardLevels reads the inventory of sku and the level of each of its
+// shards: one strongly consistent GetItem of the SKU's item, and for a
+// sharded SKU one TransactGetItems of all K shards, so the levels are one
+// snapshot and their total exact even while units move between shards.
 func (st *Store) shardLevels(ctx context.Context, sku string) (pipeline.InventoryItem, []int64, error) {
 	out, err := st.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      &st.tables.Inventory,
@@ -256,55 +258,61 @@ func (st *Store) shardLevels(ctx context.Context, sku string) (pipeline.Inventor
 	if err != nil {
 		return pipeline.InventoryItem{}, nil, fmt.Errorf("get stock of %s: %w", sku, err)
 	}
-	it, err := inventoryItem(sku, out.Item)
-	if err != nil {
-		return it, nil, err
-	}
-	k := itemShards(out.Item)
-	st.shards.set(sku, k)
-	it.Shards = k
-	levels := make([]int64, k)
-	levels[0] = it.Available
-	if k == 1 {
-		return it, levels, nil
-	}
-	keys := make([]map[string]types.AttributeValue, 0, k-1)
-	for i := 1; i < k; i++ {
-		keys = append(keys, map[string]types.AttributeValue{"sku": s(shardKey(sku, i))})
-	}
-	req := map[string]types.KeysAndAttributes{st.tables.Inventory: {Keys: keys, ConsistentRead: aws.Bool(true)}}
-	got := 0
-	for attempt := 0; len(req) > 0; attempt++ {
-		if attempt == 10 {
-			return it, nil, fmt.Errorf("read stock shards of %s: keys still unprocessed after 10 attempts", sku)
-		}
-		page, err := st.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
+	item := out.Item
+	for attempt := 0; ; attempt++ {
+		it, err := inventoryItem(sku, item)
 		if err != nil {
-			return it, nil, fmt.Errorf("read stock shards of %s: %w", sku, err)
+			return it, nil, err
 		}
-		for _, item := range page.Responses[st.tables.Inventory] {
-			key := str(item["sku"])
-			i, err := strconv.Atoi(key[len(sku)+1:])
-			if err != nil || i < 1 || i >= k {
-				continue
+		k := itemShards(item)
+		st.shards.set(sku, k)
+		it.Shards = k
+		if k == 1 {
+			return it, []int64{it.Available}, nil
+		}
+		if attempt == 5 {
+			return it, nil, fmt.Errorf("read stock shards of %s: the shard count kept changing", sku)
+		}
+		gets := make([]types.TransactGetItem, k)
+		for i := range gets {
+			gets[i] = types.TransactGetItem{Get: &types.Get{TableName: &st.tables.Inventory, Key: map[string]types.AttributeValue{"sku": s(shardKey(sku, i))}}}
+		}
+		snap, err := st.db.TransactGetItems(ctx, &dynamodb.TransactGetItemsInput{TransactItems: gets})
+		if err != nil {
+			return it, nil, fmt.Errorf("read the %d stock shards of %s: %w", k, sku, err)
+		}
+		levels := make([]int64, k)
+		same := len(snap.Responses) == k
+		for i := 0; same && i < k; i++ {
+			sh := snap.Responses[i].Item
+			if sh == nil || itemShards(sh) != k {
+				same = false
+				break
 			}
-			sh, err := inventoryItem(key, item)
+			lv, err := inventoryItem(sku, sh)
 			if err != nil {
 				return it, nil, err
 			}
-			levels[i] = sh.Available
-			got++
+			levels[i] = lv.Available
 		}
-		req = page.UnprocessedKeys
+		if !same {
+			// The shard count changed since the first read: start again
+			// from the SKU's item as the snapshot saw it.
+			if len(snap.Responses) > 0 && snap.Responses[0].Item != nil {
+				item = snap.Responses[0].Item
+			}
+			continue
+		}
+		it, err = inventoryItem(sku, snap.Responses[0].Item)
+		if err != nil {
+			return it, nil, err
+		}
+		it.Shards, it.Available = k, 0
+		for _, v := range levels {
+			it.Available += v
+		}
+		return it, levels, nil
 	}
-	if got != k-1 {
-		return it, nil, fmt.Errorf("sku %s: %d of its %d stock shards are missing (the shard count is changing)", sku, k-1-got, k)
-	}
-	it.Available = 0
-	for _, v := range levels {
-		it.Available += v
-	}
-	return it, levels, nil
 }
 
 // spread divides n units over k shards: n/k each, the remainder one each
