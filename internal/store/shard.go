@@ -93,29 +93,41 @@ func itemShards(item map[string]types.AttributeValue) int {
 
 // reservation is where one reserve line currently stands.
 type reservation struct {
-	line  pipeline.Line
-	k     int // the shard count assumed
-	first int // the shard tried first
-	tried int // shards tried so far, from first on
+	line pipeline.Line
+	k    int // the shard count assumed
+	cur  int // the shard to take from
+	// next are the shards to try after cur: those a snapshot of the
+	// levels showed able to cover the line.
+	next  []int
+	snaps int // snapshots taken
 	// moved is set once the line had to look past its first shard.
 	moved bool
 }
 
-func (r *reservation) shard() int { return (r.first + r.tried) % r.k }
+func (r *reservation) shard() int { return r.cur }
 
 // restart assumes k shards and starts again from the order's first shard.
 func (r *reservation) restart(orderID string, k int) {
-	r.k, r.first, r.tried = k, firstShard(orderID, k), 0
+	r.k, r.cur, r.next, r.snaps = k, firstShard(orderID, k), nil, 0
 }
 
-// maxRounds bounds the transactions of one reservation: each shard of each
-// line once, plus a few rounds to learn a changed shard count.
-func maxRounds(lines int) int { return lines*pipeline.MaxShards + 4 }
+// maxSnapshots bounds the snapshots of one line's shards: each one that
+// finds units is followed by transactions that lost them to other orders,
+// so the sale moved on; past it the reservation is retried later.
+const maxSnapshots = 3
+
+// maxRounds bounds the transactions of one reservation: each shard of
+// each line after each snapshot, plus a few rounds to learn a changed
+// shard count.
+func maxRounds(lines int) int { return lines*pipeline.MaxShards*maxSnapshots + 4 }
 
 // Reserve implements pipeline.Store. Each line's units come from one shard,
 // in the one transaction that moves the order. When a line's shard cannot
-// cover it (its condition fails on the level) the next shard is tried, in
-// another transaction; the order is out of stock only when no shard can.
+// cover it (its condition fails on the level), one snapshot of the SKU's
+// shards (TransactGetItems) names the shards that can, and they are tried
+// in turn, a transaction each; the order is out of stock only when a
+// snapshot shows that no shard can. An unsharded SKU's failed condition
+// says so by itself, as ever.
 func (st *Store) Reserve(ctx context.Context, ch pipeline.Change) (pipeline.Order, error) {
 	if len(ch.Reserve) == 0 {
 		return ch.Order, st.Apply(ctx, ch)
@@ -171,8 +183,8 @@ func (st *Store) Reserve(ctx context.Context, ch pipeline.Change) (pipeline.Orde
 }
 
 // nextShards moves every line whose condition failed to its next shard,
-// or learns the SKU's shard count. It returns a *StockError when a line has
-// tried every shard, a *PriceError on a price mismatch.
+// or learns the SKU's shard count. It returns a *StockError when no shard
+// can cover a line, a *PriceError on a price mismatch.
 func (st *Store) nextShards(ctx context.Context, orderID string, res []*reservation, reasons []types.CancellationReason) (bool, error) {
 	var short error
 	for i, r := range res {
@@ -217,11 +229,39 @@ func (st *Store) nextShards(ctx context.Context, orderID string, res []*reservat
 			r.restart(orderID, k)
 			continue
 		}
-		r.tried++
 		r.moved = true
-		if r.tried >= r.k && short == nil {
-			short = &pipeline.StockError{SKU: r.line.SKU, Requested: r.line.Quantity, Available: it.Available}
+		if r.k == 1 {
+			if short == nil {
+				short = &pipeline.StockError{SKU: r.line.SKU, Requested: r.line.Quantity, Available: it.Available}
+			}
+			continue
 		}
+		if len(r.next) == 0 {
+			if r.snaps == maxSnapshots {
+				return false, fmt.Errorf("reserve %d of %s for order %s: the shards' levels kept moving; retry", r.line.Quantity, r.line.SKU, orderID)
+			}
+			r.snaps++
+			snap, levels, err := st.shardLevels(ctx, r.line.SKU)
+			if err != nil {
+				return false, err
+			}
+			if snap.Shards != r.k {
+				r.restart(orderID, snap.Shards)
+				continue
+			}
+			for j := 1; j < r.k; j++ {
+				if i := (sh + j) % r.k; levels[i] >= r.line.Quantity {
+					r.next = append(r.next, i)
+				}
+			}
+			if len(r.next) == 0 {
+				if short == nil {
+					short = &pipeline.StockError{SKU: r.line.SKU, Requested: r.line.Quantity, Available: snap.Available}
+				}
+				continue
+			}
+		}
+		r.cur, r.next = r.next[0], r.next[1:]
 	}
 	if short != nil {
 		return false, short
