@@ -109,7 +109,7 @@ func baseEnv() []string {
 
 // startStack starts `devstack --emulator-only` and the workers, and waits
 // until every worker is ready. wrap, when set, returns the endpoint the
-// workers use in front of the emulator's (a fault endpoint), given the
+// workers use (a fault endpoint in front of the emulator's), given the
 // emulator's endpoint and the stack's prefix.
 func startStack(ctx context.Context, bin, workerBin, logDir, label string, workers int, workerEnv []string, intake bool, wrap func(endpoint, prefix string) (string, error)) (*stack, error) {
 	port, err := freePort()

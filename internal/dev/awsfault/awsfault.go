@@ -70,6 +70,11 @@ func New(target string) (*Proxy, error) {
 	}
 	p := &Proxy{seen: map[string]int{}}
 	rp := httputil.NewSingleHostReverseProxy(u)
+	// One upstream connection per request: a pooled keep-alive connection
+	// that the endpoint closes as it is reused cuts a response short now
+	// and then, and a lost ReceiveMessage answer leaves its messages
+	// invisible for their whole visibility timeout.
+	rp.Transport = &http.Transport{DisableKeepAlives: true}
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {

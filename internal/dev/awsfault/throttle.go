@@ -53,6 +53,15 @@ type bucket struct {
 // Throttled returns how many write requests were answered as throttled.
 func (t *Throttle) Throttled() int { return int(t.throttled.Load()) }
 
+// Reset forgets the counts and refills every bucket.
+func (t *Throttle) Reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buckets = nil
+	t.throttled.Store(0)
+	t.admitted.Store(0)
+}
+
 // Admitted returns how many write requests to throttled tables passed.
 func (t *Throttle) Admitted() int { return int(t.admitted.Load()) }
 
