@@ -179,7 +179,7 @@ func (st *Store) Reserve(ctx context.Context, ch pipeline.Change) (pipeline.Orde
 			break
 		}
 	}
-	return pipeline.Order{}, fmt.Errorf("reserve stock for order %s: shard counts kept changing", ch.Order.ID)
+	return pipeline.Order{}, fmt.Errorf("reserve stock for order %s: the shards kept changing; retry", ch.Order.ID)
 }
 
 // nextShards moves every line whose condition failed to its next shard,
