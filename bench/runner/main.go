@@ -77,18 +77,30 @@ type options struct {
 	configs                 []config
 	fromSummary             string
 	replot                  bool
+	flashHot, flashOther    int
+	flashFraction           float64
+	flashRate, flashWCU     float64
+	flashShards             []int
+	flashTimeout            time.Duration
 }
 
 func parse(args []string) (options, error) {
 	var o options
-	var only, rates, configs, protoBin, protoEnv string
+	var only, rates, configs, protoBin, protoEnv, flashShards string
 	quick := false
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&o.bin, "bin", "bench/results/bin", "directory with the built worker and devstack binaries")
 	fs.StringVar(&o.out, "out", "bench/results", "directory for raw JSON lines and logs (git-ignored)")
 	fs.StringVar(&o.plot, "plot", "bench/plot.svg", "where to write the chart")
 	fs.StringVar(&o.figures, "figures", "bench/figures.md", "where to write the tables")
-	fs.StringVar(&only, "only", "steady,api,throughput,scaling", "scenarios to run: steady (requests and CPU per order), api, throughput, scaling")
+	fs.StringVar(&only, "only", "steady,api,throughput,scaling", "scenarios to run: steady (requests and CPU per order), api, throughput, scaling, flash (a flash sale against the per-key write limit; not in the default set)")
+	fs.IntVar(&o.flashHot, "flash-hot", 1000, "flash: orders for one unit each of the SKU on sale")
+	fs.Float64Var(&o.flashFraction, "flash-fraction", 0.5, "flash: the SKU's stock as a fraction of the units its orders ask for")
+	fs.IntVar(&o.flashOther, "flash-other", 500, "flash: other orders placed at the same time, spread through the sale")
+	fs.Float64Var(&o.flashRate, "flash-rate", 150, "flash: offered orders/s, hot and other together")
+	fs.Float64Var(&o.flashWCU, "flash-wcu", 40, "flash: write units a second per DynamoDB key in the throttling model (AWS: 1000 per partition)")
+	fs.StringVar(&flashShards, "flash-shards", "1,8", "flash: the shard counts of the SKU on sale, each a run")
+	fs.DurationVar(&o.flashTimeout, "flash-timeout", 4*time.Minute, "flash: how long to wait for every order to be final")
 	fs.Float64Var(&o.steadyRate, "steady-rate", 150, "offered orders/s of the steady-load runs")
 	fs.DurationVar(&o.producerLinger, "producer-linger", 50*time.Millisecond, "how long the bus producer gathers due orders into one PutEvents (a batching producer); the steady scenario also runs once with 5ms (a smooth producer)")
 	fs.IntVar(&o.steadyOrders, "steady-orders", 6000, "orders in each steady-load run (at least 5000 for the CPU figure)")
@@ -106,6 +118,16 @@ func parse(args []string) (options, error) {
 	fs.BoolVar(&quick, "quick", false, "small runs, for checking the script itself (figures are not meaningful)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	for _, f := range strings.Split(flashShards, ",") {
+		var k int
+		if _, err := fmt.Sscanf(strings.TrimSpace(f), "%d", &k); err != nil || k < 1 || k > 32 {
+			return o, fmt.Errorf("-flash-shards: %q is not a shard count 1..32", f)
+		}
+		o.flashShards = append(o.flashShards, k)
+	}
+	if o.flashFraction <= 0 || o.flashFraction > 1 || o.flashRate <= 0 || o.flashWCU <= 0 || o.flashHot < 0 || o.flashOther < 1 {
+		return o, errors.New("-flash-fraction must be in (0, 1], -flash-rate and -flash-wcu positive, -flash-other at least 1")
 	}
 	o.only = map[string]bool{}
 	for _, s := range strings.Split(only, ",") {
@@ -140,6 +162,7 @@ func parse(args []string) (options, error) {
 		}
 	}
 	if quick {
+		o.flashHot, o.flashOther = 200, 100
 		o.steadyOrders, o.apiOrders, o.stepSeconds, o.scaleSeconds = 600, 300, 4, 4
 		o.rates = []float64{50, 150}
 	}
@@ -216,6 +239,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	m := machine()
 	fmt.Fprintf(stdout, "machine: %s\nraw results: %s, logs: %s\n", m.String(), b.jsonl, b.logDir)
 
+	if o.only["flash"] {
+		runs := b.flash(ctx)
+		if err := writeFlash(runs, o.out, stdout); err != nil {
+			return err
+		}
+		delete(o.only, "flash")
+		if len(o.only) == 0 {
+			return ctx.Err()
+		}
+	}
 	var rep report
 	rep.Machine = m
 	if o.only["steady"] {
@@ -294,7 +327,7 @@ func (b *bench) measure(ctx context.Context, scenario string, c config, workers 
 	if c.Bin != "" {
 		workerBin = c.Bin
 	}
-	st, err := startStack(ctx, b.o.bin, workerBin, b.logDir, label, workers, c.Env, api)
+	st, err := startStack(ctx, b.o.bin, workerBin, b.logDir, label, workers, c.Env, api, nil)
 	if err != nil {
 		m.Error = err.Error()
 		fmt.Fprintf(b.log, "start: %v\n", err)

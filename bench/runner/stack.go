@@ -108,14 +108,18 @@ func baseEnv() []string {
 }
 
 // startStack starts `devstack --emulator-only` and the workers, and waits
-// until every worker is ready.
-func startStack(ctx context.Context, bin, workerBin, logDir, label string, workers int, workerEnv []string, intake bool) (*stack, error) {
+// until every worker is ready. wrap, when set, returns the endpoint the
+// workers use (a fault endpoint in front of the emulator's), given the
+// emulator's endpoint and the stack's prefix.
+func startStack(ctx context.Context, bin, workerBin, logDir, label string, workers int, workerEnv []string, intake bool, wrap func(endpoint, prefix string) (string, error)) (*stack, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	s := &stack{prefix: randomPrefix()}
-	emu, out, err := start(label+"-emulator", logDir, baseEnv(), filepath.Join(bin, "devstack"),
+	// The emulator host's own clients sign with the emulator's dummy keys.
+	emuEnv := append(baseEnv(), "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test")
+	emu, out, err := start(label+"-emulator", logDir, emuEnv, filepath.Join(bin, "devstack"),
 		"--emulator-only", "--emulator-addr", fmt.Sprintf("127.0.0.1:%d", port), "--memory", "--prefix", s.prefix, "--log-level", "warn")
 	if err != nil {
 		return nil, err
@@ -143,13 +147,20 @@ func startStack(ctx context.Context, bin, workerBin, logDir, label string, worke
 		s.stop()
 		return nil, ctx.Err()
 	}
+	workerEndpoint := s.endpoint
+	if wrap != nil {
+		if workerEndpoint, err = wrap(s.endpoint, s.prefix); err != nil {
+			s.stop()
+			return nil, err
+		}
+	}
 	for i := 0; i < workers; i++ {
 		ops, err := freePort()
 		if err != nil {
 			s.stop()
 			return nil, err
 		}
-		env := append(baseEnv(), "AWS_ENDPOINT_URL="+s.endpoint, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
+		env := append(baseEnv(), "AWS_ENDPOINT_URL="+workerEndpoint, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
 			"CLOUDCOMMERCE_PREFIX="+s.prefix, fmt.Sprintf("CLOUDCOMMERCE_OPS_ADDR=127.0.0.1:%d", ops), "CLOUDCOMMERCE_LOG_LEVEL=warn")
 		if intake && i == 0 {
 			ip, err := freePort()

@@ -54,12 +54,14 @@ data "aws_iam_policy_document" "worker_task" {
   }
 
   # TransactWriteItems is authorised by the item actions it carries
-  # (PutItem, UpdateItem) on each item's table.
+  # (PutItem, UpdateItem, DeleteItem) on each item's table, TransactGetItems
+  # by GetItem.
   statement {
     sid    = "ReadWriteTables"
     effect = "Allow"
     actions = [
       "dynamodb:BatchGetItem", # the intake's catalogue prices; a page of GET /v1/orders (current status of the listed orders)
+      "dynamodb:DeleteItem",   # shards of a SKU whose shard count went down
       "dynamodb:GetItem",
       "dynamodb:PutItem",
       "dynamodb:UpdateItem",

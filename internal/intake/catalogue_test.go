@@ -102,6 +102,41 @@ func TestInventoryStageRejectsAPriceMismatch(t *testing.T) {
 	}
 }
 
+// A hot SKU's stock is spread over shards: GET says the total and the
+// count, orders take from the shards and adjustments spread over them.
+func TestShardedInventoryThroughTheAPI(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t)
+	ctx := context.Background()
+	status, resp := a.do(t, "PUT", "/v1/inventory/HOT-1", "application/json", apiKey, []byte(`{"available":10,"shards":4}`))
+	if v := decodeJSON[intake.StockView](t, resp); status != 200 || v.Available != 10 || v.Shards != 4 {
+		t.Fatalf("PUT = %d %s, want 10 over 4 shards", status, resp)
+	}
+	h := a.w.Service.Handler(pipeline.StageInventory)
+	for i := range 3 {
+		o, err := pipeline.NewOrder(fmt.Sprintf("hot-order-%d", i), testkit.Order("tok_visa", "HOT-1"), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := h(ctx, pipeline.Message{ID: fmt.Sprintf("m-hot-%d", i), Body: []byte(testkit.Envelope(t, pipeline.Event{Type: pipeline.EventOrderPlaced, Order: o})), ReceiveCount: 1}); err != nil || out != pipeline.OutcomeOK {
+			t.Fatalf("reserve = %s, %v", out, err)
+		}
+	}
+	status, resp = a.do(t, "GET", "/v1/inventory/HOT-1", "", apiKey, nil)
+	if v := decodeJSON[intake.StockView](t, resp); status != 200 || v.Available != 7 || v.Shards != 4 || !strings.Contains(string(resp), `"shards":4`) {
+		t.Fatalf("GET = %d %s, want 7 over 4 shards", status, resp)
+	}
+	status, resp = a.do(t, "POST", "/v1/inventory/HOT-1/adjustments", "application/json", apiKey, []byte(`{"delta":-7}`))
+	if v := decodeJSON[intake.AdjustmentView](t, resp); status != 200 || v.Available != 0 {
+		t.Fatalf("adjust to zero = %d %s", status, resp)
+	}
+	// An unsharded SKU says 1.
+	a.do(t, "PUT", "/v1/inventory/COLD-1", "application/json", apiKey, []byte(`{"available":2}`))
+	if status, resp := a.do(t, "GET", "/v1/inventory/COLD-1", "", apiKey, nil); status != 200 || !strings.Contains(string(resp), `"shards":1`) {
+		t.Fatalf("GET unsharded = %d %s, want shards 1", status, resp)
+	}
+}
+
 func TestAdjustmentsKeepReservationsMadeMeanwhile(t *testing.T) {
 	t.Parallel()
 	a := newAPI(t)

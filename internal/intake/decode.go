@@ -74,6 +74,7 @@ type wireOrder struct {
 type wireStock struct {
 	Available intField       `json:"available"`
 	UnitPrice *wireMoney     `json:"unit_price"`
+	Shards    intField       `json:"shards"`
 	Unknown   jsontext.Value `json:",unknown"`
 }
 
@@ -320,6 +321,14 @@ func decodeStock(sku string, body []byte) (pipeline.InventoryItem, []pipeline.Fi
 		f.add("available", "must be an integer from 0 to %d, got %d", pipeline.MaxAvailable, w.Available.Value)
 	}
 	it.Available = w.Available.Value
+	it.Shards = 1
+	if w.Shards.Set {
+		if w.Shards.Value < 1 || w.Shards.Value > pipeline.MaxShards {
+			f.add("shards", "must be an integer from 1 to %d, got %d", pipeline.MaxShards, w.Shards.Value)
+		} else {
+			it.Shards = int(w.Shards.Value)
+		}
+	}
 	if w.UnitPrice != nil {
 		m := w.UnitPrice.decodeInto("unit_price", f)
 		switch {

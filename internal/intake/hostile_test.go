@@ -77,6 +77,9 @@ func hostileCases(t *testing.T) []hostile {
 			set("items.0.sku", "H-PRICED")(m)
 			set("items.0.unit_price.amount", 0)(m)
 		}, status: 422, field: "items[0].unit_price"},
+		hostile{name: "shards 0", method: "PUT", path: "/v1/inventory/H-FREE", body: []byte(`{"available":1,"shards":0}`), status: 400, field: "shards"},
+		hostile{name: "shards 33", method: "PUT", path: "/v1/inventory/H-FREE", body: []byte(`{"available":1,"shards":33}`), status: 400, field: "shards"},
+		hostile{name: "shards 1.5", method: "PUT", path: "/v1/inventory/H-FREE", body: []byte(`{"available":1,"shards":1.5}`), status: 400, field: "shards"},
 		hostile{name: "available 2^63-1", method: "PUT", path: "/v1/inventory/H-FREE", body: []byte(`{"available":9223372036854775807}`), status: 400, field: "available"},
 		hostile{name: "bearer scheme other than Bearer", auth: "Basic " + apiKey, status: 401, detail: "Authorization"},
 		hostile{name: "empty Idempotency-Key", headers: map[string]string{"Idempotency-Key": ""}, status: 400, field: "Idempotency-Key"},

@@ -397,12 +397,14 @@ func (s *Server) cancelOrder(w http.ResponseWriter, r *http.Request) (int, error
 
 var skuPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
-// StockView is the body of the inventory endpoints. UnitPrice is the
-// catalogue price, absent when the SKU has none.
+// StockView is the body of the inventory endpoints. Available is the
+// total over the SKU's shards, Shards how many items hold it. UnitPrice is
+// the catalogue price, absent when the SKU has none.
 type StockView struct {
 	SKU       string          `json:"sku"`
 	Available int64           `json:"available"`
 	UnitPrice *pipeline.Money `json:"unit_price,omitempty"`
+	Shards    int             `json:"shards"`
 }
 
 func skuProblem(w http.ResponseWriter) int {
@@ -431,7 +433,7 @@ func (s *Server) putInventory(w http.ResponseWriter, r *http.Request) (int, erro
 		return problem(w, http.StatusServiceUnavailable, "Service Unavailable", "could not set the stock; retry", nil), err
 	}
 	s.priceCache().put(sku, it.UnitPrice, s.now())
-	return reply(w, http.StatusOK, StockView{SKU: sku, Available: it.Available, UnitPrice: it.UnitPrice}), nil
+	return reply(w, http.StatusOK, StockView{SKU: sku, Available: it.Available, UnitPrice: it.UnitPrice, Shards: it.Shards}), nil
 }
 
 func (s *Server) getInventory(w http.ResponseWriter, r *http.Request) (int, error) {
@@ -446,7 +448,7 @@ func (s *Server) getInventory(w http.ResponseWriter, r *http.Request) (int, erro
 	if err != nil {
 		return problem(w, http.StatusServiceUnavailable, "Service Unavailable", "could not read the stock; retry", nil), err
 	}
-	return reply(w, http.StatusOK, StockView{SKU: sku, Available: it.Available, UnitPrice: it.UnitPrice}), nil
+	return reply(w, http.StatusOK, StockView{SKU: sku, Available: it.Available, UnitPrice: it.UnitPrice, Shards: max(it.Shards, 1)}), nil
 }
 
 // AdjustmentView is the 200 answer of POST /v1/inventory/{sku}/adjustments.

@@ -34,7 +34,7 @@ func (s *Service) inventory(ctx context.Context, ev Event) (Outcome, error) {
 	if err != nil {
 		return "", Permanent(ReasonInvalid, err)
 	}
-	err = s.Store.Apply(ctx, Change{Order: next, From: StatusPlaced, Upsert: true, Reserve: o.Lines()})
+	next, err = s.Store.Reserve(ctx, Change{Order: next, From: StatusPlaced, Upsert: true, Reserve: o.Lines()})
 	var stock *StockError
 	var price *PriceError
 	switch {

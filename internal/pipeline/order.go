@@ -171,6 +171,10 @@ type Order struct {
 	TrackingNumber  string               `json:"tracking_number,omitempty"`
 	Carrier         string               `json:"carrier,omitempty"`
 	Reason          string               `json:"reason,omitempty"`
+	// StockShards records, for a SKU whose stock is held in several
+	// shards, the shard its units were reserved from (absent: shard 0), so
+	// a release returns them there.
+	StockShards map[string]int `json:"stock_shards,omitempty"`
 	// Trace carries the trace context of the request that placed the order
 	// (W3C traceparent), so spans in every stage join one trace.
 	Trace string `json:"trace,omitempty"`
@@ -202,7 +206,7 @@ func (o Order) Lines() []Line {
 			continue
 		}
 		idx[it.SKU] = len(out)
-		out = append(out, Line{SKU: it.SKU, Quantity: it.Quantity, UnitPrice: it.UnitPrice})
+		out = append(out, Line{SKU: it.SKU, Quantity: it.Quantity, UnitPrice: it.UnitPrice, Shard: o.StockShards[it.SKU]})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].SKU < out[j].SKU })
 	return out
@@ -215,6 +219,9 @@ type Line struct {
 	SKU       string
 	Quantity  int64
 	UnitPrice Money
+	// Shard is the stock shard the line's units were reserved from (0 for
+	// a SKU held in one item); a release returns them there.
+	Shard int
 }
 
 // transition returns a copy of o moved to status to at time now, or an error

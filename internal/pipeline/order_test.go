@@ -168,9 +168,13 @@ func TestLinesMergeRepeatedSKUs(t *testing.T) {
 	usd := func(a int64) Money { return Money{Amount: a, Currency: "USD"} }
 	o := Order{Items: []Item{{SKU: "B", Quantity: 1, UnitPrice: usd(7)}, {SKU: "A", Quantity: 2, UnitPrice: usd(5)}, {SKU: "B", Quantity: 3, UnitPrice: usd(7)}}}
 	got := o.Lines()
-	want := []Line{{"A", 2, usd(5)}, {"B", 4, usd(7)}}
+	want := []Line{{"A", 2, usd(5), 0}, {"B", 4, usd(7), 0}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("Lines() = %v, want %v", got, want)
+	}
+	o.StockShards = map[string]int{"B": 5}
+	if got := o.Lines(); got[0].Shard != 0 || got[1].Shard != 5 {
+		t.Fatalf("Lines() with B reserved from shard 5 = %v, want shards 0 and 5", got)
 	}
 }
 

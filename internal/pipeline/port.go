@@ -33,6 +33,10 @@ type Store interface {
 	// exists already it stores nothing and returns the existing order id,
 	// or ErrIdempotencyMismatch if the fingerprint differs.
 	Create(ctx context.Context, o Order, idempotencyKey, fingerprint string) (existingID string, err error)
+	// Reserve performs a change with Reserve lines like Apply and returns
+	// the order as written: it records in StockShards the stock shard each
+	// line's units were taken from, chosen inside the write.
+	Reserve(ctx context.Context, ch Change) (Order, error)
 	// Apply performs ch atomically. It returns ErrConflict when the status
 	// condition fails and *StockError when a reservation cannot be met; in
 	// both cases nothing was written.
@@ -42,10 +46,12 @@ type Store interface {
 	SetStock(ctx context.Context, sku string, available int64) error
 	// Stock returns the units of sku available, or ErrNotFound.
 	Stock(ctx context.Context, sku string) (int64, error)
-	// PutInventory replaces the inventory item of it.SKU: its level and
-	// catalogue price (none when it.UnitPrice is nil).
+	// PutInventory replaces the inventory of it.SKU: its level (spread
+	// over it.Shards items), catalogue price (none when it.UnitPrice is
+	// nil) and shard count.
 	PutInventory(ctx context.Context, it InventoryItem) error
-	// Inventory returns the inventory item of sku, or ErrNotFound.
+	// Inventory returns the inventory of sku (the total over its shards),
+	// or ErrNotFound.
 	Inventory(ctx context.Context, sku string) (InventoryItem, error)
 	// AdjustStock adds delta (negative to remove) to the level of sku in one
 	// conditional write and returns the new level. It returns ErrNotFound
@@ -72,7 +78,14 @@ type InventoryItem struct {
 	// UnitPrice is nil when the SKU has no catalogue price; then any price
 	// an order carries is accepted.
 	UnitPrice *Money
+	// Shards is how many items hold the stock (1..MaxShards; 0 means 1).
+	// A hot SKU is sharded so that its reservations spread over several
+	// DynamoDB items, each with its own write throughput.
+	Shards int
 }
+
+// MaxShards is the most items a SKU's stock can be spread over.
+const MaxShards = 32
 
 // Publisher puts events on the bus. Publish returns only once every event
 // is accepted by the bus (batched with other callers' events for efficiency),

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"regexp"
 	"slices"
 	"testing"
@@ -70,8 +71,11 @@ func strOf(t *testing.T, v types.AttributeValue) string {
 func TestReserveExpressionChecksLevelAndPrice(t *testing.T) {
 	t.Parallel()
 	st := &Store{tables: Tables{Inventory: "inv"}}
-	u := st.reserveUpdate(pipeline.Line{SKU: "A", Quantity: 3, UnitPrice: pipeline.Money{Amount: 1250, Currency: "USD"}})
+	u := st.reserveUpdate(pipeline.Line{SKU: "A", Quantity: 3, UnitPrice: pipeline.Money{Amount: 1250, Currency: "USD"}}, 1)
 	checkPlaceholders(t, u.ExpressionAttributeNames, u.ExpressionAttributeValues, aws.ToString(u.UpdateExpression), aws.ToString(u.ConditionExpression))
+	if got := strOf(t, u.Key["sku"]); got != "A" {
+		t.Errorf("an unsharded SKU's key = %q, want the SKU", got)
+	}
 	if u.ExpressionAttributeNames["#price"] != priceAttr {
 		t.Errorf("#price = %q, want %q", u.ExpressionAttributeNames["#price"], priceAttr)
 	}
@@ -86,6 +90,44 @@ func TestReserveExpressionChecksLevelAndPrice(t *testing.T) {
 	}
 	if u.ReturnValuesOnConditionCheckFailure != types.ReturnValuesOnConditionCheckFailureAllOld {
 		t.Errorf("a failed reservation does not return the item it found")
+	}
+}
+
+func TestShardedExpressions(t *testing.T) {
+	t.Parallel()
+	st := &Store{tables: Tables{Inventory: "inv"}}
+	u := st.reserveUpdate(pipeline.Line{SKU: "HOT", Quantity: 1, UnitPrice: pipeline.Money{Amount: 1, Currency: "USD"}, Shard: 5}, 8)
+	checkPlaceholders(t, u.ExpressionAttributeNames, u.ExpressionAttributeValues, aws.ToString(u.UpdateExpression), aws.ToString(u.ConditionExpression))
+	if got := strOf(t, u.Key["sku"]); got != "HOT#5" {
+		t.Errorf("shard 5's key = %q, want HOT#5", got)
+	}
+	if got := num(t, u.ExpressionAttributeValues[":k"]); got != "8" || u.ExpressionAttributeNames["#shards"] != shardsAttr {
+		t.Errorf("the reservation does not check the shard count 8: :k = %s, #shards = %q", got, u.ExpressionAttributeNames["#shards"])
+	}
+	r := st.releaseUpdate(pipeline.Line{SKU: "HOT", Quantity: 2, Shard: 5})
+	checkPlaceholders(t, r.ExpressionAttributeNames, r.ExpressionAttributeValues, aws.ToString(r.UpdateExpression), aws.ToString(r.ConditionExpression))
+	if got := strOf(t, r.Key["sku"]); got != "HOT#5" || num(t, r.ExpressionAttributeValues[":q"]) != "2" {
+		t.Errorf("release goes to %q, want HOT#5", got)
+	}
+	if r0 := st.releaseUpdate(pipeline.Line{SKU: "HOT", Quantity: 2}); r0.ConditionExpression != nil || strOf(t, r0.Key["sku"]) != "HOT" {
+		t.Errorf("a release to shard 0 is not today's unconditional ADD on the SKU's item: %+v", r0)
+	}
+	for _, tc := range []struct {
+		key, sku string
+	}{{"HOT", "HOT"}, {"HOT#31", "HOT"}, {shardKey("A.b-c", 7), "A.b-c"}} {
+		if got := baseSKU(tc.key); got != tc.sku {
+			t.Errorf("baseSKU(%q) = %q, want %q", tc.key, got, tc.sku)
+		}
+	}
+	if got := fmt.Sprint(spread(10, 4)); got != "[3 3 2 2]" {
+		t.Errorf("spread(10, 4) = %s, want [3 3 2 2]", got)
+	}
+	seen := map[int]bool{}
+	for i := range 200 {
+		seen[firstShard(fmt.Sprintf("order-%d", i), 8)] = true
+	}
+	if len(seen) != 8 || firstShard("x", 8) != firstShard("x", 8) {
+		t.Errorf("first shards of 200 orders over 8 shards: %v, want all 8, the same for the same order", seen)
 	}
 }
 

@@ -88,9 +88,11 @@ type StockLevel struct {
 	Available int64
 }
 
-// ListStock returns the stock of up to limit SKUs, in no order (a scan).
+// ListStock returns the stock of up to limit SKUs, in no order (a scan),
+// a sharded SKU's shards summed into one row.
 func (st *Store) ListStock(ctx context.Context, limit int) ([]StockLevel, error) {
 	var rows []StockLevel
+	at := map[string]int{}
 	var start map[string]types.AttributeValue
 	for len(rows) < limit {
 		out, err := st.db.Scan(ctx, &dynamodb.ScanInput{TableName: &st.tables.Inventory, ExclusiveStartKey: start,
@@ -99,10 +101,15 @@ func (st *Store) ListStock(ctx context.Context, limit int) ([]StockLevel, error)
 			return rows, fmt.Errorf("scan stock: %w", err)
 		}
 		for _, it := range out.Items {
-			row := StockLevel{SKU: str(it["sku"])}
+			row := StockLevel{SKU: baseSKU(str(it["sku"]))}
 			if a, ok := it["available"].(*types.AttributeValueMemberN); ok {
 				row.Available, _ = strconv.ParseInt(a.Value, 10, 64)
 			}
+			if i, ok := at[row.SKU]; ok {
+				rows[i].Available += row.Available
+				continue
+			}
+			at[row.SKU] = len(rows)
 			rows = append(rows, row)
 		}
 		if out.LastEvaluatedKey == nil {

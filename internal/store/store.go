@@ -16,8 +16,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -47,6 +49,10 @@ const timeLayout = "2006-01-02T15:04:05.000000000Z"
 type Store struct {
 	db     *dynamodb.Client
 	tables Tables
+
+	shards      shardCounts
+	rebalancing sync.Map // sku → true while a rebalance runs
+	rebalanced  sync.Map // sku → time.Time of the last rebalance started
 }
 
 var _ pipeline.Store = (*Store)(nil)
@@ -170,11 +176,26 @@ func (st *Store) existingKey(ctx context.Context, key, fingerprint string) (stri
 	return id.Value, nil
 }
 
-// Apply implements pipeline.Store.
+// Apply implements pipeline.Store. A change with Reserve lines is a
+// reservation (see Reserve).
 func (st *Store) Apply(ctx context.Context, ch pipeline.Change) error {
+	if len(ch.Reserve) > 0 {
+		_, err := st.Reserve(ctx, ch)
+		return err
+	}
+	_, err := st.apply(ctx, ch, nil)
+	return err
+}
+
+// apply is one attempt at ch: a PutItem, or one TransactWriteItems when
+// stock moves. ks[i] is the shard count assumed for ch.Reserve[i], whose
+// Shard names the shard to take from. When a reservation's condition fails
+// it returns the cancellation reasons (and no error) for Reserve to decide
+// what to try next.
+func (st *Store) apply(ctx context.Context, ch pipeline.Change, ks []int) ([]types.CancellationReason, error) {
 	item, err := orderItem(ch.Order)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cond := "#s = :from"
 	if ch.Upsert {
@@ -194,102 +215,104 @@ func (st *Store) Apply(ctx context.Context, ch pipeline.Change) error {
 		})
 		var ccf *types.ConditionalCheckFailedException
 		if errors.As(err, &ccf) {
-			return pipeline.ErrConflict
+			return nil, pipeline.ErrConflict
 		}
 		if err != nil {
-			return fmt.Errorf("write order %s %s→%s: %w", ch.Order.ID, ch.From, ch.Order.Status, err)
+			return nil, fmt.Errorf("write order %s %s→%s: %w", ch.Order.ID, ch.From, ch.Order.Status, err)
 		}
-		return nil
+		return nil, nil
 	}
-	items := make([]types.TransactWriteItem, 0, len(ch.Reserve)+len(ch.Release)+1)
-	for _, l := range ch.Reserve {
-		items = append(items, types.TransactWriteItem{Update: st.reserveUpdate(l)})
-	}
-	for _, l := range ch.Release {
-		items = append(items, types.TransactWriteItem{Update: &types.Update{
-			TableName:                 &st.tables.Inventory,
-			Key:                       map[string]types.AttributeValue{"sku": s(l.SKU)},
-			UpdateExpression:          aws.String("ADD available :q"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":q": n(l.Quantity)},
-		}})
-	}
-	items = append(items, types.TransactWriteItem{Put: put})
-	_, err = st.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
-	var tce *types.TransactionCanceledException
-	if !errors.As(err, &tce) {
-		if err != nil {
-			return fmt.Errorf("write order %s %s→%s with stock: %w", ch.Order.ID, ch.From, ch.Order.Status, err)
+	release := ch.Release
+	for attempt := 0; ; attempt++ {
+		items := make([]types.TransactWriteItem, 0, len(ch.Reserve)+len(release)+1)
+		for i, l := range ch.Reserve {
+			items = append(items, types.TransactWriteItem{Update: st.reserveUpdate(l, ks[i])})
 		}
-		return nil
-	}
-	reasons := tce.CancellationReasons
-	if len(reasons) == len(items) && aws.ToString(reasons[len(items)-1].Code) == "ConditionalCheckFailed" {
-		return pipeline.ErrConflict
-	}
-	// A reservation's condition covers both the level and the price; the
-	// item as it was (ALL_OLD, or a read when the reason carries none)
-	// tells which failed. A price mismatch wins over a short SKU.
-	var first error
-	for i, r := range reasons {
-		if i >= len(ch.Reserve) || aws.ToString(r.Code) != "ConditionalCheckFailed" {
-			continue
+		for _, l := range release {
+			items = append(items, types.TransactWriteItem{Update: st.releaseUpdate(l)})
 		}
-		rerr := st.reservationError(ctx, ch.Reserve[i], r.Item)
-		var pe *pipeline.PriceError
-		if errors.As(rerr, &pe) {
-			return rerr
+		items = append(items, types.TransactWriteItem{Put: put})
+		_, err = st.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
+		var tce *types.TransactionCanceledException
+		if !errors.As(err, &tce) {
+			if err != nil {
+				return nil, fmt.Errorf("write order %s %s→%s with stock: %w", ch.Order.ID, ch.From, ch.Order.Status, err)
+			}
+			return nil, nil
 		}
-		if first == nil {
-			first = rerr
+		reasons := tce.CancellationReasons
+		if len(reasons) == len(items) && aws.ToString(reasons[len(items)-1].Code) == "ConditionalCheckFailed" {
+			return nil, pipeline.ErrConflict
+		}
+		if hasCode(reasons[:min(len(reasons), len(ch.Reserve))], "ConditionalCheckFailed") {
+			return reasons, nil
+		}
+		// A release to a shard that a lower shard count has since deleted
+		// goes to shard 0 instead.
+		redirected := false
+		if attempt == 0 {
+			release = slices.Clone(release)
+			for i := range release {
+				j := len(ch.Reserve) + i
+				if j < len(reasons) && aws.ToString(reasons[j].Code) == "ConditionalCheckFailed" && release[i].Shard != 0 {
+					release[i].Shard, redirected = 0, true
+				}
+			}
+		}
+		if !redirected {
+			// TransactionConflict, ThrottlingError and friends: another
+			// transaction touched the same items or the item is hot;
+			// retrying through the queue is right.
+			return nil, fmt.Errorf("write order %s %s→%s with stock: %w", ch.Order.ID, ch.From, ch.Order.Status, err)
 		}
 	}
-	if first != nil {
-		return first
-	}
-	// TransactionConflict and friends: another transaction touched the same
-	// items; retrying is right.
-	return fmt.Errorf("write order %s %s→%s with stock: %w", ch.Order.ID, ch.From, ch.Order.Status, err)
 }
 
 // priceAttr holds a SKU's catalogue price as "<amount> <currency>"
 // (pipeline.Money.String), so one string equality compares both parts.
 const priceAttr = "unit_price"
 
-// reserveUpdate is the reservation of one line: take l.Quantity units only
-// if the SKU exists, has that many, and has no catalogue price or exactly
-// the line's. ALL_OLD on a failed condition returns the item, which says
-// which part failed without another request.
-func (st *Store) reserveUpdate(l pipeline.Line) *types.Update {
+// reserveUpdate is the reservation of one line from its shard: take
+// l.Quantity units only if the shard exists, has that many, has no
+// catalogue price or exactly the line's, and belongs to a SKU of k shards
+// (an unsharded SKU's item records no count). ALL_OLD on a failed
+// condition returns the item, which says which part failed without
+// another request.
+func (st *Store) reserveUpdate(l pipeline.Line, k int) *types.Update {
+	names := map[string]string{"#price": priceAttr, "#shards": shardsAttr}
+	vals := map[string]types.AttributeValue{":q": n(l.Quantity), ":price": s(l.UnitPrice.String())}
+	cond := "attribute_exists(sku) AND available >= :q AND (attribute_not_exists(#price) OR #price = :price)"
+	if k <= 1 {
+		cond += " AND attribute_not_exists(#shards)"
+	} else {
+		cond += " AND #shards = :k"
+		vals[":k"] = n(int64(k))
+	}
 	return &types.Update{
 		TableName:                           &st.tables.Inventory,
-		Key:                                 map[string]types.AttributeValue{"sku": s(l.SKU)},
+		Key:                                 map[string]types.AttributeValue{"sku": s(shardKey(l.SKU, l.Shard))},
 		UpdateExpression:                    aws.String("SET available = available - :q"),
-		ConditionExpression:                 aws.String("attribute_exists(sku) AND available >= :q AND (attribute_not_exists(#price) OR #price = :price)"),
-		ExpressionAttributeNames:            map[string]string{"#price": priceAttr},
-		ExpressionAttributeValues:           map[string]types.AttributeValue{":q": n(l.Quantity), ":price": s(l.UnitPrice.String())},
+		ConditionExpression:                 aws.String(cond),
+		ExpressionAttributeNames:            names,
+		ExpressionAttributeValues:           vals,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	}
 }
 
-// reservationError explains a reservation whose condition failed, from the
-// item as it was when the write failed, or from a read when it is not given.
-func (st *Store) reservationError(ctx context.Context, l pipeline.Line, old map[string]types.AttributeValue) error {
-	var it pipeline.InventoryItem
-	var err error
-	if old != nil {
-		it, err = inventoryItem(l.SKU, old)
-	} else {
-		it, err = st.Inventory(ctx, l.SKU)
+// releaseUpdate returns a line's units to the shard they came from. A
+// shard other than 0 must still exist (a lower shard count deletes the
+// shards above it); shard 0 always does.
+func (st *Store) releaseUpdate(l pipeline.Line) *types.Update {
+	u := &types.Update{
+		TableName:                 &st.tables.Inventory,
+		Key:                       map[string]types.AttributeValue{"sku": s(shardKey(l.SKU, l.Shard))},
+		UpdateExpression:          aws.String("ADD available :q"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":q": n(l.Quantity)},
 	}
-	switch {
-	case errors.Is(err, pipeline.ErrNotFound):
-		return &pipeline.StockError{SKU: l.SKU, Unknown: true, Requested: l.Quantity}
-	case err != nil:
-		return err
-	case it.UnitPrice != nil && *it.UnitPrice != l.UnitPrice:
-		return &pipeline.PriceError{SKU: l.SKU, Catalogue: *it.UnitPrice, Ordered: l.UnitPrice}
+	if l.Shard != 0 {
+		u.ConditionExpression = aws.String("attribute_exists(sku)")
 	}
-	return &pipeline.StockError{SKU: l.SKU, Requested: l.Quantity, Available: it.Available}
+	return u
 }
 
 // SetStock implements pipeline.Store.
@@ -297,15 +320,26 @@ func (st *Store) SetStock(ctx context.Context, sku string, available int64) erro
 	return st.PutInventory(ctx, pipeline.InventoryItem{SKU: sku, Available: available})
 }
 
-// PutInventory implements pipeline.Store.
+// PutInventory implements pipeline.Store. An unsharded SKU is one PutItem
+// as ever; a sharded one a transaction over its shards.
 func (st *Store) PutInventory(ctx context.Context, it pipeline.InventoryItem) error {
+	if it.Shards < 0 || it.Shards > pipeline.MaxShards {
+		return fmt.Errorf("set stock of %s: %d shards is outside 1..%d", it.SKU, it.Shards, pipeline.MaxShards)
+	}
+	if it.Shards > 1 {
+		return st.putSharded(ctx, it)
+	}
 	item := map[string]types.AttributeValue{"sku": s(it.SKU), "available": n(it.Available)}
 	if it.UnitPrice != nil {
 		item[priceAttr] = s(it.UnitPrice.String())
 	}
-	_, err := st.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: &st.tables.Inventory, Item: item})
+	out, err := st.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: &st.tables.Inventory, Item: item, ReturnValues: types.ReturnValueAllOld})
 	if err != nil {
 		return fmt.Errorf("set stock of %s: %w", it.SKU, err)
+	}
+	st.shards.set(it.SKU, 1)
+	if k := itemShards(out.Attributes); k > 1 {
+		return st.deleteShards(ctx, it.SKU, 1, k)
 	}
 	return nil
 }
@@ -316,17 +350,11 @@ func (st *Store) Stock(ctx context.Context, sku string) (int64, error) {
 	return it.Available, err
 }
 
-// Inventory implements pipeline.Store.
+// Inventory implements pipeline.Store: one strongly consistent read of
+// the SKU's item, and for a sharded SKU one more of its other shards.
 func (st *Store) Inventory(ctx context.Context, sku string) (pipeline.InventoryItem, error) {
-	out, err := st.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName:      &st.tables.Inventory,
-		Key:            map[string]types.AttributeValue{"sku": s(sku)},
-		ConsistentRead: aws.Bool(true),
-	})
-	if err != nil {
-		return pipeline.InventoryItem{}, fmt.Errorf("get stock of %s: %w", sku, err)
-	}
-	return inventoryItem(sku, out.Item)
+	it, _, err := st.shardLevels(ctx, sku)
+	return it, err
 }
 
 func inventoryItem(sku string, item map[string]types.AttributeValue) (pipeline.InventoryItem, error) {
@@ -365,12 +393,15 @@ func parsePrice(v string) (pipeline.Money, error) {
 // adjustUpdate adds delta to the level of sku only if the SKU exists and the
 // result stays within 0..MaxAvailable: available >= -delta and
 // available <= MaxAvailable - delta.
+// A sharded SKU's item fails the condition (it records a shard count) and
+// the adjustment is made over its shards.
 func (st *Store) adjustUpdate(sku string, delta int64) *dynamodb.UpdateItemInput {
 	return &dynamodb.UpdateItemInput{
 		TableName:                           &st.tables.Inventory,
 		Key:                                 map[string]types.AttributeValue{"sku": s(sku)},
 		UpdateExpression:                    aws.String("SET available = available + :d"),
-		ConditionExpression:                 aws.String("attribute_exists(sku) AND available >= :lo AND available <= :hi"),
+		ConditionExpression:                 aws.String("attribute_exists(sku) AND available >= :lo AND available <= :hi AND attribute_not_exists(#shards)"),
+		ExpressionAttributeNames:            map[string]string{"#shards": shardsAttr},
 		ExpressionAttributeValues:           map[string]types.AttributeValue{":d": n(delta), ":lo": n(-delta), ":hi": n(pipeline.MaxAvailable - delta)},
 		ReturnValues:                        types.ReturnValueUpdatedNew,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
@@ -389,11 +420,15 @@ func (st *Store) AdjustStock(ctx context.Context, sku string, delta int64) (int6
 		var rerr error
 		if ccf.Item != nil {
 			it, rerr = inventoryItem(sku, ccf.Item)
+			it.Shards = itemShards(ccf.Item)
 		} else {
 			it, rerr = st.Inventory(ctx, sku)
 		}
 		if rerr != nil {
 			return 0, rerr
+		}
+		if it.Shards > 1 {
+			return st.adjustSharded(ctx, sku, delta)
 		}
 		return 0, &pipeline.LevelError{SKU: sku, Available: it.Available, Delta: delta}
 	}

@@ -55,10 +55,11 @@ type Proxy struct {
 	// URL is the endpoint to give the SDK (a BaseEndpoint).
 	URL string
 
-	srv   *httptest.Server
-	mu    sync.Mutex
-	rules []*Rule
-	seen  map[string]int
+	srv      *httptest.Server
+	mu       sync.Mutex
+	rules    []*Rule
+	seen     map[string]int
+	throttle *Throttle
 }
 
 // New starts a fault endpoint forwarding to target.
@@ -69,6 +70,11 @@ func New(target string) (*Proxy, error) {
 	}
 	p := &Proxy{seen: map[string]int{}}
 	rp := httputil.NewSingleHostReverseProxy(u)
+	// One upstream connection per request: a pooled keep-alive connection
+	// that the endpoint closes as it is reused cuts a response short now
+	// and then, and a lost ReceiveMessage answer leaves its messages
+	// invisible for their whole visibility timeout.
+	rp.Transport = &http.Transport{DisableKeepAlives: true}
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -78,13 +84,23 @@ func New(target string) (*Proxy, error) {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
 		svc, op := Operation(r, body)
-		if rule := p.match(svc, op, body); rule != nil {
-			for k, vs := range rule.Response.Header {
+		answer := func(resp Response) {
+			for k, vs := range resp.Header {
 				w.Header()[k] = vs
 			}
-			w.Header().Set("Content-Length", fmt.Sprint(len(rule.Response.Body)))
-			w.WriteHeader(rule.Response.Status)
-			_, _ = io.WriteString(w, rule.Response.Body)
+			w.Header().Set("Content-Length", fmt.Sprint(len(resp.Body)))
+			w.WriteHeader(resp.Status)
+			_, _ = io.WriteString(w, resp.Body)
+		}
+		if resp := p.throttled(svc, op, body); resp != nil {
+			p.mu.Lock()
+			p.seen[svc+"."+op]++
+			p.mu.Unlock()
+			answer(*resp)
+			return
+		}
+		if rule := p.match(svc, op, body); rule != nil {
+			answer(rule.Response)
 			return
 		}
 		rp.ServeHTTP(w, r)
