@@ -51,6 +51,7 @@ var taskRoleAllowed = map[string][]string{
 	"dynamodb:PutItem":                {"aws_dynamodb_table.this"},
 	"dynamodb:UpdateItem":             {"aws_dynamodb_table.this"},
 	"dynamodb:Query":                  {"aws_dynamodb_table.this"},
+	"dynamodb:DeleteItem":             {"aws_dynamodb_table.this"}, // shards of a SKU whose shard count went down
 	"dynamodb:BatchGetItem":           {"aws_dynamodb_table.this"}, // the intake's catalogue prices
 	"dynamodb:Scan":                   {"aws_dynamodb_table.this"}, // the console's stock panel, inventory only
 	"events:PutEvents":                {"aws_cloudwatch_event_bus.orders"},

@@ -38,7 +38,8 @@ type Call struct {
 	Operation string `json:"operation"`
 	// Resources are "<kind>:<name>" (queue, table, index, bus, topic,
 	// secret): queue names, not URLs; table indexes as table/index/name.
-	// For TransactWriteItems, "<ItemAction>@table:<name>" per item kind.
+	// For TransactWriteItems and TransactGetItems, "<ItemAction>@table:<name>"
+	// per item kind.
 	Resources []string `json:"resources,omitempty"`
 }
 
@@ -169,6 +170,13 @@ func callResources(op string, params any) []string {
 				set["DeleteItem@table:"+deref(it.Delete.TableName)] = true
 			case it.ConditionCheck != nil:
 				set["ConditionCheckItem@table:"+deref(it.ConditionCheck.TableName)] = true
+			}
+		}
+	} else if tg, ok := params.(*dynamodb.TransactGetItemsInput); ok {
+		// Likewise a read transaction: GetItem on each item's table.
+		for _, it := range tg.TransactItems {
+			if it.Get != nil {
+				set["GetItem@table:"+deref(it.Get.TableName)] = true
 			}
 		}
 	} else {

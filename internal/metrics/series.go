@@ -33,7 +33,7 @@ var (
 	AWSOperations = map[string][]string{
 		"SQS": {"ReceiveMessage", "DeleteMessageBatch", "ChangeMessageVisibility", "ChangeMessageVisibilityBatch",
 			"SendMessage", "SendMessageBatch", "GetQueueAttributes", "GetQueueUrl", "StartMessageMoveTask", "ListMessageMoveTasks"},
-		"DynamoDB":    {"GetItem", "BatchGetItem", "PutItem", "UpdateItem", "Query", "Scan", "TransactWriteItems"},
+		"DynamoDB":    {"GetItem", "BatchGetItem", "PutItem", "UpdateItem", "Query", "Scan", "TransactWriteItems", "TransactGetItems"},
 		"EventBridge": {"PutEvents"},
 		"SNS":         {"Publish", "PublishBatch", "CreateTopic"},
 	}
