@@ -77,6 +77,8 @@ type options struct {
 	configs                 []config
 	fromSummary             string
 	replot                  bool
+	peerOrders              int
+	temporalCLI             string
 }
 
 func parse(args []string) (options, error) {
@@ -88,7 +90,7 @@ func parse(args []string) (options, error) {
 	fs.StringVar(&o.out, "out", "bench/results", "directory for raw JSON lines and logs (git-ignored)")
 	fs.StringVar(&o.plot, "plot", "bench/plot.svg", "where to write the chart")
 	fs.StringVar(&o.figures, "figures", "bench/figures.md", "where to write the tables")
-	fs.StringVar(&only, "only", "steady,api,throughput,scaling", "scenarios to run: steady (requests and CPU per order), api, throughput, scaling")
+	fs.StringVar(&only, "only", "steady,api,throughput,scaling,peer", "scenarios to run: steady (requests and CPU per order), api, throughput, scaling, peer (the same burst against CloudCommerce and against Temporal)")
 	fs.Float64Var(&o.steadyRate, "steady-rate", 150, "offered orders/s of the steady-load runs")
 	fs.DurationVar(&o.producerLinger, "producer-linger", 50*time.Millisecond, "how long the bus producer gathers due orders into one PutEvents (a batching producer); the steady scenario also runs once with 5ms (a smooth producer)")
 	fs.IntVar(&o.steadyOrders, "steady-orders", 6000, "orders in each steady-load run (at least 5000 for the CPU figure)")
@@ -102,6 +104,8 @@ func parse(args []string) (options, error) {
 	fs.StringVar(&configs, "configs", "batched,naive,eager", "worker configurations to compare: batched (defaults), naive (CLOUDCOMMERCE_BATCHING=false), eager (batching without the receive and delete lingers), proto")
 	fs.StringVar(&protoBin, "proto-bin", "", "with -configs proto: a worker binary with a proposed change, measured in the same harness")
 	fs.StringVar(&protoEnv, "proto-env", "", "with -configs proto: space-separated environment for it")
+	fs.IntVar(&o.peerOrders, "peer-orders", 2000, "orders of the peer burst, placed at once on each system")
+	fs.StringVar(&o.temporalCLI, "temporal", defaultTemporalCLI(), "the Temporal CLI the peer runs `temporal server start-dev` with (bench/run.sh installs it)")
 	fs.StringVar(&o.fromSummary, "from-summary", "", "rewrite the figures and plot from a saved bench/results/summary-*.json instead of measuring")
 	fs.BoolVar(&quick, "quick", false, "small runs, for checking the script itself (figures are not meaningful)")
 	if err := fs.Parse(args); err != nil {
@@ -140,7 +144,7 @@ func parse(args []string) (options, error) {
 		}
 	}
 	if quick {
-		o.steadyOrders, o.apiOrders, o.stepSeconds, o.scaleSeconds = 600, 300, 4, 4
+		o.steadyOrders, o.apiOrders, o.stepSeconds, o.scaleSeconds, o.peerOrders = 600, 300, 4, 4, 200
 		o.rates = []float64{50, 150}
 	}
 	return o, nil
@@ -201,7 +205,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		o.replot = true
 		return rep.write(o, stdout)
 	}
-	for _, b := range []string{"worker", "devstack"} {
+	bins := []string{"worker", "devstack"}
+	if o.only["peer"] {
+		bins = append(bins, "temporal-peer")
+		if _, err := os.Stat(o.temporalCLI); err != nil {
+			return fmt.Errorf("the Temporal CLI (run bench/run.sh, which installs it): %w", err)
+		}
+	}
+	for _, b := range bins {
 		if _, err := os.Stat(filepath.Join(o.bin, b)); err != nil {
 			return fmt.Errorf("%s not built in %s (run bench/run.sh): %w", b, o.bin, err)
 		}
@@ -248,6 +259,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			rep.Scaling = append(rep.Scaling, b.measure(ctx, "scaling", o.configs[0], n, false, o.scaleRate, orders, throughputMix()))
 		}
 	}
+	if o.only["peer"] {
+		rep.Peer = b.peer(ctx, stamp)
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -262,6 +276,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "every target met")
 	return nil
+}
+
+// defaultTemporalCLI is where bench/run.sh installs the Temporal CLI:
+// $CLOUDCOMMERCE_TOOLS_DIR, else ~/.cache/cloudcommerce/tools.
+func defaultTemporalCLI() string {
+	dir := os.Getenv("CLOUDCOMMERCE_TOOLS_DIR")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".cache", "cloudcommerce", "tools")
+	}
+	return filepath.Join(dir, "temporal-v1.5.1", "temporal")
 }
 
 // throughputMix is the mix of the throughput and scaling runs: the
