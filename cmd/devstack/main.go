@@ -38,14 +38,14 @@ func main() {
 }
 
 type options struct {
-	addr, dataDir, emulatorAddr, prefix, logLevel string
-	demo                                          int
-	emulatorOnly, memory                          bool
-	timeout                                       time.Duration
-	seed                                          uint64
+	addr, dataDir, emulatorAddr, prefix, logLevel, apiKey string
+	demo                                                  int
+	emulatorOnly, memory                                  bool
+	timeout                                               time.Duration
+	seed                                                  uint64
 }
 
-func parse(args []string, stderr io.Writer) (options, error) {
+func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -58,12 +58,16 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.emulatorOnly, "emulator-only", false, "serve only the provisioned emulator on --emulator-addr")
 	fs.StringVar(&o.emulatorAddr, "emulator-addr", "", "address of the emulator's AWS endpoint (default 127.0.0.1:4566 with --emulator-only, a free port otherwise)")
 	fs.StringVar(&o.prefix, "prefix", "cloudcommerce", "resource name prefix")
+	fs.StringVar(&o.apiKey, "api-key", "", "API key the intake API and the console require (default $CLOUDCOMMERCE_API_KEY; none: open)")
 	fs.StringVar(&o.logLevel, "log-level", "", "worker log level: debug, info, warn, error (default warn; error with --demo, where expected retries would crowd the progress)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.apiKey == "" {
+		o.apiKey = getenv("CLOUDCOMMERCE_API_KEY")
 	}
 	if o.logLevel == "" {
 		o.logLevel = "warn"
@@ -87,7 +91,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, err := parse(args, stderr)
+	o, err := parse(args, os.Getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -118,7 +122,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// (the emulator does not wake a poll when a retried message returns),
 	// quick retries and a quick sweep for orders a restart left mid-stage.
 	cfg.WaitTime, cfg.RetryBase, cfg.SweepInterval, cfg.StuckAfter, cfg.QueueSampleInterval = 2*time.Second, 500*time.Millisecond, 10*time.Second, 30*time.Second, 5*time.Second
-	cfg.Prefix = o.prefix
+	cfg.Prefix, cfg.APIKey = o.prefix, o.apiKey
 	opts := devstack.Options{Prefix: o.prefix, Worker: cfg, Log: log}
 	tp, err := trace.FromEnv(ctx, os.Getenv, "cloudcommerce-devstack")
 	if err != nil {
@@ -169,7 +173,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.demo == 0 {
 		fmt.Fprintf(stdout, "CloudCommerce devstack: intake API, /metrics and /healthz on %s (data in %s)\n", base, orMemory(dataDir))
 		fmt.Fprintf(stdout, "AWS endpoint for other tools: %s\n", s.Emulator.URL)
-		fmt.Fprintf(stdout, "try: curl -s %s/v1/inventory/SKU-WIDGET\nCtrl-C to stop\n", base)
+		auth := ""
+		if o.apiKey != "" {
+			auth = ` -H "Authorization: Bearer $CLOUDCOMMERCE_API_KEY"`
+			fmt.Fprintf(stdout, "the API and %s/console need the API key (the console has a sign-in form)\n", base)
+		}
+		fmt.Fprintf(stdout, "try: curl -s%s %s/v1/inventory/SKU-WIDGET\nCtrl-C to stop\n", auth, base)
 		go printNotifications(runCtx, s, stdout)
 		<-ctx.Done()
 		fmt.Fprintln(stdout, "stopping: draining in-flight orders")
@@ -180,7 +189,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	fmt.Fprintf(stdout, "placing %d orders through %s/v1/orders\n", o.demo, base)
-	res, demoErr := s.RunDemo(ctx, devstack.DemoOptions{Orders: o.demo, BaseURL: base, Timeout: o.timeout, Out: stdout, Terminal: isTerminal(stdout), Seed: o.seed})
+	res, demoErr := s.RunDemo(ctx, devstack.DemoOptions{Orders: o.demo, BaseURL: base, Timeout: o.timeout, Out: stdout, Terminal: isTerminal(stdout), Seed: o.seed, APIKey: o.apiKey})
 	stopRun()
 	runE := <-runErr
 	stopHTTP()

@@ -21,6 +21,8 @@ locals {
 resource "aws_sns_topic" "alarms" {
   name              = "${var.prefix}-alarms"
   kms_master_key_id = local.kms_key_arn
+
+  tags = local.tags
 }
 
 data "aws_iam_policy_document" "alarms_topic" {
@@ -51,6 +53,35 @@ data "aws_iam_policy_document" "alarms_topic" {
       test     = "ArnLike"
       variable = "aws:SourceArn"
       values   = ["arn:${local.partition}:cloudwatch:${var.region}:${local.account_id}:alarm:${var.prefix}-*"]
+    }
+  }
+
+  # The Prometheus workspace's alert manager (prometheus.tf), when this
+  # module created it.
+  dynamic "statement" {
+    for_each = local.prometheus_create ? [1] : []
+    content {
+      sid       = "PrometheusAlertManagerPublishes"
+      effect    = "Allow"
+      actions   = ["sns:GetTopicAttributes", "sns:Publish"]
+      resources = [aws_sns_topic.alarms.arn]
+
+      principals {
+        type        = "Service"
+        identifiers = ["aps.amazonaws.com"]
+      }
+
+      condition {
+        test     = "ArnEquals"
+        variable = "aws:SourceArn"
+        values   = [local.prometheus_workspace_arn]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceAccount"
+        values   = [local.account_id]
+      }
     }
   }
 }
@@ -84,6 +115,8 @@ resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
   treat_missing_data  = "notBreaching"
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = [aws_sns_topic.alarms.arn]
+
+  tags = local.tags
 }
 
 resource "aws_cloudwatch_metric_alarm" "oldest_message_age" {
@@ -103,4 +136,6 @@ resource "aws_cloudwatch_metric_alarm" "oldest_message_age" {
   treat_missing_data  = "notBreaching"
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = [aws_sns_topic.alarms.arn]
+
+  tags = local.tags
 }

@@ -55,7 +55,7 @@ data "aws_iam_policy_document" "worker_task" {
     sid    = "ReadWriteTables"
     effect = "Allow"
     actions = [
-      "dynamodb:BatchWriteItem",
+      "dynamodb:BatchGetItem", # the intake's catalogue prices
       "dynamodb:ConditionCheckItem",
       "dynamodb:DeleteItem",
       "dynamodb:GetItem",
@@ -65,6 +65,15 @@ data "aws_iam_policy_document" "worker_task" {
       "dynamodb:UpdateItem",
     ]
     resources = [for t in aws_dynamodb_table.this : t.arn]
+  }
+
+  # The operator console's stock panel pages through the inventory table
+  # (internal/ops/console); no other table is scanned.
+  statement {
+    sid       = "ScanInventoryForConsole"
+    effect    = "Allow"
+    actions   = ["dynamodb:Scan"]
+    resources = [aws_dynamodb_table.this["inventory"].arn]
   }
 
   # Index ARNs by name (the topology's global secondary indexes), not /index/*.
@@ -90,6 +99,18 @@ data "aws_iam_policy_document" "worker_task" {
     effect    = "Allow"
     actions   = ["sns:Publish"]
     resources = [aws_sns_topic.notifications.arn]
+  }
+
+  # The metrics sidecar remote-writes with the task role's credentials, to
+  # the one workspace in use.
+  dynamic "statement" {
+    for_each = local.prometheus ? [1] : []
+    content {
+      sid       = "RemoteWriteMetrics"
+      effect    = "Allow"
+      actions   = ["aps:RemoteWrite"]
+      resources = [local.prometheus_workspace_arn]
+    }
   }
 
   dynamic "statement" {
@@ -135,4 +156,6 @@ resource "aws_iam_policy" "producer" {
   name        = "${var.prefix}-producer"
   description = "Put OrderPlaced and OrderCancelRequested events on the ${var.prefix} bus, and nothing else."
   policy      = data.aws_iam_policy_document.producer.json
+
+  tags = local.tags
 }

@@ -203,4 +203,6 @@ module "lambda_stage" {
 
   log_retention_days = var.log_retention_days
   alarm_topic_arn    = aws_sns_topic.alarms.arn
+
+  tags = local.tags
 }

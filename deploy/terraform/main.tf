@@ -9,8 +9,16 @@
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
+data "aws_region" "current" {}
 
 locals {
+  # Tags for every taggable resource, here and in the local modules: a child
+  # module does not rely on its caller's provider default_tags.
+  tags = merge(var.tags, {
+    Application = "cloudcommerce"
+    Prefix      = var.prefix
+  })
+
   topology = jsondecode(file("${path.module}/../topology.json"))
 
   # Keyed views of the topology; each for_each below iterates one of them.
@@ -131,6 +139,28 @@ data "aws_iam_policy_document" "kms" {
     }
   }
 
+  dynamic "statement" {
+    for_each = local.prometheus_create ? [1] : []
+    content {
+      sid     = "PrometheusAlertManagerPublishesToEncryptedTopic"
+      effect  = "Allow"
+      actions = ["kms:Decrypt", "kms:GenerateDataKey"]
+      # iam-wildcard-justified: key policy, "*" is this key.
+      resources = ["*"]
+
+      principals {
+        type        = "Service"
+        identifiers = ["aps.amazonaws.com"]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceAccount"
+        values   = [local.account_id]
+      }
+    }
+  }
+
   statement {
     sid       = "CloudWatchLogsEncryptsComputeLogs"
     effect    = "Allow"
@@ -162,6 +192,8 @@ resource "aws_kms_key" "this" {
   enable_key_rotation     = true
   deletion_window_in_days = var.kms.deletion_window_in_days
   policy                  = data.aws_iam_policy_document.kms[0].json
+
+  tags = local.tags
 }
 
 resource "aws_kms_alias" "this" {
@@ -178,6 +210,18 @@ resource "aws_kms_alias" "this" {
 
 resource "aws_cloudwatch_event_bus" "orders" {
   name = var.prefix
+
+  tags = local.tags
+
+  # The module takes its region from the aws provider it is called with (it
+  # has no provider configuration of its own); var.region spells ARNs and
+  # the worker's AWS_REGION, so the two must agree before anything is made.
+  lifecycle {
+    precondition {
+      condition     = data.aws_region.current.name == var.region
+      error_message = "var.region must be the region of the aws provider this module is called with."
+    }
+  }
 }
 
 resource "aws_cloudwatch_event_rule" "this" {
@@ -188,6 +232,8 @@ resource "aws_cloudwatch_event_rule" "this" {
   event_bus_name = aws_cloudwatch_event_bus.orders.name
   event_pattern  = jsonencode(each.value.event_pattern)
   state          = "ENABLED"
+
+  tags = local.tags
 }
 
 resource "aws_cloudwatch_event_target" "this" {
@@ -222,6 +268,8 @@ resource "aws_sqs_queue" "rule_target_dlq" {
   sqs_managed_sse_enabled           = local.kms_key_arn == null ? true : null
   kms_master_key_id                 = local.kms_key_arn
   kms_data_key_reuse_period_seconds = local.kms_key_arn == null ? null : 300
+
+  tags = local.tags
 }
 
 # Only EventBridge writes here: no SQS queue may use it as its DLQ.
@@ -281,6 +329,8 @@ module "stage_queue" {
   }
   kms_key_arn      = local.kms_key_arn
   sender_rule_arns = [for name in local.rules_by_stage[each.key] : aws_cloudwatch_event_rule.this[name].arn]
+
+  tags = local.tags
 }
 
 ################################################################################
@@ -332,6 +382,8 @@ resource "aws_dynamodb_table" "this" {
     enabled     = true
     kms_key_arn = local.kms_key_arn
   }
+
+  tags = local.tags
 }
 
 ################################################################################
@@ -343,6 +395,8 @@ resource "aws_dynamodb_table" "this" {
 resource "aws_sns_topic" "notifications" {
   name              = "${var.prefix}-${local.topic.name}"
   kms_master_key_id = local.kms_key_arn == null ? "alias/aws/sns" : local.kms_key_arn
+
+  tags = local.tags
 }
 
 resource "aws_sns_topic_subscription" "notification" {
@@ -383,15 +437,30 @@ resource "aws_ecr_repository" "worker" {
     encryption_type = local.kms_key_arn == null ? "AES256" : "KMS"
     kms_key         = local.kms_key_arn
   }
+
+  tags = local.tags
 }
 
 resource "aws_ecr_lifecycle_policy" "worker" {
   count = local.ecs ? 1 : 0
 
   repository = aws_ecr_repository.worker[0].name
+  # A copy of the metrics collector's image (tagged adot-*, for subnets
+  # without a NAT gateway; README.md, "Prometheus") matches the first rule,
+  # so worker releases never expire it.
   policy = jsonencode({
     rules = [{
       rulePriority = 1
+      description  = "Keep the 3 most recent metrics collector images (adot-*)"
+      selection = {
+        tagStatus     = "tagged"
+        tagPrefixList = ["adot-"]
+        countType     = "imageCountMoreThan"
+        countNumber   = 3
+      }
+      action = { type = "expire" }
+      }, {
+      rulePriority = 2
       description  = "Keep the ${var.ecr_keep_images} most recent images"
       selection = {
         tagStatus   = "any"
@@ -457,14 +526,21 @@ module "worker_service" {
   kms_key_arn           = local.kms_key_arn
   task_role_policy_json = data.aws_iam_policy_document.worker_task[0].json
 
-  min_tasks                       = var.min_tasks
-  max_tasks                       = var.max_tasks
-  target_backlog_per_task         = var.target_backlog_per_task
-  scale_out_cooldown_seconds      = var.scale_out_cooldown_seconds
-  scale_in_cooldown_seconds       = var.scale_in_cooldown_seconds
-  enable_task_scale_in_protection = var.enable_task_scale_in_protection
-  queue_names                     = { for stage, q in module.stage_queue : stage => q.queue_name }
+  min_tasks                  = var.min_tasks
+  max_tasks                  = var.max_tasks
+  target_backlog_per_task    = var.target_backlog_per_task
+  scale_out_cooldown_seconds = var.scale_out_cooldown_seconds
+  scale_in_cooldown_seconds  = var.scale_in_cooldown_seconds
+  queue_names                = { for stage, q in module.stage_queue : stage => q.queue_name }
+
+  metrics_collector = local.prometheus ? {
+    image                   = var.prometheus.collector_image
+    remote_write_url        = "${local.prometheus_endpoint}api/v1/remote_write"
+    scrape_interval_seconds = var.prometheus.scrape_interval_seconds
+  } : null
 
   alarm_topic_arn                     = aws_sns_topic.alarms.arn
   alarm_no_tasks_with_backlog_minutes = var.alarm_no_tasks_with_backlog_minutes
+
+  tags = local.tags
 }

@@ -137,3 +137,18 @@ output "compute" {
   description = "The compute target in use: ecs or lambda."
   value       = var.compute
 }
+
+output "prometheus_workspace_id" {
+  description = "Amazon Managed Service for Prometheus workspace the worker's metrics are written to; null when prometheus.enabled is false or compute = \"lambda\"."
+  value       = local.prometheus_workspace_id
+}
+
+output "prometheus_query_url" {
+  description = "The workspace's Prometheus-compatible query endpoint (<url>api/v1/query, SigV4-signed; a Grafana data source with SigV4 auth reads it); null when off."
+  value       = local.prometheus_endpoint
+}
+
+output "prometheus_rule_group_namespaces" {
+  description = "Rule-groups namespaces loaded into the workspace, by rule file (deploy/prometheus/rules/*.yml)."
+  value       = { for f, ns in aws_prometheus_rule_group_namespace.this : f => ns.name }
+}

@@ -32,15 +32,19 @@ fi
 # file("${path.module}/../topology.json") fails inside the scanner, every
 # for_each over the topology expands to nothing, and the queues, rules and
 # tables would silently go unscanned. Scan an unmodified copy of the .tf files
-# with topology.json both where Terraform reads it and where tfsec's doubled
-# path lands.
+# with topology.json (and the Prometheus rule files) both where Terraform
+# reads them and where tfsec's doubled path lands.
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/terraform"
-(cd "$here" && find . -name '*.tf' -not -path '*/.terraform/*' -exec cp --parents {} "$stage/terraform/" \;)
-cp "$topology" "$stage/topology.json"
-mkdir -p "$stage/terraform/${stage#/}"
-cp "$topology" "$stage/terraform/${stage#/}/topology.json"
+# The example roots under examples/ hold only a provider, a backend and a call
+# of this module; the module itself is what is scanned.
+(cd "$here" && find . \( -name '*.tf' -o -name '*.tftpl' \) -not -path '*/.terraform/*' -not -path './examples/*' -exec cp --parents {} "$stage/terraform/" \;)
+for d in "$stage" "$stage/terraform/${stage#/}"; do
+	mkdir -p "$d/prometheus"
+	cp "$topology" "$d/topology.json"
+	cp -r "$here/../prometheus/rules" "$d/prometheus/"
+done
 
 common=(--no-color --no-module-downloads --exclude-downloaded-modules)
 

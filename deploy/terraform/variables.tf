@@ -29,7 +29,7 @@ variable "prefix" {
 }
 
 variable "region" {
-  description = "AWS region to deploy into, e.g. eu-west-1. Also passed to the worker as AWS_REGION."
+  description = "AWS region to deploy into, e.g. eu-west-1: the region of the aws provider the module is called with (a precondition on the event bus compares them). Spells ARNs in the IAM policies and is passed to the worker as AWS_REGION."
   type        = string
 
   validation {
@@ -61,7 +61,7 @@ variable "private_subnet_ids" {
 }
 
 variable "tags" {
-  description = "Extra tags for every resource (merged into the provider's default_tags)."
+  description = "Extra tags for every taggable resource, merged with Application = \"cloudcommerce\" and Prefix = <prefix> (the module sets tags itself rather than relying on the caller's provider default_tags)."
   type        = map(string)
   default     = {}
 }
@@ -339,12 +339,6 @@ variable "scale_in_cooldown_seconds" {
   }
 }
 
-variable "enable_task_scale_in_protection" {
-  description = "Grant the task role ecs:UpdateTaskProtection / ecs:GetTaskProtection on this cluster's tasks, so a worker that sets protection while busy (ECS agent endpoint) is never picked for scale-in. Off by default: the worker drains on SIGTERM within stopTimeout and hands unstarted messages back, which already keeps scale-in safe."
-  type        = bool
-  default     = false
-}
-
 ################################################################################
 # Lambda functions (compute = "lambda")
 ################################################################################
@@ -524,4 +518,39 @@ variable "deletion_protection" {
   description = "Turn on DynamoDB deletion protection for the four tables. Set false (and apply) before terraform destroy."
   type        = bool
   default     = true
+}
+
+################################################################################
+# Prometheus (compute = "ecs")
+################################################################################
+
+variable "prometheus" {
+  description = <<-EOT
+    Prometheus metrics on ECS. enabled (default true): an AWS Distro for OpenTelemetry collector sidecar in every worker task scrapes the worker's /metrics on 127.0.0.1:9090 and remote-writes to Amazon Managed Service for Prometheus; false removes the sidecar and every Prometheus resource (to scrape the tasks with your own Prometheus instead, see README.md, "Prometheus").
+    workspace_id: an existing workspace (ws-...) to write to; null (the default) creates a <prefix> workspace with an alert manager definition that routes alerts to the <prefix>-alarms topic. Either way the rule files of deploy/prometheus/rules are loaded into the workspace as one rule-groups namespace per file, <prefix>-<file name>.
+    collector_image: the ADOT collector image, pinned to a version. scrape_interval_seconds: 10-300 (default 30).
+    Unused with compute = "lambda" (the functions serve no /metrics).
+  EOT
+  type = object({
+    enabled                 = optional(bool, true)
+    workspace_id            = optional(string)
+    collector_image         = optional(string, "public.ecr.aws/aws-observability/aws-otel-collector:v0.40.0")
+    scrape_interval_seconds = optional(number, 30)
+  })
+  default = {}
+
+  validation {
+    condition     = var.prometheus.workspace_id == null || can(regex("^ws-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", var.prometheus.workspace_id))
+    error_message = "prometheus.workspace_id must be an Amazon Managed Service for Prometheus workspace ID like ws-12345678-abcd-1234-abcd-123456789012, or null to create one."
+  }
+
+  validation {
+    condition     = var.prometheus.scrape_interval_seconds >= 10 && var.prometheus.scrape_interval_seconds <= 300 && floor(var.prometheus.scrape_interval_seconds) == var.prometheus.scrape_interval_seconds
+    error_message = "prometheus.scrape_interval_seconds must be a whole number from 10 to 300."
+  }
+
+  validation {
+    condition     = can(regex("^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$", var.prometheus.collector_image)) && !endswith(var.prometheus.collector_image, ":latest")
+    error_message = "prometheus.collector_image must name an image with a pinned tag or digest (not latest)."
+  }
 }

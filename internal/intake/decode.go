@@ -1,184 +1,355 @@
 package intake
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 
+	json "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 )
 
-// decoder walks a JSON document with exact field paths, so that a wrong
-// type, a float where an integer belongs or an unknown field is reported as
-// items[0].quantity rather than as a Go type error.
-type decoder struct {
-	errs []pipeline.FieldError
+// Request bodies are decoded by github.com/go-json-experiment/json (the
+// encoding/json/v2 semantics): duplicate member names and invalid UTF-8 are
+// syntax errors, and each reports the JSON Pointer of the offending value,
+// which becomes the field path of the answer (/items/0/quantity →
+// items[0].quantity). The wire types below mark which members were present,
+// so null is refused like any other wrong type rather than becoming 0 or "".
+
+// MaxProblemErrors caps the errors one problem document lists.
+const MaxProblemErrors = 50
+
+// intField and strField remember whether the member was present.
+type intField struct {
+	Value int64
+	Set   bool
 }
 
-func (d *decoder) fail(path, format string, args ...any) {
-	d.errs = append(d.errs, pipeline.FieldError{Field: path, Detail: fmt.Sprintf(format, args...)})
+type strField struct {
+	Value string
+	Set   bool
 }
 
-func join(path, key string) string {
-	if path == "" {
+type wireMoney struct {
+	Amount   intField       `json:"amount"`
+	Currency strField       `json:"currency"`
+	Unknown  jsontext.Value `json:",unknown"`
+}
+
+type wireItem struct {
+	SKU       strField       `json:"sku"`
+	Quantity  intField       `json:"quantity"`
+	UnitPrice *wireMoney     `json:"unit_price"`
+	Unknown   jsontext.Value `json:",unknown"`
+}
+
+type wireOrder struct {
+	Customer *struct {
+		ID      strField       `json:"id"`
+		Email   strField       `json:"email"`
+		Phone   strField       `json:"phone"`
+		Unknown jsontext.Value `json:",unknown"`
+	} `json:"customer"`
+	Items   []wireItem `json:"items"`
+	Payment *struct {
+		Token   strField       `json:"token"`
+		Unknown jsontext.Value `json:",unknown"`
+	} `json:"payment"`
+	ShippingAddress *struct {
+		Name       strField       `json:"name"`
+		Line1      strField       `json:"line1"`
+		Line2      strField       `json:"line2"`
+		City       strField       `json:"city"`
+		PostalCode strField       `json:"postal_code"`
+		Country    strField       `json:"country"`
+		Unknown    jsontext.Value `json:",unknown"`
+	} `json:"shipping_address"`
+	Unknown jsontext.Value `json:",unknown"`
+}
+
+type wireStock struct {
+	Available intField       `json:"available"`
+	UnitPrice *wireMoney     `json:"unit_price"`
+	Unknown   jsontext.Value `json:",unknown"`
+}
+
+type wireAdjustment struct {
+	Delta   intField       `json:"delta"`
+	Unknown jsontext.Value `json:",unknown"`
+}
+
+// fieldErrors collects problems, one per field.
+type fieldErrors struct {
+	list []pipeline.FieldError
+	seen map[string]bool
+}
+
+func (f *fieldErrors) add(field, format string, args ...any) {
+	if f.seen == nil {
+		f.seen = map[string]bool{}
+	}
+	if f.seen[field] {
+		return
+	}
+	f.seen[field] = true
+	f.list = append(f.list, pipeline.FieldError{Field: field, Detail: fmt.Sprintf(format, args...)})
+}
+
+// path turns a JSON Pointer into the API's field path: /items/0/unit_price
+// → items[0].unit_price; the empty pointer (the whole document) is "body".
+func path(ptr jsontext.Pointer) string {
+	var b strings.Builder
+	for tok := range ptr.Tokens() {
+		if _, err := strconv.ParseUint(tok, 10, 32); err == nil && b.Len() > 0 {
+			b.WriteString("[" + tok + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(tok)
+	}
+	if b.Len() == 0 {
+		return "body"
+	}
+	return b.String()
+}
+
+func join(p, key string) string {
+	if p == "" {
 		return key
 	}
-	return path + "." + key
+	return p + "." + key
 }
 
-// object checks that v is an object with only the allowed keys and returns
-// it, or nil after recording the problem.
-func (d *decoder) object(path string, v any, allowed ...string) map[string]any {
-	m, ok := v.(map[string]any)
-	if !ok {
-		name := path
-		if name == "" {
-			name = "body"
+// unknown names every member of an ",unknown" catch-all as not allowed.
+func (f *fieldErrors) unknown(p string, v jsontext.Value) {
+	if len(v) == 0 {
+		return
+	}
+	dec := jsontext.NewDecoder(strings.NewReader(string(v)))
+	if _, err := dec.ReadToken(); err != nil {
+		return
+	}
+	for dec.PeekKind() == '"' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return
 		}
-		d.fail(name, "must be a JSON object")
+		f.add(join(p, tok.String()), "is not a known field")
+		if err := dec.SkipValue(); err != nil {
+			return
+		}
+	}
+}
+
+// errSyntax is a body that is not one well-formed JSON value: bad syntax,
+// a duplicate member name, invalid UTF-8, or trailing data.
+var errSyntax = errors.New("the body is not valid JSON")
+
+// decode unmarshals body into v strictly, recording every leaf that has the
+// wrong type (null included) under its field path. It returns errSyntax,
+// wrapped with the position, after recording the field, when the body is
+// not well-formed JSON.
+func decode(body []byte, v any, f *fieldErrors) error {
+	leaf := func(dec *jsontext.Decoder, parse func(jsontext.Value) (string, bool)) error {
+		val, err := dec.ReadValue()
+		if err != nil {
+			return err
+		}
+		if detail, ok := parse(val); !ok {
+			f.add(path(dec.StackPointer()), "%s", detail)
+		}
 		return nil
 	}
-	for k := range m {
-		known := false
-		for _, a := range allowed {
-			known = known || a == k
+	opts := json.WithUnmarshalers(json.JoinUnmarshalers(
+		json.UnmarshalFromFunc(func(dec *jsontext.Decoder, x *intField) error {
+			x.Set = true
+			return leaf(dec, func(val jsontext.Value) (string, bool) {
+				if val.Kind() != '0' {
+					return "must be an integer, not " + kindName(val.Kind()), false
+				}
+				n, err := strconv.ParseInt(string(val), 10, 64)
+				if err != nil {
+					if strings.ContainsAny(string(val), ".eE") {
+						return fmt.Sprintf("must be an integer (amounts are in minor units, e.g. cents), got %s", val), false
+					}
+					return "is out of range", false
+				}
+				x.Value = n
+				return "", true
+			})
+		}),
+		json.UnmarshalFromFunc(func(dec *jsontext.Decoder, x *strField) error {
+			x.Set = true
+			return leaf(dec, func(val jsontext.Value) (string, bool) {
+				if val.Kind() != '"' {
+					return "must be a string, not " + kindName(val.Kind()), false
+				}
+				if err := json.Unmarshal(val, &x.Value); err != nil {
+					return "is not a valid string", false
+				}
+				return "", true
+			})
+		}),
+	))
+	err := json.Unmarshal(body, v, opts, json.RejectUnknownMembers(false))
+	var syn *jsontext.SyntacticError
+	var sem *json.SemanticError
+	switch {
+	case errors.As(err, &syn):
+		field := path(syn.JSONPointer)
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			field = "body" // truncated: the position says little
 		}
-		if !known {
-			d.fail(join(path, k), "is not a known field")
+		f.add(field, "%s", strings.TrimPrefix(syn.Error(), "jsontext: "))
+		return fmt.Errorf("%w: %s", errSyntax, strings.TrimPrefix(syn.Error(), "jsontext: "))
+	case errors.As(err, &sem):
+		// A value of the wrong kind where an object or array belongs: the
+		// library reports the first; the leaves report the rest.
+		what := "object"
+		if sem.GoType != nil && strings.HasPrefix(sem.GoType.String(), "[]") {
+			what = "array"
 		}
+		f.add(path(sem.JSONPointer), "must be a JSON %s, not %s", what, kindName(sem.JSONKind))
+	case err != nil:
+		f.add("body", "%s", err.Error())
+		return fmt.Errorf("%w: %v", errSyntax, err)
 	}
-	return m
+	if k := jsontext.Value(body).Kind(); k != '{' {
+		f.add("body", "must be a JSON object, not %s", kindName(k))
+	}
+	return nil
 }
 
-func (d *decoder) str(m map[string]any, path, key string) string {
-	v, ok := m[key]
-	if !ok || v == nil {
-		return ""
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case 'n':
+		return "null"
+	case 'f', 't':
+		return "a boolean"
+	case '"':
+		return "a string"
+	case '0':
+		return "a number"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
 	}
-	s, ok := v.(string)
-	if !ok {
-		d.fail(join(path, key), "must be a string")
-	}
-	return s
+	return "invalid"
 }
 
-func (d *decoder) integer(m map[string]any, path, key string) int64 {
-	v, ok := m[key]
-	if !ok || v == nil {
-		return 0
+func (m *wireMoney) decodeInto(p string, f *fieldErrors) pipeline.Money {
+	f.unknown(p, m.Unknown)
+	if !m.Amount.Set {
+		f.add(p+".amount", "is required")
 	}
-	num, ok := v.(json.Number)
-	if !ok {
-		d.fail(join(path, key), "must be an integer")
-		return 0
-	}
-	n, err := strconv.ParseInt(num.String(), 10, 64)
-	if err != nil {
-		if strings.ContainsAny(num.String(), ".eE") {
-			d.fail(join(path, key), "must be an integer (amounts are in minor units, e.g. cents), got %s", num.String())
-		} else {
-			d.fail(join(path, key), "is out of range")
-		}
-		return 0
-	}
-	return n
-}
-
-// parse reads one JSON value, rejecting trailing data.
-func parse(r io.Reader) (any, error) {
-	dec := json.NewDecoder(r)
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	if dec.More() {
-		return nil, errors.New("unexpected data after the JSON value")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("unexpected data after the JSON value")
-	}
-	return v, nil
+	return pipeline.Money{Amount: m.Amount.Value, Currency: m.Currency.Value}
 }
 
 // decodeOrder turns a request body into an order request, naming every
-// offending field.
+// offending field; a non-nil error means the body is not well-formed JSON.
 func decodeOrder(body []byte) (pipeline.OrderRequest, []pipeline.FieldError, error) {
-	v, err := parse(bytes.NewReader(body))
-	if err != nil {
-		return pipeline.OrderRequest{}, nil, err
-	}
-	d := &decoder{}
+	f := &fieldErrors{}
+	var w wireOrder
 	var r pipeline.OrderRequest
-	top := d.object("", v, "customer", "items", "payment", "shipping_address")
-	if top == nil {
-		return r, d.errs, nil
+	if err := decode(body, &w, f); err != nil {
+		return r, f.list, err
 	}
-	if c := top["customer"]; c != nil {
-		if m := d.object("customer", c, "id", "email", "phone"); m != nil {
-			r.Customer = pipeline.Customer{ID: d.str(m, "customer", "id"), Email: d.str(m, "customer", "email"), Phone: d.str(m, "customer", "phone")}
-		}
+	f.unknown("", w.Unknown)
+	if c := w.Customer; c != nil {
+		f.unknown("customer", c.Unknown)
+		r.Customer = pipeline.Customer{ID: c.ID.Value, Email: c.Email.Value, Phone: c.Phone.Value}
 	}
-	if items, ok := top["items"]; ok && items != nil {
-		list, ok := items.([]any)
-		if !ok {
-			d.fail("items", "must be an array")
-		} else if len(list) > pipeline.MaxItems {
-			d.fail("items", "must contain at most %d items, got %d", pipeline.MaxItems, len(list))
-		} else {
-			for i, it := range list {
-				p := fmt.Sprintf("items[%d]", i)
-				m := d.object(p, it, "sku", "quantity", "unit_price")
-				if m == nil {
-					continue
-				}
-				item := pipeline.Item{SKU: d.str(m, p, "sku"), Quantity: d.integer(m, p, "quantity")}
-				if up := m["unit_price"]; up != nil {
-					if pm := d.object(p+".unit_price", up, "amount", "currency"); pm != nil {
-						item.UnitPrice = pipeline.Money{Amount: d.integer(pm, p+".unit_price", "amount"), Currency: d.str(pm, p+".unit_price", "currency")}
-						if _, ok := pm["amount"]; !ok {
-							d.fail(p+".unit_price.amount", "is required")
-						}
-					}
-				} else {
-					d.fail(p+".unit_price", "is required")
-				}
-				r.Items = append(r.Items, item)
+	if len(w.Items) > pipeline.MaxItems {
+		f.add("items", "must contain at most %d items, got %d", pipeline.MaxItems, len(w.Items))
+	} else {
+		for i, it := range w.Items {
+			p := fmt.Sprintf("items[%d]", i)
+			f.unknown(p, it.Unknown)
+			item := pipeline.Item{SKU: it.SKU.Value, Quantity: it.Quantity.Value}
+			if it.UnitPrice == nil {
+				f.add(p+".unit_price", "is required")
+			} else {
+				item.UnitPrice = it.UnitPrice.decodeInto(p+".unit_price", f)
 			}
+			r.Items = append(r.Items, item)
 		}
 	}
-	if p := top["payment"]; p != nil {
-		if m := d.object("payment", p, "token"); m != nil {
-			r.Payment = pipeline.Payment{Token: d.str(m, "payment", "token")}
-		}
+	if p := w.Payment; p != nil {
+		f.unknown("payment", p.Unknown)
+		r.Payment = pipeline.Payment{Token: p.Token.Value}
 	}
-	if a := top["shipping_address"]; a != nil {
-		if m := d.object("shipping_address", a, "name", "line1", "line2", "city", "postal_code", "country"); m != nil {
-			p := "shipping_address"
-			r.ShippingAddress = pipeline.Address{Name: d.str(m, p, "name"), Line1: d.str(m, p, "line1"), Line2: d.str(m, p, "line2"),
-				City: d.str(m, p, "city"), PostalCode: d.str(m, p, "postal_code"), Country: d.str(m, p, "country")}
-		}
+	if a := w.ShippingAddress; a != nil {
+		f.unknown("shipping_address", a.Unknown)
+		r.ShippingAddress = pipeline.Address{Name: a.Name.Value, Line1: a.Line1.Value, Line2: a.Line2.Value,
+			City: a.City.Value, PostalCode: a.PostalCode.Value, Country: a.Country.Value}
 	}
-	// Add what validation finds about fields the walk did not already flag
-	// (missing fields, bad values), so one answer names every problem.
+	// Add what validation finds about fields not already flagged (missing
+	// fields, bad values), so one answer names every problem.
 	if err := r.Validate(); err != nil {
 		var ve *pipeline.ValidationError
 		if !errors.As(err, &ve) {
 			return r, nil, err
 		}
-		seen := map[string]bool{}
-		for _, e := range d.errs {
-			seen[e.Field] = true
-		}
-		for _, f := range ve.Fields {
-			if !seen[f.Field] {
-				d.errs = append(d.errs, f)
-			}
+		for _, e := range ve.Fields {
+			f.add(e.Field, "%s", e.Detail)
 		}
 	}
-	return r, d.errs, nil
+	return r, f.list, nil
+}
+
+// decodeStock reads the body of PUT /v1/inventory/{sku}.
+func decodeStock(sku string, body []byte) (pipeline.InventoryItem, []pipeline.FieldError, error) {
+	f := &fieldErrors{}
+	var w wireStock
+	it := pipeline.InventoryItem{SKU: sku}
+	if err := decode(body, &w, f); err != nil {
+		return it, f.list, err
+	}
+	f.unknown("", w.Unknown)
+	switch {
+	case !w.Available.Set:
+		f.add("available", "is required")
+	case w.Available.Value < 0 || w.Available.Value > pipeline.MaxAvailable:
+		f.add("available", "must be an integer from 0 to %d, got %d", pipeline.MaxAvailable, w.Available.Value)
+	}
+	it.Available = w.Available.Value
+	if w.UnitPrice != nil {
+		m := w.UnitPrice.decodeInto("unit_price", f)
+		switch {
+		case m.Amount < 0 || m.Amount > pipeline.MaxUnitAmount:
+			f.add("unit_price.amount", "must be from 0 to %d minor units, got %d", int64(pipeline.MaxUnitAmount), m.Amount)
+		}
+		switch {
+		case !w.UnitPrice.Currency.Set:
+			f.add("unit_price.currency", "is required")
+		case !pipeline.ValidCurrency(m.Currency):
+			f.add("unit_price.currency", "%q is not a supported ISO 4217 currency code", m.Currency)
+		}
+		it.UnitPrice = &m
+	}
+	return it, f.list, nil
+}
+
+// decodeAdjustment reads the body of POST /v1/inventory/{sku}/adjustments.
+func decodeAdjustment(body []byte) (int64, []pipeline.FieldError, error) {
+	f := &fieldErrors{}
+	var w wireAdjustment
+	if err := decode(body, &w, f); err != nil {
+		return 0, f.list, err
+	}
+	f.unknown("", w.Unknown)
+	switch {
+	case !w.Delta.Set:
+		f.add("delta", "is required")
+	case w.Delta.Value < -pipeline.MaxAvailable || w.Delta.Value > pipeline.MaxAvailable:
+		f.add("delta", "must be an integer from %d to %d, got %d", -pipeline.MaxAvailable, pipeline.MaxAvailable, w.Delta.Value)
+	}
+	return w.Delta.Value, f.list, nil
 }

@@ -1,12 +1,13 @@
 // Package intake is the HTTP API through which orders enter: it validates
 // an order, records it (PLACED) and puts OrderPlaced on the bus, and it
-// answers order and stock queries and cancellations. Bad input gets an RFC
-// 9457 problem document naming every offending field; nothing is written on
-// any error.
+// answers order and stock queries, stock adjustments, catalogue prices and
+// cancellations. Bodies are decoded strictly (decode.go); bad input gets an
+// RFC 9457 problem document naming every offending field; nothing is
+// written on any error. openapi.json, served at GET /openapi.json, is the
+// contract, and a test holds every response to it.
 package intake
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -19,6 +20,8 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -28,6 +31,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
+	"github.com/cloudcommerce/cloudcommerce/internal/notify"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 	"github.com/cloudcommerce/cloudcommerce/internal/trace"
 )
@@ -36,20 +40,10 @@ import (
 const MaxBodyBytes = 64 << 10
 
 // DeliveredNotification is a notification as the topic delivered it.
-type DeliveredNotification struct {
-	Event      string            `json:"event"`
-	OrderID    string            `json:"order_id"`
-	Subject    string            `json:"subject"`
-	Message    string            `json:"message"`
-	Attributes map[string]string `json:"attributes"`
-	ReceivedAt time.Time         `json:"received_at"`
-}
+type DeliveredNotification = notify.Delivered
 
-// NotificationLog answers which notifications reached a subscriber (devstack
-// subscribes a queue to the topic). Safe for concurrent use.
-type NotificationLog interface {
-	ForOrder(orderID string) []DeliveredNotification
-}
+// NotificationLog answers which notifications reached a subscriber.
+type NotificationLog = notify.Log
 
 // Server is the intake API. Its zero value is not usable; set every field
 // but Notifications and APIKey.
@@ -71,6 +65,14 @@ type Server struct {
 	// of the order's trace; when nil, no spans are made, and an incoming
 	// traceparent header is still carried into the order.
 	Tracing oteltrace.TracerProvider
+	// PriceTTL is how long a catalogue price read for an early 422 is
+	// reused; defaults to 5s. A price changed within it is still enforced
+	// by the reservation's conditional write (the order ends REJECTED with
+	// reason price_mismatch).
+	PriceTTL time.Duration
+
+	pricesOnce sync.Once
+	prices     *priceCache
 }
 
 // Routes registers the API on mux.
@@ -93,17 +95,53 @@ func (s *Server) Routes(mux *http.ServeMux) {
 	handle("POST /v1/orders/{id}/cancel", "cancel_order", s.cancelOrder)
 	handle("PUT /v1/inventory/{sku}", "put_inventory", s.putInventory)
 	handle("GET /v1/inventory/{sku}", "get_inventory", s.getInventory)
+	handle("POST /v1/inventory/{sku}/adjustments", "adjust_inventory", s.adjustInventory)
 	if s.Notifications != nil {
 		handle("GET /v1/notifications", "notifications", s.notifications)
 	}
+	mux.HandleFunc("GET /openapi.json", serveOpenAPI)
 }
 
 // Handler returns the API as an http.Handler.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	s.Routes(mux)
-	return mux
+	return Fallback(mux)
 }
+
+// Fallback answers what mux has no route for with problem documents: 404
+// for an unknown path, 405 (keeping the Allow header) for a known path
+// with another method. Every answer carries X-Content-Type-Options: nosniff.
+func Fallback(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := &headerRecorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		switch rec.code {
+		case http.StatusMethodNotAllowed:
+			w.Header().Set("Allow", rec.header.Get("Allow"))
+			problem(w, http.StatusMethodNotAllowed, "Method Not Allowed", r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+rec.header.Get("Allow"), nil)
+		default:
+			problem(w, http.StatusNotFound, "Not Found", "no route "+r.URL.Path, nil)
+		}
+	})
+}
+
+// headerRecorder keeps the status and headers of the mux's own 404/405
+// answer, discarding its plain-text body.
+type headerRecorder struct {
+	header http.Header
+	code   int
+}
+
+func (h *headerRecorder) Header() http.Header         { return h.header }
+func (h *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (h *headerRecorder) WriteHeader(code int)        { h.code = code }
 
 func (s *Server) now() time.Time {
 	if s.Now != nil {
@@ -113,31 +151,55 @@ func (s *Server) now() time.Time {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, h func(http.ResponseWriter, *http.Request) (int, error)) (int, error) {
-	if s.APIKey != "" {
-		got := r.Header.Get("Authorization")
-		want := "Bearer " + s.APIKey
-		if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="cloudcommerce"`)
-			return problem(w, http.StatusUnauthorized, "Unauthorized", "a valid API key is required: Authorization: Bearer <key>", nil), nil
-		}
+	// Answers name orders, customers and stock: no cache may keep them,
+	// and no browser may sniff them into something executable.
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	if s.APIKey != "" && !Authorized(r.Header.Get("Authorization"), s.APIKey) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="cloudcommerce"`)
+		return problem(w, http.StatusUnauthorized, "Unauthorized", "a valid API key is required: Authorization: Bearer <key>", nil), nil
 	}
 	return h(w, r)
 }
 
-// Problem is an RFC 9457 problem document.
+// Authorized reports whether an Authorization header value carries key in
+// the Bearer scheme, whose name is case-insensitive (RFC 9110 §11.1). The
+// key is compared in constant time.
+func Authorized(header, key string) bool {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || key == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimLeft(token, " ")), []byte(key)) == 1
+}
+
+// Problem is an RFC 9457 problem document. It lists at most
+// MaxProblemErrors errors; MoreErrors says how many more were found.
 type Problem struct {
-	Type   string                `json:"type"`
-	Title  string                `json:"title"`
-	Status int                   `json:"status"`
-	Detail string                `json:"detail,omitempty"`
-	Errors []pipeline.FieldError `json:"errors,omitempty"`
+	Type       string                `json:"type"`
+	Title      string                `json:"title"`
+	Status     int                   `json:"status"`
+	Detail     string                `json:"detail,omitempty"`
+	Errors     []pipeline.FieldError `json:"errors,omitempty"`
+	MoreErrors int                   `json:"more_errors,omitempty"`
 }
 
 func problem(w http.ResponseWriter, status int, title, detail string, fields []pipeline.FieldError) int {
+	p := Problem{Type: "about:blank", Title: title, Status: status, Detail: detail, Errors: fields}
+	if len(fields) > MaxProblemErrors {
+		p.Errors, p.MoreErrors = fields[:MaxProblemErrors], len(fields)-MaxProblemErrors
+		p.Detail += fmt.Sprintf(" (the first %d errors are listed; %d more were found)", MaxProblemErrors, p.MoreErrors)
+	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(Problem{Type: "about:blank", Title: title, Status: status, Detail: detail, Errors: fields})
+	_ = json.NewEncoder(w).Encode(p)
 	return status
+}
+
+// badBody answers a body that is not well-formed JSON (syntax, duplicate
+// member names, invalid UTF-8), naming where the problem is.
+func badBody(w http.ResponseWriter, err error, fields []pipeline.FieldError) int {
+	return problem(w, http.StatusBadRequest, "Bad Request", err.Error(), fields)
 }
 
 func reply(w http.ResponseWriter, status int, v any) int {
@@ -174,8 +236,9 @@ type PlaceOrderResponse struct {
 }
 
 func (s *Server) placeOrder(w http.ResponseWriter, r *http.Request) (int, error) {
+	_, keySent := r.Header["Idempotency-Key"]
 	key := r.Header.Get("Idempotency-Key")
-	if key != "" && !idemKey.MatchString(key) {
+	if keySent && !idemKey.MatchString(key) {
 		return problem(w, http.StatusBadRequest, "Bad Request", "invalid header", []pipeline.FieldError{{Field: "Idempotency-Key", Detail: "must be 1-255 printable ASCII characters"}}), nil
 	}
 	body, code := readJSON(w, r)
@@ -183,11 +246,21 @@ func (s *Server) placeOrder(w http.ResponseWriter, r *http.Request) (int, error)
 		return code, nil
 	}
 	req, fields, err := decodeOrder(body)
+	if errors.Is(err, errSyntax) {
+		return badBody(w, err, fields), nil
+	}
 	if err != nil {
-		return problem(w, http.StatusBadRequest, "Bad Request", "the body is not valid JSON: "+err.Error(), []pipeline.FieldError{{Field: "body", Detail: err.Error()}}), nil
+		return problem(w, http.StatusInternalServerError, "Internal Server Error", "could not validate the order", nil), err
 	}
 	if len(fields) > 0 {
 		return problem(w, http.StatusBadRequest, "Invalid order", fmt.Sprintf("%d field(s) are invalid", len(fields)), fields), nil
+	}
+	mismatch, err := s.priceMismatches(r.Context(), req.Items)
+	if err != nil {
+		return problem(w, http.StatusServiceUnavailable, "Service Unavailable", "could not read the catalogue prices; retry", nil), err
+	}
+	if len(mismatch) > 0 {
+		return problem(w, http.StatusUnprocessableEntity, "Price mismatch", "unit prices must be the catalogue prices of their SKUs", mismatch), nil
 	}
 	id := uuid.Must(uuid.NewV7()).String()
 	if s.NewID != nil {
@@ -304,55 +377,95 @@ func (s *Server) cancelOrder(w http.ResponseWriter, r *http.Request) (int, error
 
 var skuPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
-// StockView is the body of the inventory endpoints.
+// StockView is the body of the inventory endpoints. UnitPrice is the
+// catalogue price, absent when the SKU has none.
 type StockView struct {
-	SKU       string `json:"sku"`
-	Available int64  `json:"available"`
+	SKU       string          `json:"sku"`
+	Available int64           `json:"available"`
+	UnitPrice *pipeline.Money `json:"unit_price,omitempty"`
 }
 
+func skuProblem(w http.ResponseWriter) int {
+	return problem(w, http.StatusBadRequest, "Bad Request", "invalid SKU", []pipeline.FieldError{{Field: "sku", Detail: "must be 1-64 letters, digits or ._-"}})
+}
+
+// putInventory replaces the SKU's inventory item: its level and its
+// catalogue price (none when unit_price is left out).
 func (s *Server) putInventory(w http.ResponseWriter, r *http.Request) (int, error) {
 	sku := r.PathValue("sku")
 	if !skuPattern.MatchString(sku) {
-		return problem(w, http.StatusBadRequest, "Bad Request", "invalid SKU", []pipeline.FieldError{{Field: "sku", Detail: "must be 1-64 letters, digits or ._-"}}), nil
+		return skuProblem(w), nil
 	}
 	body, code := readJSON(w, r)
 	if code != 0 {
 		return code, nil
 	}
-	v, err := parse(bytes.NewReader(body))
+	it, fields, err := decodeStock(sku, body)
 	if err != nil {
-		return problem(w, http.StatusBadRequest, "Bad Request", "the body is not valid JSON: "+err.Error(), []pipeline.FieldError{{Field: "body", Detail: err.Error()}}), nil
+		return badBody(w, err, fields), nil
 	}
-	d := &decoder{}
-	var n int64
-	if m := d.object("", v, "available"); m != nil {
-		if _, ok := m["available"]; !ok {
-			d.fail("available", "is required")
-		}
-		n = d.integer(m, "", "available")
-		if n < 0 {
-			d.fail("available", "must not be negative, got %d", n)
-		}
+	if len(fields) > 0 {
+		return problem(w, http.StatusBadRequest, "Invalid stock", fmt.Sprintf("%d field(s) are invalid", len(fields)), fields), nil
 	}
-	if len(d.errs) > 0 {
-		return problem(w, http.StatusBadRequest, "Invalid stock", "", d.errs), nil
-	}
-	if err := s.Store.SetStock(r.Context(), sku, n); err != nil {
+	if err := s.Store.PutInventory(r.Context(), it); err != nil {
 		return problem(w, http.StatusServiceUnavailable, "Service Unavailable", "could not set the stock; retry", nil), err
 	}
-	return reply(w, http.StatusOK, StockView{SKU: sku, Available: n}), nil
+	s.priceCache().put(sku, it.UnitPrice, s.now())
+	return reply(w, http.StatusOK, StockView{SKU: sku, Available: it.Available, UnitPrice: it.UnitPrice}), nil
 }
 
 func (s *Server) getInventory(w http.ResponseWriter, r *http.Request) (int, error) {
 	sku := r.PathValue("sku")
-	n, err := s.Store.Stock(r.Context(), sku)
+	if !skuPattern.MatchString(sku) {
+		return skuProblem(w), nil
+	}
+	it, err := s.Store.Inventory(r.Context(), sku)
 	if errors.Is(err, pipeline.ErrNotFound) {
 		return problem(w, http.StatusNotFound, "Not Found", "no SKU "+sku, nil), nil
 	}
 	if err != nil {
 		return problem(w, http.StatusServiceUnavailable, "Service Unavailable", "could not read the stock; retry", nil), err
 	}
-	return reply(w, http.StatusOK, StockView{SKU: sku, Available: n}), nil
+	return reply(w, http.StatusOK, StockView{SKU: sku, Available: it.Available, UnitPrice: it.UnitPrice}), nil
+}
+
+// AdjustmentView is the 200 answer of POST /v1/inventory/{sku}/adjustments.
+type AdjustmentView struct {
+	SKU       string `json:"sku"`
+	Delta     int64  `json:"delta"`
+	Available int64  `json:"available"`
+}
+
+// adjustInventory adds delta to the level in one conditional write, so a
+// restock while orders run keeps every reservation made meanwhile.
+func (s *Server) adjustInventory(w http.ResponseWriter, r *http.Request) (int, error) {
+	sku := r.PathValue("sku")
+	if !skuPattern.MatchString(sku) {
+		return skuProblem(w), nil
+	}
+	body, code := readJSON(w, r)
+	if code != 0 {
+		return code, nil
+	}
+	delta, fields, err := decodeAdjustment(body)
+	if err != nil {
+		return badBody(w, err, fields), nil
+	}
+	if len(fields) > 0 {
+		return problem(w, http.StatusBadRequest, "Invalid adjustment", fmt.Sprintf("%d field(s) are invalid", len(fields)), fields), nil
+	}
+	n, err := s.Store.AdjustStock(r.Context(), sku, delta)
+	var le *pipeline.LevelError
+	switch {
+	case errors.Is(err, pipeline.ErrNotFound):
+		return problem(w, http.StatusNotFound, "Not Found", "no SKU "+sku, nil), nil
+	case errors.As(err, &le):
+		return problem(w, http.StatusConflict, "Conflict", le.Error(),
+			[]pipeline.FieldError{{Field: "available", Detail: fmt.Sprintf("is %d; the level must stay from 0 to %d", le.Available, pipeline.MaxAvailable)}}), nil
+	case err != nil:
+		return problem(w, http.StatusServiceUnavailable, "Service Unavailable", "could not adjust the stock; retry", nil), err
+	}
+	return reply(w, http.StatusOK, AdjustmentView{SKU: sku, Delta: delta, Available: n}), nil
 }
 
 func (s *Server) notifications(w http.ResponseWriter, r *http.Request) (int, error) {

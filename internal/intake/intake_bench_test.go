@@ -27,6 +27,12 @@ func (nopStore) Create(context.Context, pipeline.Order, string, string) (string,
 	return "", nil
 }
 
+// Prices answers that no SKU has a catalogue price; the intake caches the
+// answer, so steady load reads it once per SKU per PriceTTL.
+func (nopStore) Prices(context.Context, []string) (map[string]pipeline.Money, error) {
+	return nil, nil
+}
+
 type nopPublisher struct{}
 
 func (nopPublisher) Publish(context.Context, ...pipeline.Event) error { return nil }

@@ -25,27 +25,32 @@ import (
 	"github.com/cloudcommerce/cloudcommerce/internal/worker"
 )
 
-func TestMain(m *testing.M) { emulator.RunTests(m) }
+func TestMain(m *testing.M) { emulator.RunTests(conformanceRun{m}) }
 
 const apiKey = "s3cret-key"
 
 type api struct {
 	env *testkit.Env
 	srv *httptest.Server
+	w   *worker.Worker
 }
 
-func newAPI(t *testing.T) *api {
+func newAPI(t *testing.T) *api { return newAPIWith(t, nil) }
+
+// newAPIWith serves the intake of a worker on its own tables; notifications,
+// when set, serves GET /v1/notifications.
+func newAPIWith(t *testing.T, notifications intake.NotificationLog) *api {
 	t.Helper()
 	env := testkit.Provision(t)
 	cfg := worker.Defaults()
 	cfg.Prefix, cfg.APIKey = env.Prefix, apiKey
-	w, err := worker.New(context.Background(), cfg, worker.Deps{AWS: env.AWS, Log: zaptest.NewLogger(t), Metrics: metrics.New()})
+	w, err := worker.New(context.Background(), cfg, worker.Deps{AWS: env.AWS, Log: zaptest.NewLogger(t), Metrics: metrics.New(), Notifications: notifications})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(w.Intake.Handler())
+	srv := httptest.NewServer(conf.wrap(w.Intake.Handler()))
 	t.Cleanup(srv.Close)
-	return &api{env: env, srv: srv}
+	return &api{env: env, srv: srv, w: w}
 }
 
 func (a *api) do(t *testing.T, method, path, contentType, key string, body []byte, headers ...string) (int, []byte) {

@@ -1,12 +1,13 @@
 // Package lambda runs the pipeline's stage handlers in AWS Lambda, behind
 // SQS event source mappings, as the second compute target next to the ECS
 // worker. It runs exactly the handlers the worker runs
-// (pipeline.Service.Handler) and classifies their outcomes the same way:
+// (pipeline.Service.Handler), in the same middleware, and settles their
+// results by the same policy (internal/delivery):
 //
 //   - nil error: the record succeeded; the event source mapping deletes it;
 //   - pipeline.PermanentError: the body is copied to the stage's DLQ with
-//     the worker's dead-letter attributes (queue.Attr*), and the record
-//     counts as succeeded so the mapping deletes it — never retried;
+//     the dead-letter attributes (delivery.Attr*), and the record counts
+//     as succeeded so the mapping deletes it — never retried;
 //   - any other error, or a panic: the record is reported in
 //     BatchItemFailures (the mapping must have ReportBatchItemFailures on),
 //     so only it comes back, after an exponential back-off set with
@@ -33,7 +34,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,29 +43,20 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
 
-	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
+	"github.com/cloudcommerce/cloudcommerce/internal/delivery"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
-	"github.com/cloudcommerce/cloudcommerce/internal/queue"
 	"github.com/cloudcommerce/cloudcommerce/internal/stripe"
 	"github.com/cloudcommerce/cloudcommerce/internal/topology"
 )
 
-// Deps are what the function is given rather than builds.
-type Deps struct {
-	AWS aws.Config
-	Log *zap.Logger
-	// Metrics, when set, observes transitions and batch sizes (the function
-	// serves no /metrics; tests read it).
-	Metrics *metrics.Metrics
-	// Payments and Carrier override the configured adapters (tests).
-	Payments pipeline.PaymentGateway
-	Carrier  pipeline.Carrier
-}
+// Deps are what the function is given rather than builds: the one
+// dependency struct of the worker and the Lambda adapter (Notifications
+// and Tracing are not used here).
+type Deps = wire.Deps
 
 // Handler serves SQS events of the stage queues. Build it once per
 // execution environment (at cold start) with New; Handle is safe for
@@ -76,10 +67,11 @@ type Handler struct {
 	sqs  *sqs.Client
 	comp *wire.Components
 
-	handlers  map[pipeline.Stage]pipeline.Handler
-	byQueue   map[string]pipeline.Stage // queue name → stage
-	queueURLs map[pipeline.Stage]string
-	dlqURLs   map[pipeline.Stage]string
+	// handlers are the stage handlers in delivery's middleware, settlers
+	// carry out delivery's decisions on each stage's queue.
+	handlers map[pipeline.Stage]pipeline.Handler
+	settlers map[pipeline.Stage]*delivery.Settler
+	byQueue  map[string]pipeline.Stage // queue name → stage
 }
 
 // New builds the handler: it resolves the queue and DLQ URLs of the
@@ -97,23 +89,19 @@ func New(ctx context.Context, cfg Config, d Deps) (*Handler, error) {
 	}
 	names := topo.Names(cfg.Prefix)
 	h := &Handler{cfg: cfg, log: d.Log, sqs: sqs.NewFromConfig(d.AWS), handlers: map[pipeline.Stage]pipeline.Handler{},
-		byQueue: map[string]pipeline.Stage{}, queueURLs: map[pipeline.Stage]string{}, dlqURLs: map[pipeline.Stage]string{}}
+		settlers: map[pipeline.Stage]*delivery.Settler{}, byQueue: map[string]pipeline.Stage{}}
 	stages := pipeline.Stages
 	if cfg.Stage != "" {
 		stages = []pipeline.Stage{cfg.Stage}
 	}
+	queues, err := names.ResolveQueues(ctx, h.sqs, stages...)
+	if err != nil {
+		return nil, fmt.Errorf("%w (check CLOUDCOMMERCE_PREFIX and the function's sqs:GetQueueUrl permission)", err)
+	}
 	for _, st := range stages {
 		h.byQueue[names.Queues[st]] = st
-		for _, q := range []struct {
-			name string
-			into map[pipeline.Stage]string
-		}{{names.Queues[st], h.queueURLs}, {names.DLQs[st], h.dlqURLs}} {
-			out, err := h.sqs.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(q.name)})
-			if err != nil {
-				return nil, fmt.Errorf("queue %s: %w (check CLOUDCOMMERCE_PREFIX and the function's sqs:GetQueueUrl permission)", q.name, err)
-			}
-			q.into[st] = aws.ToString(out.QueueUrl)
-		}
+		h.settlers[st] = &delivery.Settler{SQS: h.sqs, Stage: st, QueueURL: queues[st].URL, DLQURL: queues[st].DLQURL,
+			RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, Metrics: d.Metrics}
 	}
 	sc := wire.Config{Names: names, TopicARN: cfg.TopicARN, Batching: cfg.BatchingOn(), Linger: cfg.BatchLinger,
 		PublishBatch: cfg.PublishBatch, PaymentGateway: cfg.PaymentGateway}
@@ -129,12 +117,12 @@ func New(ctx context.Context, cfg Config, d Deps) (*Handler, error) {
 			return nil, fmt.Errorf("the Stripe key (from %s): %w", stripeKeySource(cfg), err)
 		}
 	}
-	h.comp, err = wire.New(ctx, sc, wire.Deps{AWS: d.AWS, Log: d.Log, Metrics: d.Metrics, Payments: d.Payments, Carrier: d.Carrier})
+	h.comp, err = wire.New(ctx, sc, d)
 	if err != nil {
 		return nil, err
 	}
 	for _, st := range stages {
-		h.handlers[st] = h.comp.Service.Handler(st)
+		h.handlers[st] = delivery.Chain(h.comp.Service.Handler(st), delivery.Stack(st, cfg.HandlerTimeout, d.Metrics)...)
 	}
 	return h, nil
 }
@@ -155,9 +143,7 @@ func (h *Handler) Close() { h.comp.Close() }
 
 // Outcomes of a record, for the invocation's summary log line.
 const (
-	outcomeDeadLettered = "dead_lettered"
-	outcomeRetried      = "retried"
-	outcomeUnroutable   = "unroutable"
+	outcomeUnroutable = "unroutable"
 )
 
 // Handle handles one SQS event: every record, concurrently, and returns
@@ -208,7 +194,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 			fields = append(fields, zap.Int(string(o), n))
 		}
 	}
-	for _, o := range []string{outcomeDeadLettered, outcomeRetried, outcomeUnroutable} {
+	for _, o := range []string{delivery.OutcomeDeadLettered, delivery.OutcomeRetried, outcomeUnroutable} {
 		if n := counts[o]; n > 0 {
 			fields = append(fields, zap.Int(o, n))
 		}
@@ -219,9 +205,10 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 
 var errInvocationDeadline = errors.New("the invocation's deadline is near")
 
-// record handles one record and reports whether it must be retried and how
-// it ended. inv is the invocation's context (for acknowledgements), work
-// the handlers' (it ends DeadlineMargin earlier).
+// record handles one record by the one delivery policy and reports
+// whether it must be retried and how it ended. inv is the invocation's
+// context (for acknowledgements), work the handlers' (it ends
+// DeadlineMargin earlier).
 func (h *Handler) record(inv, work context.Context, log *zap.Logger, m *events.SQSMessage) (retry bool, outcome string) {
 	rc, _ := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
 	log = log.With(zap.String("message_id", m.MessageId), zap.Int("receive_count", rc))
@@ -232,32 +219,10 @@ func (h *Handler) record(inv, work context.Context, log *zap.Logger, m *events.S
 		return true, outcomeUnroutable
 	}
 	log = log.With(zap.String("stage", string(stage)))
-	ctx, cancel := context.WithTimeoutCause(work, h.cfg.HandlerTimeout, queue.ErrHandlerDeadline)
-	out, err := h.call(ctx, log, stage, pipeline.Message{ID: m.MessageId, Body: []byte(m.Body), ReceiveCount: rc})
-	if err == nil && ctx.Err() != nil {
-		// As in the worker: a handler that returned nil after its deadline
-		// may have swallowed the cancellation; retrying is idempotent.
-		err = context.Cause(ctx)
-	}
-	cancel()
-	if err == nil {
-		if out != pipeline.OutcomeOK {
-			log.Info("message handled", zap.String("outcome", string(out)))
-		}
-		return false, string(out)
-	}
-	if reason, ok := pipeline.IsPermanent(err); ok {
-		if dlErr := h.deadLetter(inv, stage, m, rc, reason, err); dlErr != nil {
-			log.Error("could not dead-letter a poison message; it will be retried", zap.String("reason", reason), zap.Error(err), zap.NamedError("dlq_error", dlErr))
-			h.backOff(inv, log, stage, m, rc)
-			return true, outcomeRetried
-		}
-		log.Warn("message dead-lettered", zap.String("reason", reason), zap.Error(err))
-		return false, outcomeDeadLettered
-	}
-	log.Warn("handler failed; will retry", zap.Error(err))
-	h.backOff(inv, log, stage, m, rc)
-	return true, outcomeRetried
+	msg := delivery.NewMessage(m.MessageId, m.Body, rc)
+	out, err := h.handlers[stage](work, msg)
+	res := h.settlers[stage].Settle(inv, log, msg, m.ReceiptHandle, delivery.Classify(out, err))
+	return res.Retry, res.Outcome
 }
 
 // stageOf picks the stage of a record from its queue's name (the last
@@ -277,69 +242,4 @@ func (h *Handler) stageOf(arn string) (pipeline.Stage, error) {
 		return h.cfg.Stage, nil
 	}
 	return "", fmt.Errorf("queue %q is none of the stage queues of prefix %s; set CLOUDCOMMERCE_STAGE or fix CLOUDCOMMERCE_PREFIX", name, h.cfg.Prefix)
-}
-
-// call runs the handler, turning a panic into an error so the record is
-// retried and the execution environment lives on.
-func (h *Handler) call(ctx context.Context, log *zap.Logger, st pipeline.Stage, m pipeline.Message) (out pipeline.Outcome, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			log.Error("handler panicked; the message will be retried", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
-			err = fmt.Errorf("handler panic: %v", r)
-		}
-	}()
-	return h.handlers[st](ctx, m)
-}
-
-func ackContext(inv context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(inv, 5*time.Second)
-}
-
-// deadLetter copies the record to the stage DLQ with why, exactly as the
-// worker does; the mapping then deletes the original because the record
-// is not reported as failed.
-func (h *Handler) deadLetter(inv context.Context, st pipeline.Stage, m *events.SQSMessage, rc int, reason string, cause error) error {
-	dlq := h.dlqURLs[st]
-	if dlq == "" {
-		return errors.New("no DLQ known for stage " + string(st))
-	}
-	text := cause.Error()
-	if len(text) > 1000 {
-		text = text[:1000]
-	}
-	attrs := map[string]types.MessageAttributeValue{
-		queue.AttrReason:      {DataType: aws.String("String"), StringValue: aws.String(reason)},
-		queue.AttrError:       {DataType: aws.String("String"), StringValue: aws.String(text)},
-		queue.AttrSourceQueue: {DataType: aws.String("String"), StringValue: aws.String(h.queueURLs[st])},
-		queue.AttrReceives:    {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(rc))},
-	}
-	body := m.Body
-	if body == "" {
-		body = "(empty body)"
-	}
-	ctx, cancel := ackContext(inv)
-	defer cancel()
-	if _, err := h.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(dlq), MessageBody: aws.String(body), MessageAttributes: attrs}); err != nil {
-		return fmt.Errorf("send to DLQ: %w", err)
-	}
-	return nil
-}
-
-// backOff delays the record's next delivery exponentially in its receive
-// count, as the worker does. Without it the record would return after the
-// queue's whole visibility timeout, whatever the attempt.
-func (h *Handler) backOff(inv context.Context, log *zap.Logger, st pipeline.Stage, m *events.SQSMessage, rc int) {
-	url := h.queueURLs[st]
-	if url == "" || m.ReceiptHandle == "" {
-		return
-	}
-	delay := queue.Backoff(h.cfg.RetryBase, h.cfg.RetryMax, rc)
-	secs := int32(max((delay+time.Second-1)/time.Second, 1))
-	ctx, cancel := ackContext(inv)
-	defer cancel()
-	if _, err := h.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
-		QueueUrl: aws.String(url), ReceiptHandle: aws.String(m.ReceiptHandle), VisibilityTimeout: secs,
-	}); err != nil {
-		log.Warn("could not set retry back-off; the message returns after its visibility timeout", zap.Error(err))
-	}
 }

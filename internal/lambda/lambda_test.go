@@ -23,11 +23,11 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
+	"github.com/cloudcommerce/cloudcommerce/internal/delivery"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/lambda"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
-	"github.com/cloudcommerce/cloudcommerce/internal/queue"
 	"github.com/cloudcommerce/cloudcommerce/internal/store"
 	"github.com/cloudcommerce/cloudcommerce/internal/topology"
 )
@@ -378,16 +378,16 @@ func TestBatchWithPoisonAndTransientRecords(t *testing.T) {
 		t.Errorf("DLQ body %q, want the poison body unchanged", aws.ToString(d.Body))
 	}
 	for attr, want := range map[string]string{
-		queue.AttrReason:      pipeline.ReasonMalformed,
-		queue.AttrSourceQueue: f.queueURL(pipeline.StagePayment, false),
-		queue.AttrReceives:    "1",
+		delivery.AttrReason:      pipeline.ReasonMalformed,
+		delivery.AttrSourceQueue: f.queueURL(pipeline.StagePayment, false),
+		delivery.AttrReceives:    "1",
 	} {
 		if got := aws.ToString(d.MessageAttributes[attr].StringValue); got != want {
 			t.Errorf("DLQ attribute %s = %q, want %q", attr, got, want)
 		}
 	}
-	if aws.ToString(d.MessageAttributes[queue.AttrError].StringValue) == "" {
-		t.Errorf("DLQ message lacks %s", queue.AttrError)
+	if aws.ToString(d.MessageAttributes[delivery.AttrError].StringValue) == "" {
+		t.Errorf("DLQ message lacks %s", delivery.AttrError)
 	}
 
 	// The transient record comes back after its back-off and fails once

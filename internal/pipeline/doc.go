@@ -10,4 +10,11 @@
 // every transition is one conditional write on the current status, and a
 // handler that loses the condition reads the order and decides whether it is
 // a duplicate (acknowledge, re-emit downstream when needed) or a conflict.
+//
+// Files: order.go (the order, its states and validation), event.go (events
+// and the EventBridge envelope, parsed only here), port.go (the interfaces),
+// errors.go, stage.go (stages, messages, outcomes and the dispatch to a
+// stage's handler), handlers.go (the three stage handlers and what they
+// announce), resolve.go (what a lost condition means), cancel.go
+// (cancellation and refunds), notification.go (the customer-facing text).
 package pipeline

@@ -13,6 +13,9 @@ const (
 	ReasonTooLarge   = "too_large"
 	ReasonNotFound   = "order_not_found"
 	ReasonInvalid    = "invalid_order"
+	// ReasonPriceMismatch is the Reason of an order rejected because a line's
+	// unit price differs from the catalogue price of its SKU.
+	ReasonPriceMismatch = "price_mismatch"
 )
 
 // PermanentError is a failure that retrying cannot fix: the message is
@@ -64,6 +67,30 @@ func (e *StockError) Error() string {
 		return fmt.Sprintf("unknown SKU %s", e.SKU)
 	}
 	return fmt.Sprintf("insufficient stock for %s: requested %d, available %d", e.SKU, e.Requested, e.Available)
+}
+
+// PriceError says a reservation failed because the order's unit price for a
+// SKU differs from the catalogue price.
+type PriceError struct {
+	SKU       string
+	Catalogue Money
+	Ordered   Money
+}
+
+func (e *PriceError) Error() string {
+	return fmt.Sprintf("price mismatch for %s: the catalogue says %s, the order %s", e.SKU, e.Catalogue, e.Ordered)
+}
+
+// LevelError says a stock adjustment was refused because it would take the
+// level of SKU outside 0..MaxAvailable; Available is the level it found.
+type LevelError struct {
+	SKU       string
+	Available int64
+	Delta     int64
+}
+
+func (e *LevelError) Error() string {
+	return fmt.Sprintf("stock of %s is %d: adding %d would leave it outside 0..%d", e.SKU, e.Available, e.Delta, MaxAvailable)
 }
 
 // DeclinedError is a payment the provider refused for good (card declined,

@@ -52,7 +52,10 @@ type Envelope struct {
 const MaxMessageBytes = 256 * 1024
 
 // DecodeEvent parses an SQS message body holding an EventBridge envelope.
-// Every error it returns is permanent: the same body will never parse.
+// It is the only parser of the envelope. Every error it returns is
+// permanent: the same body will never parse. With an error, the event
+// still carries what could be read (its type and order id when present),
+// for logs and operator tools.
 func DecodeEvent(body []byte) (Event, error) {
 	if len(body) > MaxMessageBytes {
 		return Event{}, Permanent(ReasonTooLarge, fmt.Errorf("message body is %d bytes, over the %d-byte limit", len(body), MaxMessageBytes))
@@ -61,21 +64,63 @@ func DecodeEvent(body []byte) (Event, error) {
 	if err := json.Unmarshal(body, &env); err != nil {
 		return Event{}, Permanent(ReasonMalformed, fmt.Errorf("message body is not an EventBridge event: %w", err))
 	}
+	ev := Event{Type: EventType(env.DetailType)}
 	if env.DetailType == "" || len(env.Detail) == 0 {
-		return Event{}, Permanent(ReasonMalformed, errors.New("message body lacks detail-type or detail"))
+		ev.Order = peekOrder(env.Detail)
+		return ev, Permanent(ReasonMalformed, errors.New("message body lacks detail-type or detail"))
 	}
 	if env.Source != EventSource {
-		return Event{}, Permanent(ReasonWrongEvent, fmt.Errorf("event source %q is not %q", env.Source, EventSource))
+		ev.Order = peekOrder(env.Detail)
+		return ev, Permanent(ReasonWrongEvent, fmt.Errorf("event source %q is not %q", env.Source, EventSource))
 	}
-	ev := Event{Type: EventType(env.DetailType)}
 	dec := json.NewDecoder(bytes.NewReader(env.Detail))
 	if err := dec.Decode(&ev.Order); err != nil {
-		return Event{}, Permanent(ReasonMalformed, fmt.Errorf("%s detail is not an order: %w", env.DetailType, err))
+		ev.Order = peekOrder(env.Detail)
+		return ev, Permanent(ReasonMalformed, fmt.Errorf("%s detail is not an order: %w", env.DetailType, err))
 	}
 	if ev.Order.ID == "" {
-		return Event{}, Permanent(ReasonMalformed, fmt.Errorf("%s detail has no order_id", env.DetailType))
+		return ev, Permanent(ReasonMalformed, fmt.Errorf("%s detail has no order_id", env.DetailType))
 	}
 	return ev, nil
+}
+
+// peekOrder reads the order id and trace context of a detail that is not
+// a whole order, for logs and tracing of a message that will be
+// dead-lettered.
+func peekOrder(detail json.RawMessage) Order {
+	var d struct {
+		OrderID string `json:"order_id"`
+		Trace   string `json:"trace"`
+	}
+	if len(detail) == 0 || json.Unmarshal(detail, &d) != nil {
+		return Order{}
+	}
+	return Order{ID: d.OrderID, Trace: d.Trace}
+}
+
+// WithDetailTrace returns body, an EventBridge event, with detail.trace
+// set to traceparent and every other field kept as it was, or nil when the
+// body is not an event whose detail is an object.
+func WithDetailTrace(body []byte, traceparent string) []byte {
+	var env map[string]json.RawMessage
+	if json.Unmarshal(body, &env) != nil {
+		return nil
+	}
+	var detail map[string]json.RawMessage
+	if json.Unmarshal(env["detail"], &detail) != nil || detail == nil {
+		return nil
+	}
+	detail["trace"], _ = json.Marshal(traceparent)
+	d, err := json.Marshal(detail)
+	if err != nil {
+		return nil
+	}
+	env["detail"] = d
+	out, err := json.Marshal(env)
+	if err != nil {
+		return nil
+	}
+	return out
 }
 
 // EncodeDetail returns the event's detail JSON.

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Status is where an order is in its life.
@@ -190,23 +192,29 @@ func (o Order) Timeline() []HistoryEntry {
 }
 
 // Lines returns the quantity per SKU, merging repeated SKUs, in SKU order.
+// A valid order carries one unit price per SKU; each line has it.
 func (o Order) Lines() []Line {
-	qty := map[string]int64{}
+	idx := map[string]int{}
+	out := make([]Line, 0, len(o.Items))
 	for _, it := range o.Items {
-		qty[it.SKU] += it.Quantity
-	}
-	out := make([]Line, 0, len(qty))
-	for sku, q := range qty {
-		out = append(out, Line{SKU: sku, Quantity: q})
+		if i, ok := idx[it.SKU]; ok {
+			out[i].Quantity += it.Quantity
+			continue
+		}
+		idx[it.SKU] = len(out)
+		out = append(out, Line{SKU: it.SKU, Quantity: it.Quantity, UnitPrice: it.UnitPrice})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].SKU < out[j].SKU })
 	return out
 }
 
-// Line is a quantity of one SKU, as reserved or released.
+// Line is a quantity of one SKU, as reserved or released. UnitPrice is the
+// price the order carries for the SKU: a reservation succeeds only if the
+// catalogue has no price for the SKU or the same one.
 type Line struct {
-	SKU      string
-	Quantity int64
+	SKU       string
+	Quantity  int64
+	UnitPrice Money
 }
 
 // transition returns a copy of o moved to status to at time now, or an error
@@ -300,6 +308,7 @@ func validateItems(v *ValidationError, items []Item) {
 		return
 	}
 	currency := ""
+	prices := make(map[string]Money, len(items))
 	for i, it := range items {
 		f := fmt.Sprintf("items[%d]", i)
 		if it.SKU == "" {
@@ -327,6 +336,11 @@ func validateItems(v *ValidationError, items []Item) {
 		case c != currency:
 			v.add(f+".unit_price.currency", "is %s but the order is in %s: one currency per order", c, currency)
 		}
+		if p, ok := prices[it.SKU]; ok && p != it.UnitPrice {
+			v.add(f+".unit_price", "is %s but an earlier line of %s says %s: one price per SKU", it.UnitPrice, it.SKU, p)
+		} else if !ok && it.SKU != "" {
+			prices[it.SKU] = it.UnitPrice
+		}
 	}
 }
 
@@ -338,21 +352,45 @@ func validatePayment(v *ValidationError, p Payment) {
 	}
 }
 
-func validateAddress(v *ValidationError, a Address) {
-	req := func(field, val string) {
-		if strings.TrimSpace(val) == "" {
-			v.add("shipping_address."+field, "is required")
-		} else if len(val) > maxTextLength {
-			v.add("shipping_address."+field, "must be at most %d characters", maxTextLength)
+// TextProblem says what is wrong with a free-text value (a name, an address
+// line), or "" when nothing is: at most 200 characters (runes, not bytes),
+// and no control or bidirectional-override characters, which can hide or
+// reorder what an operator or a label printer shows.
+func TextProblem(val string) string {
+	if n := utf8.RuneCountInString(val); n > maxTextLength {
+		return fmt.Sprintf("must be at most %d characters, got %d", maxTextLength, n)
+	}
+	for _, r := range val {
+		if r == utf8.RuneError || unicode.IsControl(r) || bidiControl(r) {
+			return fmt.Sprintf("must not contain control or bidirectional formatting characters (found U+%04X)", r)
 		}
 	}
-	req("name", a.Name)
-	req("line1", a.Line1)
-	req("city", a.City)
-	req("postal_code", a.PostalCode)
-	if len(a.Line2) > maxTextLength {
-		v.add("shipping_address.line2", "must be at most %d characters", maxTextLength)
+	return ""
+}
+
+// bidiControl reports the Unicode bidirectional formatting characters
+// (embeddings, overrides, isolates and marks).
+func bidiControl(r rune) bool {
+	return r == 0x061C || r == 0x200E || r == 0x200F || (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069)
+}
+
+func validateAddress(v *ValidationError, a Address) {
+	text := func(field, val string, required bool) {
+		if strings.TrimSpace(val) == "" {
+			if required {
+				v.add("shipping_address."+field, "is required")
+			}
+			return
+		}
+		if p := TextProblem(val); p != "" {
+			v.add("shipping_address."+field, "%s", p)
+		}
 	}
+	text("name", a.Name, true)
+	text("line1", a.Line1, true)
+	text("city", a.City, true)
+	text("postal_code", a.PostalCode, true)
+	text("line2", a.Line2, false)
 	if a.Country == "" {
 		v.add("shipping_address.country", "is required")
 	} else if !countryCode.MatchString(a.Country) {

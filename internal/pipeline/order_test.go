@@ -165,9 +165,10 @@ func TestFormatMoney(t *testing.T) {
 
 func TestLinesMergeRepeatedSKUs(t *testing.T) {
 	t.Parallel()
-	o := Order{Items: []Item{{SKU: "B", Quantity: 1}, {SKU: "A", Quantity: 2}, {SKU: "B", Quantity: 3}}}
+	usd := func(a int64) Money { return Money{Amount: a, Currency: "USD"} }
+	o := Order{Items: []Item{{SKU: "B", Quantity: 1, UnitPrice: usd(7)}, {SKU: "A", Quantity: 2, UnitPrice: usd(5)}, {SKU: "B", Quantity: 3, UnitPrice: usd(7)}}}
 	got := o.Lines()
-	want := []Line{{"A", 2}, {"B", 4}}
+	want := []Line{{"A", 2, usd(5)}, {"B", 4, usd(7)}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("Lines() = %v, want %v", got, want)
 	}
@@ -209,5 +210,47 @@ func TestNotificationsAreReadableAndCarryChannels(t *testing.T) {
 	}
 	if _, ok := NotificationFor(Order{Status: StatusReserved}); ok {
 		t.Fatal("RESERVED must not notify the customer")
+	}
+}
+
+func TestTextProblemCountsCharactersAndRefusesHiddenFormatting(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{strings.Repeat("é", 200), true},
+		{strings.Repeat("日", 200), true},
+		{strings.Repeat("a", 201), false},
+		{strings.Repeat("é", 201), false},
+		{"Zoë O'Brien-Łukasiewicz", true},
+		{"line\nbreak", false},
+		{"tab\there", false},
+		{"nul\x00", false},
+		{"\u0085next line", false},
+		{"abc\u202edcba", false},
+		{"\u2066isolate\u2069", false},
+		{"mark\u200e", false},
+		{"arabic mark\u061c", false},
+		{"zero\u200bwidth space is allowed", true},
+	} {
+		if got := TextProblem(tc.in) == ""; got != tc.ok {
+			t.Errorf("TextProblem(%q) accepted = %v, want %v (%s)", tc.in, got, tc.ok, TextProblem(tc.in))
+		}
+	}
+}
+
+func TestOneSKUOnePricePerOrder(t *testing.T) {
+	t.Parallel()
+	r := OrderRequest{
+		Customer: Customer{ID: "c", Email: "a@example.com"},
+		Items: []Item{{SKU: "A", Quantity: 1, UnitPrice: Money{Amount: 5, Currency: "USD"}}, {SKU: "B", Quantity: 1, UnitPrice: Money{Amount: 5, Currency: "USD"}},
+			{SKU: "A", Quantity: 2, UnitPrice: Money{Amount: 5, Currency: "USD"}}, {SKU: "A", Quantity: 1, UnitPrice: Money{Amount: 6, Currency: "USD"}}},
+		Payment:         Payment{Token: "tok"},
+		ShippingAddress: Address{Name: "n", Line1: "l", City: "c", PostalCode: "p", Country: "GB"},
+	}
+	var ve *ValidationError
+	if err := r.Validate(); !errors.As(err, &ve) || len(ve.Fields) != 1 || ve.Fields[0].Field != "items[3].unit_price" {
+		t.Fatalf("Validate = %v, want only items[3].unit_price", err)
 	}
 }

@@ -37,13 +37,41 @@ type Store interface {
 	// condition fails and *StockError when a reservation cannot be met; in
 	// both cases nothing was written.
 	Apply(ctx context.Context, ch Change) error
-	// SetStock sets the units of sku available for sale.
+	// SetStock sets the units of sku available for sale, replacing the
+	// inventory item (so removing any catalogue price).
 	SetStock(ctx context.Context, sku string, available int64) error
 	// Stock returns the units of sku available, or ErrNotFound.
 	Stock(ctx context.Context, sku string) (int64, error)
+	// PutInventory replaces the inventory item of it.SKU: its level and
+	// catalogue price (none when it.UnitPrice is nil).
+	PutInventory(ctx context.Context, it InventoryItem) error
+	// Inventory returns the inventory item of sku, or ErrNotFound.
+	Inventory(ctx context.Context, sku string) (InventoryItem, error)
+	// AdjustStock adds delta (negative to remove) to the level of sku in one
+	// conditional write and returns the new level. It returns ErrNotFound
+	// for an unknown SKU and *LevelError, writing nothing, when the level
+	// would leave 0..MaxAvailable.
+	AdjustStock(ctx context.Context, sku string, delta int64) (int64, error)
+	// Prices returns the catalogue price of each of skus that has one; a
+	// SKU without a price or without an inventory item is absent.
+	Prices(ctx context.Context, skus []string) (map[string]Money, error)
 	// ListByStatus returns up to limit orders in status last changed before
 	// (and, when after is not zero, after) the given times, oldest first.
 	ListByStatus(ctx context.Context, status Status, after, before time.Time, limit int) ([]Order, error)
+}
+
+// MaxAvailable is the largest stock level of a SKU. Levels stay far below
+// what an int64 holds, so releasing reserved units can never overflow.
+const MaxAvailable = 1_000_000_000
+
+// InventoryItem is a SKU's stock level and, when the catalogue sets one, the
+// unit price every order line of the SKU must carry.
+type InventoryItem struct {
+	SKU       string
+	Available int64
+	// UnitPrice is nil when the SKU has no catalogue price; then any price
+	// an order carries is accepted.
+	UnitPrice *Money
 }
 
 // Publisher puts events on the bus. Publish returns only once every event

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -200,13 +201,7 @@ func (st *Store) Apply(ctx context.Context, ch pipeline.Change) error {
 	}
 	items := make([]types.TransactWriteItem, 0, len(ch.Reserve)+len(ch.Release)+1)
 	for _, l := range ch.Reserve {
-		items = append(items, types.TransactWriteItem{Update: &types.Update{
-			TableName:                 &st.tables.Inventory,
-			Key:                       map[string]types.AttributeValue{"sku": s(l.SKU)},
-			UpdateExpression:          aws.String("SET available = available - :q"),
-			ConditionExpression:       aws.String("attribute_exists(sku) AND available >= :q"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":q": n(l.Quantity)},
-		}})
+		items = append(items, types.TransactWriteItem{Update: st.reserveUpdate(l)})
 	}
 	for _, l := range ch.Release {
 		items = append(items, types.TransactWriteItem{Update: &types.Update{
@@ -229,61 +224,233 @@ func (st *Store) Apply(ctx context.Context, ch pipeline.Change) error {
 	if len(reasons) == len(items) && aws.ToString(reasons[len(items)-1].Code) == "ConditionalCheckFailed" {
 		return pipeline.ErrConflict
 	}
+	// A reservation's condition covers both the level and the price; the
+	// item as it was (ALL_OLD, or a read when the reason carries none)
+	// tells which failed. A price mismatch wins over a short SKU.
+	var first error
 	for i, r := range reasons {
-		if i < len(ch.Reserve) && aws.ToString(r.Code) == "ConditionalCheckFailed" {
-			return st.stockError(ctx, ch.Reserve[i])
+		if i >= len(ch.Reserve) || aws.ToString(r.Code) != "ConditionalCheckFailed" {
+			continue
 		}
+		rerr := st.reservationError(ctx, ch.Reserve[i], r.Item)
+		var pe *pipeline.PriceError
+		if errors.As(rerr, &pe) {
+			return rerr
+		}
+		if first == nil {
+			first = rerr
+		}
+	}
+	if first != nil {
+		return first
 	}
 	// TransactionConflict and friends: another transaction touched the same
 	// items; retrying is right.
 	return fmt.Errorf("write order %s %s→%s with stock: %w", ch.Order.ID, ch.From, ch.Order.Status, err)
 }
 
-func (st *Store) stockError(ctx context.Context, l pipeline.Line) error {
-	avail, err := st.Stock(ctx, l.SKU)
-	if errors.Is(err, pipeline.ErrNotFound) {
+// priceAttr holds a SKU's catalogue price as "<amount> <currency>"
+// (pipeline.Money.String), so one string equality compares both parts.
+const priceAttr = "unit_price"
+
+// reserveUpdate is the reservation of one line: take l.Quantity units only
+// if the SKU exists, has that many, and has no catalogue price or exactly
+// the line's. ALL_OLD on a failed condition returns the item, which says
+// which part failed without another request.
+func (st *Store) reserveUpdate(l pipeline.Line) *types.Update {
+	return &types.Update{
+		TableName:                           &st.tables.Inventory,
+		Key:                                 map[string]types.AttributeValue{"sku": s(l.SKU)},
+		UpdateExpression:                    aws.String("SET available = available - :q"),
+		ConditionExpression:                 aws.String("attribute_exists(sku) AND available >= :q AND (attribute_not_exists(#price) OR #price = :price)"),
+		ExpressionAttributeNames:            map[string]string{"#price": priceAttr},
+		ExpressionAttributeValues:           map[string]types.AttributeValue{":q": n(l.Quantity), ":price": s(l.UnitPrice.String())},
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}
+}
+
+// reservationError explains a reservation whose condition failed, from the
+// item as it was when the write failed, or from a read when it is not given.
+func (st *Store) reservationError(ctx context.Context, l pipeline.Line, old map[string]types.AttributeValue) error {
+	var it pipeline.InventoryItem
+	var err error
+	if old != nil {
+		it, err = inventoryItem(l.SKU, old)
+	} else {
+		it, err = st.Inventory(ctx, l.SKU)
+	}
+	switch {
+	case errors.Is(err, pipeline.ErrNotFound):
 		return &pipeline.StockError{SKU: l.SKU, Unknown: true, Requested: l.Quantity}
-	}
-	if err != nil {
+	case err != nil:
 		return err
+	case it.UnitPrice != nil && *it.UnitPrice != l.UnitPrice:
+		return &pipeline.PriceError{SKU: l.SKU, Catalogue: *it.UnitPrice, Ordered: l.UnitPrice}
 	}
-	return &pipeline.StockError{SKU: l.SKU, Requested: l.Quantity, Available: avail}
+	return &pipeline.StockError{SKU: l.SKU, Requested: l.Quantity, Available: it.Available}
 }
 
 // SetStock implements pipeline.Store.
 func (st *Store) SetStock(ctx context.Context, sku string, available int64) error {
-	_, err := st.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: &st.tables.Inventory,
-		Item:      map[string]types.AttributeValue{"sku": s(sku), "available": n(available)},
-	})
+	return st.PutInventory(ctx, pipeline.InventoryItem{SKU: sku, Available: available})
+}
+
+// PutInventory implements pipeline.Store.
+func (st *Store) PutInventory(ctx context.Context, it pipeline.InventoryItem) error {
+	item := map[string]types.AttributeValue{"sku": s(it.SKU), "available": n(it.Available)}
+	if it.UnitPrice != nil {
+		item[priceAttr] = s(it.UnitPrice.String())
+	}
+	_, err := st.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: &st.tables.Inventory, Item: item})
 	if err != nil {
-		return fmt.Errorf("set stock of %s: %w", sku, err)
+		return fmt.Errorf("set stock of %s: %w", it.SKU, err)
 	}
 	return nil
 }
 
 // Stock implements pipeline.Store.
 func (st *Store) Stock(ctx context.Context, sku string) (int64, error) {
+	it, err := st.Inventory(ctx, sku)
+	return it.Available, err
+}
+
+// Inventory implements pipeline.Store.
+func (st *Store) Inventory(ctx context.Context, sku string) (pipeline.InventoryItem, error) {
 	out, err := st.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      &st.tables.Inventory,
 		Key:            map[string]types.AttributeValue{"sku": s(sku)},
 		ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
-		return 0, fmt.Errorf("get stock of %s: %w", sku, err)
+		return pipeline.InventoryItem{}, fmt.Errorf("get stock of %s: %w", sku, err)
 	}
-	if out.Item == nil {
-		return 0, fmt.Errorf("sku %s: %w", sku, pipeline.ErrNotFound)
+	return inventoryItem(sku, out.Item)
+}
+
+func inventoryItem(sku string, item map[string]types.AttributeValue) (pipeline.InventoryItem, error) {
+	if item == nil {
+		return pipeline.InventoryItem{}, fmt.Errorf("sku %s: %w", sku, pipeline.ErrNotFound)
 	}
-	av, ok := out.Item["available"].(*types.AttributeValueMemberN)
+	it := pipeline.InventoryItem{SKU: sku}
+	av, ok := item["available"].(*types.AttributeValueMemberN)
 	if !ok {
-		return 0, fmt.Errorf("sku %s has no numeric available attribute", sku)
+		return it, fmt.Errorf("sku %s has no numeric available attribute", sku)
 	}
 	v, err := strconv.ParseInt(av.Value, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("sku %s: available %q: %w", sku, av.Value, err)
+		return it, fmt.Errorf("sku %s: available %q: %w", sku, av.Value, err)
 	}
-	return v, nil
+	it.Available = v
+	if p, ok := item[priceAttr].(*types.AttributeValueMemberS); ok {
+		m, err := parsePrice(p.Value)
+		if err != nil {
+			return it, fmt.Errorf("sku %s: %w", sku, err)
+		}
+		it.UnitPrice = &m
+	}
+	return it, nil
+}
+
+func parsePrice(v string) (pipeline.Money, error) {
+	amount, currency, ok := strings.Cut(v, " ")
+	a, err := strconv.ParseInt(amount, 10, 64)
+	if !ok || err != nil || currency == "" {
+		return pipeline.Money{}, fmt.Errorf("stored price %q is not \"<amount> <currency>\"", v)
+	}
+	return pipeline.Money{Amount: a, Currency: currency}, nil
+}
+
+// adjustUpdate adds delta to the level of sku only if the SKU exists and the
+// result stays within 0..MaxAvailable: available >= -delta and
+// available <= MaxAvailable - delta.
+func (st *Store) adjustUpdate(sku string, delta int64) *dynamodb.UpdateItemInput {
+	return &dynamodb.UpdateItemInput{
+		TableName:                           &st.tables.Inventory,
+		Key:                                 map[string]types.AttributeValue{"sku": s(sku)},
+		UpdateExpression:                    aws.String("SET available = available + :d"),
+		ConditionExpression:                 aws.String("attribute_exists(sku) AND available >= :lo AND available <= :hi"),
+		ExpressionAttributeValues:           map[string]types.AttributeValue{":d": n(delta), ":lo": n(-delta), ":hi": n(pipeline.MaxAvailable - delta)},
+		ReturnValues:                        types.ReturnValueUpdatedNew,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}
+}
+
+// AdjustStock implements pipeline.Store.
+func (st *Store) AdjustStock(ctx context.Context, sku string, delta int64) (int64, error) {
+	if delta < -pipeline.MaxAvailable || delta > pipeline.MaxAvailable {
+		return 0, fmt.Errorf("adjust stock of %s: delta %d is outside ±%d", sku, delta, pipeline.MaxAvailable)
+	}
+	out, err := st.db.UpdateItem(ctx, st.adjustUpdate(sku, delta))
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		var it pipeline.InventoryItem
+		var rerr error
+		if ccf.Item != nil {
+			it, rerr = inventoryItem(sku, ccf.Item)
+		} else {
+			it, rerr = st.Inventory(ctx, sku)
+		}
+		if rerr != nil {
+			return 0, rerr
+		}
+		return 0, &pipeline.LevelError{SKU: sku, Available: it.Available, Delta: delta}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("adjust stock of %s by %d: %w", sku, delta, err)
+	}
+	it, err := inventoryItem(sku, out.Attributes)
+	if err != nil {
+		return 0, fmt.Errorf("adjust stock of %s: %w", sku, err)
+	}
+	return it.Available, nil
+}
+
+// Prices implements pipeline.Store: one BatchGetItem of at most 100 SKUs
+// (an order names at most pipeline.MaxItems), eventually consistent, which
+// is enough for an early answer: the reservation checks the price again
+// inside its conditional write.
+func (st *Store) Prices(ctx context.Context, skus []string) (map[string]pipeline.Money, error) {
+	out := make(map[string]pipeline.Money, len(skus))
+	keys := make([]map[string]types.AttributeValue, 0, len(skus))
+	seen := make(map[string]bool, len(skus))
+	for _, sku := range skus {
+		if !seen[sku] {
+			seen[sku] = true
+			keys = append(keys, map[string]types.AttributeValue{"sku": s(sku)})
+		}
+	}
+	for len(keys) > 0 {
+		batch := keys[:min(len(keys), 100)]
+		keys = keys[len(batch):]
+		req := map[string]types.KeysAndAttributes{st.tables.Inventory: {
+			Keys:                     batch,
+			ProjectionExpression:     aws.String("sku, #price"),
+			ExpressionAttributeNames: map[string]string{"#price": priceAttr},
+		}}
+		for attempt := 0; len(req) > 0; attempt++ {
+			if attempt == 5 {
+				return nil, errors.New("read catalogue prices: keys still unprocessed after 5 attempts")
+			}
+			page, err := st.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
+			if err != nil {
+				return nil, fmt.Errorf("read catalogue prices: %w", err)
+			}
+			for _, item := range page.Responses[st.tables.Inventory] {
+				sku, _ := item["sku"].(*types.AttributeValueMemberS)
+				p, ok := item[priceAttr].(*types.AttributeValueMemberS)
+				if sku == nil || !ok {
+					continue
+				}
+				m, err := parsePrice(p.Value)
+				if err != nil {
+					return nil, fmt.Errorf("sku %s: %w", sku.Value, err)
+				}
+				out[sku.Value] = m
+			}
+			req = page.UnprocessedKeys
+		}
+	}
+	return out, nil
 }
 
 // ListByStatus implements pipeline.Store.

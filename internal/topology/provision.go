@@ -149,11 +149,11 @@ func (p *Provisioned) table(ctx context.Context, db *dynamodb.Client, prefix str
 }
 
 func (p *Provisioned) queue(ctx context.Context, q *sqs.Client, name string, attrs map[string]string) error {
-	if u, err := q.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &name}); err == nil {
-		p.QueueURLs[name] = aws.ToString(u.QueueUrl)
+	if u, err := QueueURL(ctx, q, name); err == nil {
+		p.QueueURLs[name] = u
 	} else {
 		if !QueueMissing(err) {
-			return fmt.Errorf("look up queue %s: %w", name, err)
+			return fmt.Errorf("look up %w", err)
 		}
 		out, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: &name, Attributes: attrs})
 		if err != nil {

@@ -21,6 +21,11 @@ const (
 	AttrReason       = attribute.Key("cloudcommerce.dead_letter_reason")
 )
 
+// Middleware is Handler as a delivery middleware.
+func Middleware(tp oteltrace.TracerProvider, stage pipeline.Stage) func(pipeline.Handler) pipeline.Handler {
+	return func(next pipeline.Handler) pipeline.Handler { return Handler(tp, stage, next) }
+}
+
 // Handler wraps a stage handler so that each message is handled in a
 // consumer span named "<stage> process", a child of the trace the order
 // carries in detail.trace (the intake's span). The span records the
@@ -36,8 +41,9 @@ func Handler(tp oteltrace.TracerProvider, stage pipeline.Stage, next pipeline.Ha
 	tr := OrNoop(tp).Tracer(InstrumentationName)
 	name := string(stage) + " process"
 	return func(ctx context.Context, m pipeline.Message) (pipeline.Outcome, error) {
-		head := peek(m.Body)
-		ctx, span := tr.Start(WithTraceparent(ctx, head.Detail.Trace), name,
+		m = m.Decode() // a no-op for a message the consumer decoded
+		ev, decodeErr := m.Event()
+		ctx, span := tr.Start(WithTraceparent(ctx, ev.Order.Trace), name,
 			oteltrace.WithSpanKind(oteltrace.SpanKindConsumer),
 			oteltrace.WithAttributes(
 				attribute.String("messaging.system", "aws_sqs"),
@@ -53,12 +59,18 @@ func Handler(tp oteltrace.TracerProvider, stage pipeline.Stage, next pipeline.Ha
 				panic(r) // the consumer recovers it and retries the message
 			}
 		}()
-		if head.Detail.OrderID != "" {
-			span.SetAttributes(AttrOrderID.String(head.Detail.OrderID), AttrEvent.String(head.DetailType))
+		if ev.Order.ID != "" {
+			span.SetAttributes(AttrOrderID.String(ev.Order.ID), AttrEvent.String(string(ev.Type)))
 		}
-		if head.Detail.Trace == "" && span.SpanContext().IsValid() {
-			if b := withTrace(m.Body, Traceparent(ctx)); b != nil {
+		if ev.Order.Trace == "" && span.SpanContext().IsValid() {
+			tp := Traceparent(ctx)
+			if b := pipeline.WithDetailTrace(m.Body, tp); b != nil {
 				m.Body = b
+			}
+			if decodeErr == nil {
+				// The handler reads the decoded event, not the body.
+				ev.Order.Trace = tp
+				m = m.WithEvent(ev)
 			}
 		}
 		out, err := next(ctx, m)

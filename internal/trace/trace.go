@@ -6,8 +6,9 @@
 // snapshot is the detail of every EventBridge event, and the event is the
 // SQS message body, the context rides through EventBridge and SQS without
 // relying on message attributes (EventBridge → SQS delivery drops them).
-// Handler wraps each stage handler: it reads detail.trace from the message
-// body and runs the handler in a consumer span that is a child of the intake
+// Handler wraps each stage handler (Middleware is the same as a delivery
+// middleware): it reads detail.trace from the message's decoded event and
+// runs the handler in a consumer span that is a child of the intake
 // span, so one order is one connected trace across the three stages. AWS
 // calls made with the handler's context become client spans under it (see
 // awsconf.Traced).
@@ -18,7 +19,6 @@ package trace
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -162,45 +162,4 @@ func WithTraceparent(ctx context.Context, traceparent string) context.Context {
 		return ctx
 	}
 	return Propagator.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
-}
-
-// envelopeHead is the part of a message body the tracing middleware reads.
-type envelopeHead struct {
-	DetailType string `json:"detail-type"`
-	Detail     struct {
-		OrderID string `json:"order_id"`
-		Trace   string `json:"trace"`
-	} `json:"detail"`
-}
-
-// peek reads the event type, order id and trace context of a message body;
-// a body that is not an event gives zero values (the handler reports it).
-func peek(body []byte) envelopeHead {
-	var h envelopeHead
-	_ = json.Unmarshal(body, &h)
-	return h
-}
-
-// withTrace returns body with detail.trace set, or nil when the body is not
-// an event whose detail is an object.
-func withTrace(body []byte, traceparent string) []byte {
-	var env map[string]json.RawMessage
-	if json.Unmarshal(body, &env) != nil {
-		return nil
-	}
-	var detail map[string]json.RawMessage
-	if json.Unmarshal(env["detail"], &detail) != nil || detail == nil {
-		return nil
-	}
-	detail["trace"], _ = json.Marshal(traceparent)
-	d, err := json.Marshal(detail)
-	if err != nil {
-		return nil
-	}
-	env["detail"] = d
-	out, err := json.Marshal(env)
-	if err != nil {
-		return nil
-	}
-	return out
 }

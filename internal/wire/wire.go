@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
@@ -45,17 +46,29 @@ type Config struct {
 	Stripe stripe.Config
 }
 
-// Deps are what the service is given rather than builds.
+// Deps are what the worker and the Lambda adapter are given rather than
+// build: one struct serves both (worker.Deps and lambda.Deps are this
+// type). Only AWS and Log are required.
 type Deps struct {
 	AWS aws.Config
-	// LedgerAWS, when set, configures the sandbox payment ledger's client.
+	// LedgerAWS, when set, configures the sandbox payment ledger's client
+	// (so its calls are counted apart, as an external provider's).
 	LedgerAWS *aws.Config
 	Log       *zap.Logger
-	// Metrics, when set, observes transitions and batch sizes.
+	// Metrics, when set, observes transitions, batch sizes and handled
+	// messages (the worker requires it; the function serves no /metrics,
+	// tests read it).
 	Metrics *metrics.Metrics
 	// Payments and Carrier override the configured adapters (tests).
 	Payments pipeline.PaymentGateway
 	Carrier  pipeline.Carrier
+	// Notifications, when set, serves GET /v1/notifications (the worker's
+	// intake in devstack).
+	Notifications notify.Log
+	// Tracing, when set, traces each order from intake through every
+	// stage and AWS call (trace.FromEnv); nil makes no spans. The worker
+	// uses it.
+	Tracing oteltrace.TracerProvider
 }
 
 // Components are the stage handlers' dependencies, assembled.

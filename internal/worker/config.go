@@ -1,3 +1,12 @@
+// Package worker assembles the long-running worker: three stage consumers,
+// the stuck-order sweep, the queue-depth sampler, the optional intake API
+// and the ops endpoints (/metrics, /healthz, /readyz), with graceful
+// shutdown. cmd/worker and cmd/devstack both run it.
+//
+// Files: worker.go (assembly), drain.go (running and the graceful drain),
+// ops.go (health, readiness, metrics and console routes; the HTTP
+// server), sweep.go (the stuck-order sweep and the queue-depth sampler),
+// config.go (configuration).
 package worker
 
 import "github.com/cloudcommerce/cloudcommerce/internal/config"

@@ -14,11 +14,11 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
+	"github.com/cloudcommerce/cloudcommerce/internal/delivery"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
-	"github.com/cloudcommerce/cloudcommerce/internal/queue"
 	"github.com/cloudcommerce/cloudcommerce/internal/sandbox"
 	"github.com/cloudcommerce/cloudcommerce/internal/worker"
 )
@@ -306,10 +306,10 @@ func TestMalformedMessageIsDeadLetteredAtOnce(t *testing.T) {
 	if aws.ToString(m.Body) != `{"this is": not json` {
 		t.Fatalf("DLQ body = %q", aws.ToString(m.Body))
 	}
-	if r := aws.ToString(m.MessageAttributes[queue.AttrReason].StringValue); r != pipeline.ReasonMalformed {
+	if r := aws.ToString(m.MessageAttributes[delivery.AttrReason].StringValue); r != pipeline.ReasonMalformed {
 		t.Fatalf("reason attribute = %q", r)
 	}
-	if n, _ := strconv.Atoi(aws.ToString(m.MessageAttributes[queue.AttrReceives].StringValue)); n != 1 {
+	if n, _ := strconv.Atoi(aws.ToString(m.MessageAttributes[delivery.AttrReceives].StringValue)); n != 1 {
 		t.Fatalf("dead-lettered after %d receives, want 1 (no retries)", n)
 	}
 	// The consumer counts a dead letter once the DLQ has accepted it, so

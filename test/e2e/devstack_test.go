@@ -105,10 +105,12 @@ func TestDevstackKeepsStateAcrossRestarts(t *testing.T) {
 		return code == 200 && strings.Contains(string(b), `"status":"SHIPPED"`)
 	}
 	testkit.Eventually(t, "the order to ship", 60*time.Second, shipped)
-	code, b = req("GET", "/v1/notifications?order_id="+placed.OrderID, nil)
-	if code != 200 || !strings.Contains(string(b), "OrderShipped") {
-		t.Fatalf("notifications = %d %s", code, b)
-	}
+	// The notification travels SNS → SQS → the inbox after the order is
+	// recorded SHIPPED, so it may arrive a little later.
+	testkit.Eventually(t, "the OrderShipped notification", 30*time.Second, func() bool {
+		code, b := req("GET", "/v1/notifications?order_id="+placed.OrderID, nil)
+		return code == 200 && strings.Contains(string(b), "OrderShipped")
+	})
 	stop(p)
 
 	p = run()

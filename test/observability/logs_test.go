@@ -146,10 +146,12 @@ func TestLogsNeverCarryContactDetailsOrTokens(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	// The console page renders (and logs nothing it should not).
-	if resp, err := http.Get(s.srv.URL + "/console?order=" + cancelID); err != nil {
+	req, _ := http.NewRequest(http.MethodGet, s.srv.URL+"/console?order="+cancelID, nil)
+	req.Header.Set("Authorization", "Bearer log-test-key")
+	if resp, err := http.DefaultClient.Do(req); err != nil {
 		t.Fatal(err)
-	} else {
-		resp.Body.Close()
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusOK {
+		t.Fatalf("console page answered %s", resp.Status)
 	}
 	s.stop()
 

@@ -16,9 +16,9 @@ import (
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/bus"
+	policy "github.com/cloudcommerce/cloudcommerce/internal/delivery"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
-	"github.com/cloudcommerce/cloudcommerce/internal/queue"
 	"github.com/cloudcommerce/cloudcommerce/internal/sandbox"
 )
 
@@ -185,7 +185,7 @@ func TestDuplicatedEventsChangeNothing(t *testing.T) {
 		r.Errorf("%v payment deliveries dead-lettered as %s, want 1 (the stale payment of the rejected order)", v, pipeline.ReasonInvalid)
 	}
 	for _, m := range c.peek(c.env.QueueURL(pipeline.StagePayment, true)) {
-		if reason := attr(m.MessageAttributes, queue.AttrReason); reason != pipeline.ReasonInvalid || !strings.Contains(aws.ToString(m.Body), rejected) {
+		if reason := attr(m.MessageAttributes, policy.AttrReason); reason != pipeline.ReasonInvalid || !strings.Contains(aws.ToString(m.Body), rejected) {
 			r.Errorf("payment DLQ holds a message with reason %q, want the rejected order's with %q: %.200s", reason, pipeline.ReasonInvalid, aws.ToString(m.Body))
 		}
 	}

@@ -9,9 +9,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/delivery"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
-	"github.com/cloudcommerce/cloudcommerce/internal/queue"
 	"github.com/cloudcommerce/cloudcommerce/internal/sandbox"
 )
 
@@ -244,7 +244,7 @@ func check(c *cluster, e expect, orders map[string]pipeline.Order) []string {
 		if want := e.dlq[name]; n != want {
 			var reasons []string
 			for _, m := range c.peek(url) {
-				reasons = append(reasons, fmt.Sprintf("reason=%q receives=%s body=%.120s", attr(m.MessageAttributes, queue.AttrReason),
+				reasons = append(reasons, fmt.Sprintf("reason=%q receives=%s body=%.120s", attr(m.MessageAttributes, delivery.AttrReason),
 					m.Attributes["ApproximateReceiveCount"], aws.ToString(m.Body)))
 			}
 			bad("%s holds %d messages, want %d: %s", name, n, want, strings.Join(reasons, "; "))

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/delivery"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
-	"github.com/cloudcommerce/cloudcommerce/internal/queue"
 	"github.com/cloudcommerce/cloudcommerce/internal/sandbox"
 )
 
@@ -88,12 +88,12 @@ func TestPoisonMessagesAreDeadLetteredAtOnce(t *testing.T) {
 		msgs := c.drain(c.env.QueueURL(st, true), total, time.Minute)
 		got := map[string]int{}
 		for _, m := range msgs {
-			reason := attr(m.MessageAttributes, queue.AttrReason)
+			reason := attr(m.MessageAttributes, delivery.AttrReason)
 			got[reason]++
-			if attr(m.MessageAttributes, queue.AttrError) == "" || attr(m.MessageAttributes, queue.AttrSourceQueue) != c.env.QueueURL(st, false) {
+			if attr(m.MessageAttributes, delivery.AttrError) == "" || attr(m.MessageAttributes, delivery.AttrSourceQueue) != c.env.QueueURL(st, false) {
 				r.Errorf("%s DLQ message lacks its error or source queue: %v", st, m.MessageAttributes)
 			}
-			if rc := attr(m.MessageAttributes, queue.AttrReceives); rc != "1" {
+			if rc := attr(m.MessageAttributes, delivery.AttrReceives); rc != "1" {
 				r.Errorf("%s DLQ message (reason %q) was dead-lettered after %s receives, want 1 (never retried)", st, reason, rc)
 			}
 		}

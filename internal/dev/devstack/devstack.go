@@ -18,6 +18,7 @@ import (
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
+	"github.com/cloudcommerce/cloudcommerce/internal/intake"
 	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 	"github.com/cloudcommerce/cloudcommerce/internal/topology"
@@ -146,7 +147,7 @@ func (s *Stack) Handler() http.Handler {
 	mux := http.NewServeMux()
 	s.Worker.Intake.Routes(mux)
 	s.Worker.OpsRoutes(mux)
-	return mux
+	return intake.Fallback(mux)
 }
 
 // Run runs the worker and the inbox until ctx is done, then drains.

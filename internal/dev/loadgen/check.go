@@ -2,18 +2,12 @@ package loadgen
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-
-	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
+	"github.com/cloudcommerce/cloudcommerce/internal/store"
 )
 
 // maxCheckPerTick bounds the completion reads per check: ten BatchGetItem
@@ -91,30 +85,19 @@ func bar(done, placed, total int, elapsed time.Duration) string {
 // request) and returns the ids whose status is final. Orders that could not
 // be read stay pending.
 func (r *run) finalOnes(ctx context.Context, list []*order) map[string]bool {
+	ids := make([]string, len(list))
+	for i, o := range list {
+		ids[i] = o.id
+	}
+	statuses, requests, err := r.store.Statuses(ctx, ids)
+	r.checkerCalls.Add(int64(requests))
+	if err != nil && ctx.Err() == nil {
+		fmt.Fprintf(r.cfg.Out, "check orders: %v\n", err)
+	}
 	done := map[string]bool{}
-	for start := 0; start < len(list); start += 100 {
-		part := list[start:min(start+100, len(list))]
-		keys := make([]map[string]types.AttributeValue, len(part))
-		for i, o := range part {
-			keys[i] = map[string]types.AttributeValue{"order_id": &types.AttributeValueMemberS{Value: o.id}}
-		}
-		r.checkerCalls.Add(1)
-		out, err := r.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{
-			r.names.Tables["orders"]: {Keys: keys, ConsistentRead: aws.Bool(true), ProjectionExpression: aws.String("order_id, #s"),
-				ExpressionAttributeNames: map[string]string{"#s": "status"}},
-		}})
-		if err != nil {
-			if ctx.Err() == nil {
-				fmt.Fprintf(r.cfg.Out, "check orders: %v\n", err)
-			}
-			return done
-		}
-		for _, item := range out.Responses[r.names.Tables["orders"]] {
-			id, _ := item["order_id"].(*types.AttributeValueMemberS)
-			st, _ := item["status"].(*types.AttributeValueMemberS)
-			if id != nil && st != nil && pipeline.Status(st.Value).Final() {
-				done[id.Value] = true
-			}
+	for id, st := range statuses {
+		if st.Final() {
+			done[id] = true
 		}
 	}
 	return done
@@ -122,75 +105,10 @@ func (r *run) finalOnes(ctx context.Context, list []*order) map[string]bool {
 
 // readAll reads every order in full (the final pass, after the counters
 // are read), 100 a request, four requests at a time.
-func (r *run) readAll(ctx context.Context, ids []string) (map[string]storedOrder, error) {
-	table := r.names.Tables["orders"]
-	out := make(map[string]storedOrder, len(ids))
-	var mu sync.Mutex
-	var firstErr error
-	sem := make(chan struct{}, 4)
-	var wg sync.WaitGroup
-	for start := 0; start < len(ids); start += 100 {
-		part := ids[start:min(start+100, len(ids))]
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			keys := make([]map[string]types.AttributeValue, len(part))
-			for i, id := range part {
-				keys[i] = map[string]types.AttributeValue{"order_id": &types.AttributeValueMemberS{Value: id}}
-			}
-			for attempt := 0; len(keys) > 0 && attempt < 10; attempt++ {
-				r.checkerCalls.Add(1)
-				res, err := r.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{
-					table: {Keys: keys, ConsistentRead: aws.Bool(true)}}})
-				if err != nil {
-					mu.Lock()
-					firstErr = fmt.Errorf("read orders: %w", err)
-					mu.Unlock()
-					return
-				}
-				for _, item := range res.Responses[table] {
-					doc, ok := item["order"].(*types.AttributeValueMemberS)
-					if !ok {
-						continue
-					}
-					var o pipeline.Order
-					if err := json.Unmarshal([]byte(doc.Value), &o); err != nil {
-						continue
-					}
-					mu.Lock()
-					out[o.ID] = storedOrder{Order: o, bytes: itemSize(item)}
-					mu.Unlock()
-				}
-				keys = res.UnprocessedKeys[table].Keys
-			}
-		}()
-	}
-	wg.Wait()
-	return out, firstErr
-}
-
-type storedOrder struct {
-	pipeline.Order
-	bytes int
-}
-
-// itemSize is a DynamoDB item's size as capacity units count it: the
-// lengths of attribute names and string values (numbers count their digits,
-// roughly).
-func itemSize(item map[string]types.AttributeValue) int {
-	n := 0
-	for k, v := range item {
-		n += len(k)
-		switch a := v.(type) {
-		case *types.AttributeValueMemberS:
-			n += len(a.Value)
-		case *types.AttributeValueMemberN:
-			n += len(a.Value)
-		}
-	}
-	return n
+func (r *run) readAll(ctx context.Context, ids []string) (map[string]store.StoredOrder, error) {
+	stored, requests, err := r.store.GetMany(ctx, ids, 4)
+	r.checkerCalls.Add(int64(requests))
+	return stored, err
 }
 
 // summarise fills in outcomes and latencies from the stored orders.
@@ -224,7 +142,7 @@ func (r *run) summarise(ctx context.Context, res *Result) error {
 			continue
 		}
 		res.ByStatus[string(so.Status)]++
-		bytes += so.bytes
+		bytes += so.Bytes
 		lines += len(so.Lines())
 		if !so.Status.Final() {
 			res.NotFinal++

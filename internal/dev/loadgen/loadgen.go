@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
@@ -240,7 +239,7 @@ type order struct {
 type run struct {
 	cfg    Config
 	names  topology.Names
-	db     *dynamodb.Client
+	store  *store.Store
 	eb     *eventbridge.Client
 	http   *http.Client
 	start  time.Time
@@ -265,7 +264,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &run{cfg: cfg, names: topo.Names(cfg.Prefix), db: awsconf.DynamoDB(cfg.AWS), eb: eventbridge.NewFromConfig(cfg.AWS),
+	names := topo.Names(cfg.Prefix)
+	r := &run{cfg: cfg, names: names, eb: eventbridge.NewFromConfig(cfg.AWS),
+		store:       store.New(awsconf.DynamoDB(cfg.AWS), store.Tables{Orders: names.Tables["orders"], Inventory: names.Tables["inventory"], Idempotency: names.Tables["idempotency"]}),
 		http:        &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency + 4, IdleConnTimeout: time.Minute}},
 		placingDone: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
@@ -340,7 +341,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 func (r *run) setStock(ctx context.Context) error {
-	st := store.New(r.db, store.Tables{Orders: r.names.Tables["orders"], Inventory: r.names.Tables["inventory"], Idempotency: r.names.Tables["idempotency"]})
+	st := r.store
 	stock := r.cfg.Mix.Stock(r.cfg.Orders)
 	skus := make([]string, 0, len(stock))
 	for k := range stock {

@@ -7,16 +7,21 @@
 //
 // It reads only what it shows, when the page is asked for, with a bounded
 // context; a part that cannot be read says so and the rest of the page
-// still renders. The only action, redrive, is a POST behind the API key
-// (when one is set) and Go's cross-origin protection. It never shows a
+// still renders. With an API key set, every page and action needs it: a
+// login form trades the key for an HttpOnly, SameSite=Strict session cookie,
+// and scripts send Authorization: Bearer <key>. The only action, redrive,
+// is a POST behind that and Go's cross-origin protection. It never shows a
 // customer's email, phone number or payment token, nor a message body.
 package console
 
 import (
 	"cmp"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"html/template"
@@ -31,9 +36,6 @@ import (
 
 	"github.com/cloudcommerce/cloudcommerce/internal/ops/dlq"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
@@ -43,21 +45,28 @@ import (
 	"github.com/cloudcommerce/cloudcommerce/internal/store"
 )
 
-// Config is what the console reads and acts on. Store, DynamoDB, the table
-// names, SQS, Queues and Log are required.
+// Store is what the console reads orders and stock through: the
+// pipeline's store and the listing reads of the DynamoDB store, which
+// alone knows the tables' layout. Safe for concurrent use.
+type Store interface {
+	pipeline.Store
+	CountByStatus(ctx context.Context, status pipeline.Status, max int) (count int, capped bool, err error)
+	RecentByStatus(ctx context.Context, status pipeline.Status, limit int) ([]store.OrderSummary, error)
+	ListStock(ctx context.Context, limit int) ([]store.StockLevel, error)
+}
+
+// Config is what the console reads and acts on. Store, SQS, Queues and
+// Log are required.
 type Config struct {
-	Store          pipeline.Store
-	DynamoDB       *dynamodb.Client
-	OrdersTable    string
-	InventoryTable string
-	SQS            *sqs.Client
-	Queues         map[pipeline.Stage]Queue
+	Store  Store
+	SQS    *sqs.Client
+	Queues map[pipeline.Stage]Queue
 	// DeadLetters defaults to a dlq.Manager on Queues.
 	DeadLetters DeadLetters
 	// Notifications, when set, adds the notifications sent to a timeline.
 	Notifications intake.NotificationLog
-	// APIKey, when set, is required to redrive (the form's key field or
-	// Authorization: Bearer <key>).
+	// APIKey, when set, is required by every page and action: a session
+	// cookie from the login form, or Authorization: Bearer <key>.
 	APIKey string
 	Log    *zap.Logger
 	// RedriveMax is the most messages one redrive moves; default 1000.
@@ -91,10 +100,125 @@ func New(cfg Config) *Console {
 	return &Console{cfg: cfg, tmpl: tmpl}
 }
 
-// Routes registers GET /console and POST /console/redrive on mux.
+// Routes registers GET /console, POST /console/redrive and the login and
+// logout forms on mux.
 func (c *Console) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /console", c.page)
-	mux.Handle("POST /console/redrive", http.NewCrossOriginProtection().Handler(http.HandlerFunc(c.redrive)))
+	csrf := http.NewCrossOriginProtection()
+	mux.Handle("GET /console", c.locked(http.HandlerFunc(c.page)))
+	mux.Handle("POST /console/redrive", csrf.Handler(http.HandlerFunc(c.redrive)))
+	mux.HandleFunc("GET /console/login", c.loginForm)
+	mux.Handle("POST /console/login", csrf.Handler(http.HandlerFunc(c.login)))
+	mux.Handle("POST /console/logout", csrf.Handler(http.HandlerFunc(c.logout)))
+}
+
+// SessionCookie is the console's session cookie.
+const SessionCookie = "cc_console_session"
+
+// SessionTTL is how long a console login lasts.
+const SessionTTL = 12 * time.Hour
+
+// session returns a cookie value valid until exp: the expiry and an HMAC
+// of it keyed by the API key, so the cookie never holds the key itself and
+// changing the key ends every session.
+func (c *Console) session(exp time.Time) string {
+	ts := strconv.FormatInt(exp.Unix(), 10)
+	return ts + "." + c.mac(ts)
+}
+
+func (c *Console) mac(ts string) string {
+	m := hmac.New(sha256.New, []byte(c.cfg.APIKey))
+	m.Write([]byte("cloudcommerce console session " + ts))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func (c *Console) validSession(v string) bool {
+	ts, sig, ok := strings.Cut(v, ".")
+	exp, err := strconv.ParseInt(ts, 10, 64)
+	if !ok || err != nil || c.cfg.Now().Unix() >= exp {
+		return false
+	}
+	return hmac.Equal([]byte(sig), []byte(c.mac(ts)))
+}
+
+// signedIn reports whether r carries the key (Bearer, any case of the
+// scheme) or a valid session cookie, or no key is set.
+func (c *Console) signedIn(r *http.Request) bool {
+	if c.cfg.APIKey == "" || intake.Authorized(r.Header.Get("Authorization"), c.cfg.APIKey) {
+		return true
+	}
+	ck, err := r.Cookie(SessionCookie)
+	return err == nil && c.validSession(ck.Value)
+}
+
+// locked answers 401 with the login form unless the request is signed in.
+func (c *Console) locked(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !c.signedIn(r) {
+			c.renderLogin(w, http.StatusUnauthorized, "")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (c *Console) loginForm(w http.ResponseWriter, r *http.Request) {
+	if c.signedIn(r) {
+		http.Redirect(w, r, "/console", http.StatusSeeOther)
+		return
+	}
+	c.renderLogin(w, http.StatusOK, "")
+}
+
+var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>CloudCommerce · sign in</title>
+<style>body{font:15px/1.5 system-ui,sans-serif;max-width:26rem;margin:4rem auto;padding:0 1rem}input,button{font:inherit;padding:.4rem .6rem}input{width:100%;box-sizing:border-box;margin:.4rem 0 .8rem}.error{color:#b00020}</style>
+</head><body>
+<h1>CloudCommerce operations console</h1>
+<form method="post" action="/console/login" id="login">
+<label for="login-key">API key (CLOUDCOMMERCE_API_KEY)</label>
+<input type="password" name="api_key" id="login-key" required autocomplete="current-password" autofocus>
+{{with .}}<p class="error" id="login-error">{{.}}</p>{{end}}
+<button type="submit" id="login-submit">Sign in</button>
+</form>
+</body></html>`))
+
+func (c *Console) renderLogin(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="cloudcommerce"`)
+	}
+	w.WriteHeader(status)
+	if err := loginPage.Execute(w, msg); err != nil {
+		c.cfg.Log.Warn("console login render failed", zap.Error(err))
+	}
+}
+
+// login trades the API key for a session cookie: HttpOnly (no script can
+// read it), SameSite=Strict (no other site can send it), Secure when served
+// over TLS, scoped to /console.
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	if c.cfg.APIKey == "" {
+		http.Redirect(w, r, "/console", http.StatusSeeOther)
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(r.PostFormValue("api_key")), []byte(c.cfg.APIKey)) != 1 {
+		c.renderLogin(w, http.StatusUnauthorized, "That is not the API key.")
+		return
+	}
+	exp := c.cfg.Now().Add(SessionTTL)
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: c.session(exp), Path: "/console", Expires: exp, MaxAge: int(SessionTTL / time.Second),
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	http.Redirect(w, r, "/console", http.StatusSeeOther)
+}
+
+func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/console", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	http.Redirect(w, r, "/console/login", http.StatusSeeOther)
 }
 
 // maxCount is where counting the orders of one status stops.
@@ -154,7 +278,7 @@ type Page struct {
 	Now        time.Time
 	Flash      string
 	FlashError bool
-	KeyNeeded  bool
+	Locked     bool // an API key guards the console: offer to sign out
 
 	Counts    []StatusCount
 	CountsErr string
@@ -178,7 +302,7 @@ func (c *Console) page(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), c.cfg.Timeout)
 	defer cancel()
 	q := r.URL.Query()
-	p := &Page{Now: c.cfg.Now().UTC(), KeyNeeded: c.cfg.APIKey != "", Query: strings.TrimSpace(q.Get("order"))}
+	p := &Page{Now: c.cfg.Now().UTC(), Locked: c.cfg.APIKey != "", Query: strings.TrimSpace(q.Get("order"))}
 	p.Flash, p.FlashError = flash(q)
 	if st := pipeline.Status(strings.ToUpper(q.Get("status"))); st.Valid() {
 		p.Status = st
@@ -192,6 +316,7 @@ func (c *Console) page(w http.ResponseWriter, r *http.Request) {
 	wg.Wait()
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
 	if err := c.tmpl.Execute(w, p); err != nil {
 		c.cfg.Log.Warn("console page render failed", zap.Error(err))
@@ -236,29 +361,7 @@ func (c *Console) counts(ctx context.Context, p *Page) {
 	for i, st := range pipeline.AllStatuses {
 		wg.Go(func() {
 			out[i] = StatusCount{Status: st}
-			var start map[string]dbtypes.AttributeValue
-			for {
-				page, err := c.cfg.DynamoDB.Query(ctx, &dynamodb.QueryInput{
-					TableName: &c.cfg.OrdersTable, IndexName: aws.String(store.StatusIndex), Select: dbtypes.SelectCount,
-					KeyConditionExpression:    aws.String("#s = :s"),
-					ExpressionAttributeNames:  map[string]string{"#s": "status"},
-					ExpressionAttributeValues: map[string]dbtypes.AttributeValue{":s": &dbtypes.AttributeValueMemberS{Value: string(st)}},
-					ExclusiveStartKey:         start,
-				})
-				if err != nil {
-					errs[i] = err
-					return
-				}
-				out[i].Count += int(page.Count)
-				if page.LastEvaluatedKey == nil {
-					return
-				}
-				if out[i].Count >= maxCount {
-					out[i].Capped = true
-					return
-				}
-				start = page.LastEvaluatedKey
-			}
+			out[i].Count, out[i].Capped, errs[i] = c.cfg.Store.CountByStatus(ctx, st, maxCount)
 		})
 	}
 	wg.Wait()
@@ -290,29 +393,14 @@ func (c *Console) orders(ctx context.Context, p *Page) {
 		p.Orders = rows[:min(len(rows), 15)]
 		return
 	}
-	out, err := c.cfg.DynamoDB.Query(ctx, &dynamodb.QueryInput{
-		TableName: &c.cfg.OrdersTable, IndexName: aws.String(store.StatusIndex), ScanIndexForward: aws.Bool(false), Limit: aws.Int32(50),
-		KeyConditionExpression:    aws.String("#s = :s"),
-		ProjectionExpression:      aws.String("order_id, customer_id, updated_at"),
-		ExpressionAttributeNames:  map[string]string{"#s": "status"},
-		ExpressionAttributeValues: map[string]dbtypes.AttributeValue{":s": &dbtypes.AttributeValueMemberS{Value: string(p.Status)}},
-	})
+	list, err := c.cfg.Store.RecentByStatus(ctx, p.Status, 50)
 	if err != nil {
 		p.OrdersErr = errText(string(p.Status)+" orders", err)
 		return
 	}
-	for _, it := range out.Items {
-		row := OrderRow{ID: str(it["order_id"]), Status: p.Status, CustomerID: str(it["customer_id"])}
-		row.UpdatedAt, _ = time.Parse(time.RFC3339Nano, str(it["updated_at"]))
-		p.Orders = append(p.Orders, row)
+	for _, o := range list {
+		p.Orders = append(p.Orders, OrderRow{ID: o.ID, Status: o.Status, CustomerID: o.CustomerID, UpdatedAt: o.UpdatedAt})
 	}
-}
-
-func str(v dbtypes.AttributeValue) string {
-	if s, ok := v.(*dbtypes.AttributeValueMemberS); ok {
-		return s.Value
-	}
-	return ""
 }
 
 func (c *Console) order(ctx context.Context, p *Page) {
@@ -438,39 +526,25 @@ func (c *Console) depth(ctx context.Context, url string) ([3]int, error) {
 const maxSKUs = 500
 
 func (c *Console) stock(ctx context.Context, p *Page) {
-	var start map[string]dbtypes.AttributeValue
-	for len(p.Stock) < maxSKUs {
-		out, err := c.cfg.DynamoDB.Scan(ctx, &dynamodb.ScanInput{TableName: &c.cfg.InventoryTable, ExclusiveStartKey: start,
-			Limit: aws.Int32(int32(maxSKUs - len(p.Stock)))})
-		if err != nil {
-			p.StockErr = errText("stock", err)
-			return
-		}
-		for _, it := range out.Items {
-			row := StockRow{SKU: str(it["sku"])}
-			if n, ok := it["available"].(*dbtypes.AttributeValueMemberN); ok {
-				row.Available, _ = strconv.ParseInt(n.Value, 10, 64)
-			}
-			p.Stock = append(p.Stock, row)
-		}
-		if out.LastEvaluatedKey == nil {
-			break
-		}
-		start = out.LastEvaluatedKey
+	list, err := c.cfg.Store.ListStock(ctx, maxSKUs)
+	if err != nil {
+		p.StockErr = errText("stock", err)
+		return
+	}
+	for _, l := range list {
+		p.Stock = append(p.Stock, StockRow{SKU: l.SKU, Available: l.Available})
 	}
 	sort.Slice(p.Stock, func(i, j int) bool { return p.Stock[i].SKU < p.Stock[j].SKU })
 }
 
-// authorized checks the API key, from the form or the Authorization header.
+// authorized checks for a session, the Authorization header, or the key in
+// the form (for scripts that post the form directly).
 func (c *Console) authorized(r *http.Request) bool {
-	if c.cfg.APIKey == "" {
+	if c.signedIn(r) {
 		return true
 	}
 	got := r.PostFormValue("api_key")
-	if h := r.Header.Get("Authorization"); got == "" && strings.HasPrefix(h, "Bearer ") {
-		got = strings.TrimPrefix(h, "Bearer ")
-	}
-	return subtle.ConstantTimeCompare([]byte(got), []byte(c.cfg.APIKey)) == 1
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(c.cfg.APIKey)) == 1
 }
 
 func (c *Console) redrive(w http.ResponseWriter, r *http.Request) {

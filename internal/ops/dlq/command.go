@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
+	"github.com/cloudcommerce/cloudcommerce/internal/topology"
 )
 
 // Names are the queue names of one stage: its queue and its DLQ.
@@ -31,21 +32,13 @@ type Command struct {
 func (c Command) manager(ctx context.Context, peek int) (*Manager, error) {
 	var q Queue
 	var err error
-	if q.URL, err = queueURL(ctx, c.SQS, c.Names.Queue); err != nil {
+	if q.URL, err = topology.QueueURL(ctx, c.SQS, c.Names.Queue); err != nil {
 		return nil, err
 	}
-	if q.DLQURL, err = queueURL(ctx, c.SQS, c.Names.DLQ); err != nil {
+	if q.DLQURL, err = topology.QueueURL(ctx, c.SQS, c.Names.DLQ); err != nil {
 		return nil, err
 	}
 	return &Manager{SQS: c.SQS, Queues: map[pipeline.Stage]Queue{c.Stage: q}, PeekLimit: peek}, nil
-}
-
-func queueURL(ctx context.Context, client *sqs.Client, name string) (string, error) {
-	out, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &name})
-	if err != nil {
-		return "", fmt.Errorf("look up queue %s: %w", name, err)
-	}
-	return *out.QueueUrl, nil
 }
 
 // List prints up to max (default 100) of the stage's dead letters without

@@ -11,7 +11,6 @@ package dlq
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -23,8 +22,9 @@ import (
 	"github.com/aws/smithy-go"
 	"go.uber.org/zap"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/delivery"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
-	"github.com/cloudcommerce/cloudcommerce/internal/queue"
+	"github.com/cloudcommerce/cloudcommerce/internal/topology"
 )
 
 // DeadLetter is one message in a stage's DLQ, as the console shows it. It
@@ -47,10 +47,7 @@ type DeadLetter struct {
 }
 
 // Queue is a stage queue and its DLQ.
-type Queue struct {
-	URL    string
-	DLQURL string
-}
+type Queue = topology.StageQueue
 
 // Manager lists and redrives the stage DLQs on SQS. Safe for concurrent
 // use; ctx bounds each call.
@@ -147,11 +144,11 @@ func attr(m types.Message, name string) string {
 }
 
 func deadLetter(m types.Message) DeadLetter {
-	dl := DeadLetter{MessageID: aws.ToString(m.MessageId), Reason: attr(m, queue.AttrReason), Error: attr(m, queue.AttrError)}
+	dl := DeadLetter{MessageID: aws.ToString(m.MessageId), Reason: attr(m, delivery.AttrReason), Error: attr(m, delivery.AttrError)}
 	if dl.Reason == "" {
 		dl.Reason = ReasonMaxReceives
 	}
-	if n, err := strconv.Atoi(attr(m, queue.AttrReceives)); err == nil {
+	if n, err := strconv.Atoi(attr(m, delivery.AttrReceives)); err == nil {
 		dl.ReceiveCount = n
 	} else {
 		dl.ReceiveCount, _ = strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
@@ -159,21 +156,15 @@ func deadLetter(m types.Message) DeadLetter {
 	if ms, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
 		dl.SentAt = time.UnixMilli(ms).UTC()
 	}
-	var head struct {
-		DetailType string `json:"detail-type"`
-		Detail     struct {
-			OrderID string `json:"order_id"`
-		} `json:"detail"`
-	}
-	if json.Unmarshal([]byte(aws.ToString(m.Body)), &head) == nil {
-		dl.OrderID, dl.Event = head.Detail.OrderID, head.DetailType
-	}
+	// A dead letter is often not a whole event: take what can be read.
+	ev, _ := pipeline.DecodeEvent([]byte(aws.ToString(m.Body)))
+	dl.OrderID, dl.Event = ev.Order.ID, string(ev.Type)
 	return dl
 }
 
 // deadLetterAttrs are the attributes the worker adds when it dead-letters a
 // message; a redriven message goes back without them, as it first came.
-var deadLetterAttrs = map[string]bool{queue.AttrReason: true, queue.AttrError: true, queue.AttrSourceQueue: true, queue.AttrReceives: true}
+var deadLetterAttrs = map[string]bool{delivery.AttrReason: true, delivery.AttrError: true, delivery.AttrSourceQueue: true, delivery.AttrReceives: true}
 
 // Redrive moves up to max messages (0: all it held when it began) from a
 // stage's DLQ back to the stage queue and returns how many moved. With max

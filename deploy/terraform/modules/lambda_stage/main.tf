@@ -83,6 +83,8 @@ resource "aws_lambda_event_source_mapping" "this" {
     maximum_concurrency = var.maximum_concurrency
   }
 
+  tags = var.tags
+
   # Lambda validates the mapping against the role's SQS permissions.
   depends_on = [aws_iam_role_policy.pipeline]
 

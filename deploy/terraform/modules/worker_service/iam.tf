@@ -127,24 +127,3 @@ resource "aws_iam_role_policy" "task" {
   role   = aws_iam_role.task.id
   policy = var.task_role_policy_json
 }
-
-data "aws_iam_policy_document" "task_protection" {
-  count = var.enable_task_scale_in_protection ? 1 : 0
-
-  statement {
-    sid     = "ProtectOwnTaskWhileBusy"
-    effect  = "Allow"
-    actions = ["ecs:GetTaskProtection", "ecs:UpdateTaskProtection"]
-    # Task IDs are assigned at launch, so the tasks of this cluster are named
-    # by the cluster's task ARN pattern.
-    resources = ["arn:${local.partition}:ecs:${var.region}:${local.account_id}:task/${aws_ecs_cluster.this.name}/*"]
-  }
-}
-
-resource "aws_iam_role_policy" "task_protection" {
-  count = var.enable_task_scale_in_protection ? 1 : 0
-
-  name   = "worker-scale-in-protection"
-  role   = aws_iam_role.task.id
-  policy = data.aws_iam_policy_document.task_protection[0].json
-}

@@ -30,7 +30,7 @@ locals {
     var.intake.enabled ? [{ name = "intake", containerPort = var.intake.port, protocol = "tcp" }] : [],
   )
 
-  container_definitions = [{
+  worker_container = {
     name      = local.container_name
     image     = var.image
     essential = true
@@ -74,7 +74,61 @@ locals {
         max-buffer-size = "25m"
       }
     }
+  }
+
+  # The metrics sidecar (var.metrics_collector): an ADOT collector that
+  # scrapes the worker's ops port on 127.0.0.1 (the task's containers share
+  # one network namespace) and remote-writes to Amazon Managed Service for
+  # Prometheus. Not essential: if it stops, ECS restarts it and the worker
+  # keeps handling orders; the CloudWatch alarms do not depend on it.
+  collector_config = var.metrics_collector == null ? null : templatefile("${path.module}/collector.yaml.tftpl", {
+    ops_port                = var.ops_port
+    region                  = var.region
+    remote_write_url        = var.metrics_collector.remote_write_url
+    scrape_interval_seconds = var.metrics_collector.scrape_interval_seconds
+    scrape_timeout_seconds  = min(10, var.metrics_collector.scrape_interval_seconds)
+  })
+
+  collector_containers = var.metrics_collector == null ? [] : [{
+    name      = "metrics-collector"
+    image     = var.metrics_collector.image
+    essential = false
+    restartPolicy = {
+      enabled              = true
+      restartAttemptPeriod = 60
+    }
+
+    # The image's own unprivileged user; nothing on disk is written (no
+    # write-ahead log: a sample lost in a restart is re-scraped next time).
+    user                   = "10001"
+    readonlyRootFilesystem = true
+    linuxParameters = {
+      capabilities = { drop = ["ALL"] }
+    }
+
+    environment = [{ name = "AOT_CONFIG_CONTENT", value = local.collector_config }]
+
+    healthCheck = {
+      command     = ["CMD", "/healthcheck"]
+      interval    = 30
+      timeout     = 5
+      retries     = 3
+      startPeriod = 15
+    }
+
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.this.name
+        awslogs-region        = var.region
+        awslogs-stream-prefix = "metrics-collector"
+        mode                  = "non-blocking"
+        max-buffer-size       = "4m"
+      }
+    }
   }]
+
+  container_definitions = concat([local.worker_container], local.collector_containers)
 }
 
 resource "aws_ecs_cluster" "this" {

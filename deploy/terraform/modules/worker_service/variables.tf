@@ -119,12 +119,6 @@ variable "task_role_policy_json" {
   type        = string
 }
 
-variable "enable_task_scale_in_protection" {
-  description = "Let the task set ECS task scale-in protection on itself."
-  type        = bool
-  default     = false
-}
-
 variable "use_fargate_spot" {
   description = "Prefer Fargate Spot, keeping one task on regular Fargate."
   type        = bool
@@ -180,4 +174,19 @@ variable "tags" {
   description = "Tags for the module's resources."
   type        = map(string)
   default     = {}
+}
+
+variable "metrics_collector" {
+  description = "The metrics sidecar: an AWS Distro for OpenTelemetry collector (image) that scrapes the worker's /metrics on 127.0.0.1:ops_port every scrape_interval_seconds (10-300) and remote-writes to remote_write_url, an Amazon Managed Service for Prometheus workspace's remote-write endpoint, signed with the task role (which needs aps:RemoteWrite on that workspace). null: no sidecar."
+  type = object({
+    image                   = string
+    remote_write_url        = string
+    scrape_interval_seconds = number
+  })
+  default = null
+
+  validation {
+    condition     = var.metrics_collector == null || (var.metrics_collector.scrape_interval_seconds >= 10 && var.metrics_collector.scrape_interval_seconds <= 300)
+    error_message = "metrics_collector.scrape_interval_seconds must be from 10 to 300."
+  }
 }
