@@ -330,7 +330,7 @@ func (b *bench) measure(ctx context.Context, scenario string, c config, workers 
 	for _, w := range st.workers {
 		m.WorkerRSSIdleMB = append(m.WorkerRSSIdleMB, float64(rssKB(w.pid()))/1024)
 	}
-	aws, err := awsconf.Load(ctx, awsconf.Options{Endpoint: st.endpoint, Region: "us-east-1"})
+	aws, err := awsconf.Load(ctx, awsconf.Options{Endpoint: st.endpoint, Region: "us-east-1", StaticCredentials: true})
 	if err != nil {
 		m.Error = err.Error()
 		return m
