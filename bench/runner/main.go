@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -79,6 +80,7 @@ type options struct {
 	replot                  bool
 	peerOrders              int
 	temporalCLI             string
+	pprofSeconds            int
 }
 
 func parse(args []string) (options, error) {
@@ -104,6 +106,7 @@ func parse(args []string) (options, error) {
 	fs.StringVar(&configs, "configs", "batched,naive,eager", "worker configurations to compare: batched (defaults), naive (CLOUDCOMMERCE_BATCHING=false), eager (batching without the receive and delete lingers), proto")
 	fs.StringVar(&protoBin, "proto-bin", "", "with -configs proto: a worker binary with a proposed change, measured in the same harness")
 	fs.StringVar(&protoEnv, "proto-env", "", "with -configs proto: space-separated environment for it")
+	fs.IntVar(&o.pprofSeconds, "pprof-seconds", 0, "when > 0, run the workers with CLOUDCOMMERCE_PPROF=true and save a CPU profile of the first worker over this many seconds from the first placement of each measured run (logs directory, <run>-cpu.pprof); profiling costs a little CPU, so take the CPU figures from runs without it")
 	fs.IntVar(&o.peerOrders, "peer-orders", 2000, "orders of the peer burst, placed at once on each system")
 	fs.StringVar(&o.temporalCLI, "temporal", defaultTemporalCLI(), "the Temporal CLI the peer runs `temporal server start-dev` with (bench/run.sh installs it)")
 	fs.StringVar(&o.fromSummary, "from-summary", "", "rewrite the figures and plot from a saved bench/results/summary-*.json instead of measuring")
@@ -319,7 +322,11 @@ func (b *bench) measure(ctx context.Context, scenario string, c config, workers 
 	if c.Bin != "" {
 		workerBin = c.Bin
 	}
-	st, err := startStack(ctx, b.o.bin, workerBin, b.logDir, label, workers, c.Env, api)
+	env := c.Env
+	if b.o.pprofSeconds > 0 {
+		env = append(append([]string(nil), env...), "CLOUDCOMMERCE_PPROF=true")
+	}
+	st, err := startStack(ctx, b.o.bin, workerBin, b.logDir, label, workers, env, api)
 	if err != nil {
 		m.Error = err.Error()
 		fmt.Fprintf(b.log, "start: %v\n", err)
@@ -394,13 +401,32 @@ func (b *bench) measure(ctx context.Context, scenario string, c config, workers 
 	cfg.Timeout = time.Duration(float64(orders)/rate*float64(time.Second)) + 2*time.Minute
 	cfg.MetricsURLs = st.metrics
 	cfg.Out, cfg.ProgressEvery = b.log, 5*time.Second
-	cfg.BeforePlacing = func() { snap(&wStart, &eStart, &tStart) }
+	profiled := make(chan struct{})
+	cfg.BeforePlacing = func() {
+		snap(&wStart, &eStart, &tStart)
+		if b.o.pprofSeconds <= 0 {
+			close(profiled)
+			return
+		}
+		go func() {
+			defer close(profiled)
+			path := filepath.Join(b.logDir, label+"-cpu.pprof")
+			if err := saveProfile(ctx, strings.TrimSuffix(st.metrics[0], "/metrics"), b.o.pprofSeconds, path); err != nil {
+				fmt.Fprintf(b.log, "CPU profile: %v\n", err)
+				return
+			}
+			fmt.Fprintf(b.log, "CPU profile of worker 1 (%d s from the first placement): %s\n", b.o.pprofSeconds, path)
+		}()
+	}
 	cfg.AfterCounters = func() { snap(&wEnd, &eEnd, &tEnd) }
 	m.LoadAvgStart = loadAvg()
 	res, err := loadgen.Run(ctx, cfg)
 	m.LoadAvgEnd = loadAvg()
 	close(stopSampling)
 	<-sampleDone
+	if !tStart.IsZero() {
+		<-profiled
+	}
 	m.Load = res
 	if err != nil {
 		m.Error = err.Error()
@@ -436,6 +462,32 @@ func (b *bench) measure(ctx context.Context, scenario string, c config, workers 
 	fmt.Fprintf(b.log, "worker CPU (/proc): %.0f µs/order, %.2f cores; emulator %.2f cores; load generator %.2f cores; RSS idle %v MB, peak %v MB; loadavg %s → %s\n",
 		m.WorkerCPUMicros, m.WorkerCores, m.EmulatorCores, m.LoadgenCores, mb(m.WorkerRSSIdleMB), mb(m.WorkerRSSPeakMB), m.LoadAvgStart, m.LoadAvgEnd)
 	return m
+}
+
+// saveProfile fetches a CPU profile of seconds from a worker's ops
+// address (CLOUDCOMMERCE_PPROF=true) into path.
+func saveProfile(ctx context.Context, base string, seconds int, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, seconds), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", req.URL, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 type cpuSample struct {

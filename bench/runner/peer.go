@@ -122,8 +122,8 @@ func (p *peerRun) markdown(w io.Writer) {
 		t.Final, t.OrdersPerSecond, d(t.P50Ms), d(t.P99Ms), t.CPUMicrosPer/1000, per, rss, t.LoadAvgStart, t.LoadAvgEnd)
 	fmt.Fprintf(w, "| **ratio** | | **×%s** CloudCommerce / Temporal | **×%s / ×%s** Temporal / CloudCommerce | **×%s** Temporal / CloudCommerce | | | |\n\n",
 		ratio3(l.OrdersPerSecond, t.OrdersPerSecond), ratio3(t.P50Ms, l.P50Ms), ratio3(t.P99Ms, l.P99Ms), ratio3(t.CPUMicrosPer, ccTotal))
-	fmt.Fprintf(w, "Orders/s: final orders over first placement → last final status. CPU: utime+stime from /proc/<pid>/stat over first placement → every order seen final, divided by orders. Temporal CLI: %s. CloudCommerce outcomes: %s; Temporal: %v.\n\n",
-		t.TemporalCLI, outcomes(l.ByStatus), t.ByStatus)
+	fmt.Fprintf(w, "Orders/s: final orders over first placement → last final status. CPU: utime+stime from /proc/<pid>/stat over first placement → every order seen final, divided by orders. Temporal CLI: %s. CloudCommerce outcomes: %s; Temporal: %s.\n\n",
+		t.TemporalCLI, outcomes(l.ByStatus), outcomes(t.ByStatus))
 }
 
 // ratio3 is a/b to three significant digits.
