@@ -81,6 +81,7 @@ type options struct {
 	peerOrders              int
 	temporalCLI             string
 	pprofSeconds            int
+	smooth                  bool
 }
 
 func parse(args []string) (options, error) {
@@ -106,6 +107,7 @@ func parse(args []string) (options, error) {
 	fs.StringVar(&configs, "configs", "batched,naive,eager", "worker configurations to compare: batched (defaults), naive (CLOUDCOMMERCE_BATCHING=false), eager (batching without the receive and delete lingers), proto")
 	fs.StringVar(&protoBin, "proto-bin", "", "with -configs proto: a worker binary with a proposed change, measured in the same harness")
 	fs.StringVar(&protoEnv, "proto-env", "", "with -configs proto: space-separated environment for it")
+	fs.BoolVar(&o.smooth, "smooth", true, "the steady scenario also runs the configuration under test with a smooth producer")
 	fs.IntVar(&o.pprofSeconds, "pprof-seconds", 0, "when > 0, run the workers with CLOUDCOMMERCE_PPROF=true and save a CPU profile of the first worker over this many seconds from the first placement of each measured run (logs directory, <run>-cpu.pprof); profiling costs a little CPU, so take the CPU figures from runs without it")
 	fs.IntVar(&o.peerOrders, "peer-orders", 2000, "orders of the peer burst, placed at once on each system")
 	fs.StringVar(&o.temporalCLI, "temporal", defaultTemporalCLI(), "the Temporal CLI the peer runs `temporal server start-dev` with (bench/run.sh installs it)")
@@ -245,7 +247,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		// The configuration under test once more with a smooth producer
 		// (one event per PutEvents at these rates, as single clients
 		// placing orders would send them).
-		rep.Steady = append(rep.Steady, b.measure(ctx, "steady-smooth", o.configs[0], 1, false, o.steadyRate, o.steadyOrders, loadgen.DefaultMix()))
+		if o.smooth {
+			rep.Steady = append(rep.Steady, b.measure(ctx, "steady-smooth", o.configs[0], 1, false, o.steadyRate, o.steadyOrders, loadgen.DefaultMix()))
+		}
 	}
 	if o.only["api"] {
 		rep.Steady = append(rep.Steady, b.measure(ctx, "api", o.configs[0], 1, true, o.apiRate, o.apiOrders, loadgen.DefaultMix()))

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,8 +72,9 @@ func DecodeEvent(body []byte) (Event, error) {
 		ev.Order = peekOrder(env.Detail)
 		return ev, Permanent(ReasonWrongEvent, fmt.Errorf("event source %q is not %q", env.Source, EventSource))
 	}
-	dec := json.NewDecoder(bytes.NewReader(env.Detail))
-	if err := dec.Decode(&ev.Order); err != nil {
+	// Unmarshal, not a Decoder: the detail is one complete value, and a
+	// Decoder would copy it into a buffer of its own first.
+	if err := json.Unmarshal(env.Detail, &ev.Order); err != nil {
 		ev.Order = peekOrder(env.Detail)
 		return ev, Permanent(ReasonMalformed, fmt.Errorf("%s detail is not an order: %w", env.DetailType, err))
 	}
