@@ -31,6 +31,9 @@ const EventSource = "cloudcommerce.orders"
 type Event struct {
 	Type  EventType
 	Order Order
+	// Detail, when set, is Order encoded by EncodeOrder (the document the
+	// store just wrote), which EncodeDetail returns as it is.
+	Detail string
 }
 
 // Envelope is the EventBridge event as SQS delivers it in a message body.
@@ -125,9 +128,22 @@ func WithDetailTrace(body []byte, traceparent string) []byte {
 
 // EncodeDetail returns the event's detail JSON.
 func EncodeDetail(ev Event) (string, error) {
+	if ev.Detail != "" {
+		return ev.Detail, nil
+	}
 	b, err := json.Marshal(ev.Order)
 	if err != nil {
 		return "", fmt.Errorf("encode %s detail for order %s: %w", ev.Type, ev.Order.ID, err)
+	}
+	return string(b), nil
+}
+
+// EncodeOrder returns the order's JSON document: the stored order and the
+// detail of the event that announces it.
+func EncodeOrder(o Order) (string, error) {
+	b, err := json.Marshal(o)
+	if err != nil {
+		return "", fmt.Errorf("encode order %s: %w", o.ID, err)
 	}
 	return string(b), nil
 }
