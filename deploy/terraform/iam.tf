@@ -26,6 +26,7 @@ data "aws_iam_policy_document" "worker_task" {
     sid    = "DeadLetterAndRedriveStageDlqs"
     effect = "Allow"
     actions = [
+      "sqs:ChangeMessageVisibility", # dlq list and the console hand peeked messages back
       "sqs:DeleteMessage",
       "sqs:GetQueueAttributes",
       "sqs:GetQueueUrl",
@@ -41,6 +42,7 @@ data "aws_iam_policy_document" "worker_task" {
     sid    = "InspectAndRedriveRuleTargetDlqs"
     effect = "Allow"
     actions = [
+      "sqs:ChangeMessageVisibility",
       "sqs:DeleteMessage",
       "sqs:GetQueueAttributes",
       "sqs:GetQueueUrl",
@@ -51,17 +53,15 @@ data "aws_iam_policy_document" "worker_task" {
     resources = [for q in aws_sqs_queue.rule_target_dlq : q.arn]
   }
 
+  # TransactWriteItems is authorised by the item actions it carries
+  # (PutItem, UpdateItem) on each item's table.
   statement {
     sid    = "ReadWriteTables"
     effect = "Allow"
     actions = [
       "dynamodb:BatchGetItem", # the intake's catalogue prices
-      "dynamodb:ConditionCheckItem",
-      "dynamodb:DeleteItem",
       "dynamodb:GetItem",
       "dynamodb:PutItem",
-      "dynamodb:Query",
-      "dynamodb:TransactWriteItems",
       "dynamodb:UpdateItem",
     ]
     resources = [for t in aws_dynamodb_table.this : t.arn]

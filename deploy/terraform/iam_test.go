@@ -41,7 +41,7 @@ func literalList(t *testing.T, expr hclsyntax.Expression) []string {
 var taskRoleAllowed = map[string][]string{
 	"sqs:ReceiveMessage":              {"module.stage_queue", "aws_sqs_queue.rule_target_dlq"},
 	"sqs:DeleteMessage":               {"module.stage_queue", "aws_sqs_queue.rule_target_dlq"},
-	"sqs:ChangeMessageVisibility":     {"module.stage_queue"},
+	"sqs:ChangeMessageVisibility":     {"module.stage_queue", "aws_sqs_queue.rule_target_dlq"},
 	"sqs:GetQueueUrl":                 {"module.stage_queue", "aws_sqs_queue.rule_target_dlq"},
 	"sqs:GetQueueAttributes":          {"module.stage_queue", "aws_sqs_queue.rule_target_dlq"},
 	"sqs:SendMessage":                 {"module.stage_queue"},
@@ -50,12 +50,9 @@ var taskRoleAllowed = map[string][]string{
 	"dynamodb:GetItem":                {"aws_dynamodb_table.this"},
 	"dynamodb:PutItem":                {"aws_dynamodb_table.this"},
 	"dynamodb:UpdateItem":             {"aws_dynamodb_table.this"},
-	"dynamodb:DeleteItem":             {"aws_dynamodb_table.this"},
 	"dynamodb:Query":                  {"aws_dynamodb_table.this"},
 	"dynamodb:BatchGetItem":           {"aws_dynamodb_table.this"}, // the intake's catalogue prices
 	"dynamodb:Scan":                   {"aws_dynamodb_table.this"}, // the console's stock panel, inventory only
-	"dynamodb:TransactWriteItems":     {"aws_dynamodb_table.this"},
-	"dynamodb:ConditionCheckItem":     {"aws_dynamodb_table.this"},
 	"events:PutEvents":                {"aws_cloudwatch_event_bus.orders"},
 	"sns:Publish":                     {"aws_sns_topic.notifications"},
 	"aps:RemoteWrite":                 {"local.prometheus_workspace_arn"}, // the metrics sidecar, the workspace in use
@@ -257,7 +254,7 @@ func TestTaskRoleIsLeastPrivilege(t *testing.T) {
 		granted = append(granted, literalList(t, attr(t, s, "actions").Expr)...)
 	}
 	for _, need := range []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage",
-		"dynamodb:TransactWriteItems", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Scan", "events:PutEvents", "sns:Publish"} {
+		"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Scan", "events:PutEvents", "sns:Publish"} {
 		if !slices.Contains(granted, need) {
 			t.Errorf("task role lacks %s, which the worker calls", need)
 		}

@@ -43,6 +43,9 @@ type Options struct {
 	// (the sandbox payment ledger counts as "sandbox-ledger", standing for
 	// an external provider, not as the pipeline's DynamoDB).
 	ServiceLabel string
+	// Record, if set, records every call (see RecordCallsEnv, which sets
+	// it for every client of a process).
+	Record *Recorder
 }
 
 // Load returns the shared SDK configuration.
@@ -57,8 +60,22 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 	if o.StaticCredentials {
 		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")))
 	}
+	var apiOptions []func(*middleware.Stack) error
 	if o.Requests != nil {
-		opts = append(opts, config.WithAPIOptions([]func(*middleware.Stack) error{countRequests(o.Requests, o.ServiceLabel)}))
+		apiOptions = append(apiOptions, countRequests(o.Requests, o.ServiceLabel))
+	}
+	rec := o.Record
+	if rec == nil {
+		var err error
+		if rec, err = envRecorder(); err != nil {
+			return aws.Config{}, err
+		}
+	}
+	if rec != nil {
+		apiOptions = append(apiOptions, rec.middleware)
+	}
+	if len(apiOptions) > 0 {
+		opts = append(opts, config.WithAPIOptions(apiOptions))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {

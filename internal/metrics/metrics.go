@@ -50,7 +50,7 @@ func (m *Metrics) HandledCounter(stage, outcome string) prometheus.Counter {
 }
 
 // New registers every metric on a new registry, with the Go runtime and
-// process collectors.
+// process collectors, and creates every known series at 0 (series.go).
 func New() *Metrics {
 	r := prometheus.NewRegistry()
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -96,6 +96,7 @@ func New() *Metrics {
 		m.AckFailures, m.OrderLatency, m.Transitions, m.AWSRequests, m.BatchSize, m.QueueMessages, m.QueueOldest, m.Republished, m.Intake, m.Ready} {
 		f(c)
 	}
+	m.initSeries()
 	return m
 }
 

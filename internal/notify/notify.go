@@ -2,8 +2,10 @@
 // carries the message attributes event, channel, order_id and customer_id so
 // email and SMS subscriptions can filter on them. Where the endpoint offers
 // PublishBatch, notifications from concurrent handlers are sent ten at a
-// time; where it does not (some emulators), the notifier falls back to one
-// Publish per notification, once and for good.
+// time; where the endpoint answers that it has no such action (some
+// emulators), the notifier falls back to one Publish per notification, once
+// and for good. Any other failure of a batch (throttling, 5xx) is returned
+// to each notification's caller and does not change the mode.
 package notify
 
 import (
@@ -109,23 +111,41 @@ func (n *Notifier) publish(ctx context.Context, note pipeline.Notification) erro
 	return nil
 }
 
+// unsupported reports whether err is an answer that the endpoint has no
+// PublishBatch action, the only answer that turns batching off:
+//   - InvalidAction (HTTP 400), what query-protocol endpoints such as SNS
+//     answer for an action they do not have, or UnknownOperationException,
+//     its JSON-protocol spelling, or NotImplemented;
+//   - HTTP 404 or 501 for the action;
+//   - an HTTP 400 whose body is not an SNS error at all (the SDK reads no
+//     code from it): the endpoint does not speak SNS for this action. SNS
+//     itself always answers its own actions with an <ErrorResponse>.
+//
+// Everything else, and in particular 5xx, InternalError/InternalFailure,
+// throttling and access denied, is an answer about this request: the SDK
+// has retried what is retryable and the error goes back to the caller,
+// whose message is retried; the next batch tries PublishBatch again.
 func unsupported(err error) bool {
-	// An endpoint without the operation may answer with a body the SDK
-	// cannot even parse.
-	var de *smithy.DeserializationError
 	var re *awshttp.ResponseError
-	if errors.As(err, &de) || (errors.As(err, &re) && (re.HTTPStatusCode() == 404 || re.HTTPStatusCode() == 501)) {
+	status := 0
+	if errors.As(err, &re) {
+		status = re.HTTPStatusCode()
+	}
+	if status == 404 || status == 501 {
 		return true
 	}
 	var api smithy.APIError
-	if !errors.As(err, &api) {
+	if errors.As(err, &api) {
+		switch api.ErrorCode() {
+		case "InvalidAction", "UnknownOperationException", "NotImplemented":
+			return true
+		case "UnknownError":
+			return status == 400
+		}
 		return false
 	}
-	switch api.ErrorCode() {
-	case "UnknownError", "UnknownOperationException", "InvalidAction", "NotImplemented", "InternalFailure":
-		return true
-	}
-	return false
+	var de *smithy.DeserializationError
+	return errors.As(err, &de) && status == 400
 }
 
 func (n *Notifier) flush(ctx context.Context, notes []pipeline.Notification) []error {

@@ -185,13 +185,16 @@ func (s *Service) announce(ctx context.Context, o Order, doc string) error {
 	default:
 		return nil
 	}
-	if err := s.Publisher.Publish(ctx, Event{Type: et, Order: o, Detail: doc}); err != nil {
-		return fmt.Errorf("publish %s for order %s: %w", et, o.ID, err)
-	}
+	// The notification goes first: once the event is out, the next stage
+	// may move the order on before a retry of this message, and a retry
+	// re-announces only an order still in the status it produced.
 	if n, ok := NotificationFor(o); ok {
 		if err := s.Notifier.Notify(ctx, n); err != nil {
 			return fmt.Errorf("notify %s for order %s: %w", n.Event, o.ID, err)
 		}
+	}
+	if err := s.Publisher.Publish(ctx, Event{Type: et, Order: o, Detail: doc}); err != nil {
+		return fmt.Errorf("publish %s for order %s: %w", et, o.ID, err)
 	}
 	return nil
 }

@@ -137,7 +137,9 @@ func (c *Consumer) receiveFailed(ctx context.Context, err error, failures int) {
 	if errors.As(err, &api) {
 		switch api.ErrorCode() {
 		case "QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue", "AccessDenied", "AccessDeniedException",
-			"InvalidClientTokenId", "UnrecognizedClientException", "KMS.AccessDeniedException":
+			"InvalidClientTokenId", "UnrecognizedClientException", "KMS.AccessDeniedException",
+			// The queue's KMS key is disabled, deleted or pending deletion.
+			"KMS.DisabledException", "KMS.NotFoundException", "KMS.InvalidStateException", "KMS.OptInRequired":
 			fatal = true
 		}
 	}

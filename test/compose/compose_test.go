@@ -238,6 +238,21 @@ func TestComposeFile(t *testing.T) {
 		if !published {
 			t.Errorf("worker does not publish its intake port %s", intakePort)
 		}
+		// The ops port on its own host ports, never on 9090 (Prometheus's).
+		_, opsPort, _ := net.SplitHostPort(cfg.OpsAddr)
+		var ops bool
+		for _, port := range w.Ports {
+			if strconv.Itoa(int(port.Target)) != opsPort {
+				continue
+			}
+			ops = true
+			if port.Published == "" || strings.HasPrefix(port.Published, "9090") {
+				t.Errorf("worker publishes its ops port %s on host port %q; want a documented port other than Prometheus's 9090", opsPort, port.Published)
+			}
+		}
+		if !ops {
+			t.Errorf("worker does not publish its ops port %s: /metrics and /console do not open from the host", opsPort)
+		}
 	})
 
 	t.Run("prometheus scrapes the workers", func(t *testing.T) {
@@ -265,6 +280,53 @@ func TestComposeFile(t *testing.T) {
 		}
 		if !pc.scrapes("worker", opsPort) {
 			t.Errorf("prometheus.yml scrapes no worker:%s/metrics (the worker's CLOUDCOMMERCE_OPS_ADDR is %s)", opsPort, cfg.OpsAddr)
+		}
+		var toAM bool
+		for _, am := range pc.Alerting.Alertmanagers {
+			for _, sc := range am.StaticConfigs {
+				toAM = toAM || slices.Contains(sc.Targets, "alertmanager:9093")
+			}
+		}
+		if !toAM {
+			t.Errorf("prometheus.yml sends alerts to no alertmanager:9093: %+v", pc.Alerting)
+		}
+	})
+
+	t.Run("alertmanager", func(t *testing.T) {
+		am := service(t, p, "alertmanager")
+		if !strings.HasPrefix(am.Image, "prom/alertmanager:") {
+			t.Errorf("alertmanager image %q", am.Image)
+		}
+		conf, ok := mountAt(am, "/etc/alertmanager/alertmanager.yml")
+		if !ok || conf.Source != filepath.Join(repoRoot(t), "deploy/prometheus/alertmanager.yml") {
+			t.Fatalf("alertmanager does not mount deploy/prometheus/alertmanager.yml at /etc/alertmanager/alertmanager.yml (got %+v)", conf)
+		}
+		if !slices.Contains(am.Command, "--config.file=/etc/alertmanager/alertmanager.yml") {
+			t.Errorf("alertmanager command %v reads another config file", am.Command)
+		}
+		var published bool
+		for _, port := range am.Ports {
+			published = published || port.Target == 9093 && port.HostIP == "127.0.0.1"
+		}
+		if !published {
+			t.Errorf("alertmanager does not publish 9093 on loopback: %+v", am.Ports)
+		}
+		for _, s := range []types.ServiceConfig{am, service(t, p, "prometheus")} {
+			if !nonRootUser(s.User) || !s.ReadOnly {
+				t.Errorf("%s: user %q read_only %v, want non-root on a read-only root filesystem", s.Name, s.User, s.ReadOnly)
+			}
+		}
+		var ac struct {
+			Route     struct{ Receiver string }
+			Receivers []struct{ Name string }
+		}
+		readYAML(t, conf.Source, &ac)
+		var found bool
+		for _, r := range ac.Receivers {
+			found = found || r.Name == ac.Route.Receiver
+		}
+		if ac.Route.Receiver == "" || !found {
+			t.Errorf("alertmanager.yml: the route's receiver %q is not defined", ac.Route.Receiver)
 		}
 	})
 
@@ -367,12 +429,20 @@ func TestComposeKumoOverride(t *testing.T) {
 		checkWorkerEnv(t, kumoFile, service(t, p, s))
 	}
 
-	// The Docker test's third file only switches off what cannot be pulled
+	// The Docker test's third file swaps in the locally built Prometheus and
+	// Alertmanager, switches off what cannot be pulled or built (Grafana)
 	// and shortens timings.
 	tp := loadProject(t, baseFile, kumoFile, testFile)
-	for _, s := range []string{"prometheus", "grafana"} {
-		if _, ok := tp.Services[s]; ok {
-			t.Errorf("%s is still enabled with %s; its image cannot be pulled here", s, testFile)
+	if _, ok := tp.Services["grafana"]; ok {
+		t.Errorf("grafana is still enabled with %s; its image cannot be pulled here", testFile)
+	}
+	for name, image := range map[string]string{"prometheus": "cloudcommerce/prometheus:local", "alertmanager": "cloudcommerce/alertmanager:local"} {
+		s := service(t, tp, name)
+		if s.Image != image || s.PullPolicy != types.PullPolicyNever {
+			t.Errorf("%s with %s: image %q pull_policy %q, want the locally built %s, never pulled", name, testFile, s.Image, s.PullPolicy, image)
+		}
+		if h := healthTest(s); !strings.HasPrefix(h, "CMD /bin/") {
+			t.Errorf("%s with %s: healthcheck %q, want a probe the scratch image has", name, testFile, h)
 		}
 	}
 	checkWorkerEnv(t, testFile, service(t, tp, "worker"))
@@ -428,7 +498,14 @@ func datasourceUIDs(v any) []string {
 }
 
 type prometheusConfig struct {
-	RuleFiles     []string `yaml:"rule_files"`
+	RuleFiles []string `yaml:"rule_files"`
+	Alerting  struct {
+		Alertmanagers []struct {
+			StaticConfigs []struct {
+				Targets []string
+			} `yaml:"static_configs"`
+		}
+	}
 	ScrapeConfigs []struct {
 		JobName       string `yaml:"job_name"`
 		MetricsPath   string `yaml:"metrics_path"`

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Runs the compose tests on the machine's Docker engine: the static checks of
 # the Dockerfiles and compose files, then the whole stack (real worker image,
-# emulator image, two replicas) through a killed worker, a network partition
-# longer than the visibility timeout and a rolling restart.
+# emulator image, two replicas, Prometheus and Alertmanager built from
+# Debian's binaries) through a killed worker, a network partition longer
+# than the visibility timeout and a rolling restart; Prometheus scrapes both
+# replicas and a message in a DLQ fires an alert that reaches Alertmanager.
 #
 # Installs what is missing first, from the Go module proxy and Debian only:
 #   - the CA bundle the worker image copies in    (apt: ca-certificates)
+#   - Prometheus, Alertmanager, promtool, amtool for their local images
+#     (apt: prometheus prometheus-alertmanager)
 #   - Compose v2, what users run: built from its Go module as a Docker CLI
 #     plugin (about 90 s once, cached); if that fails, Debian's
 #     docker-compose 1.29 (apt), which the compose files also support.
 #
-# Usage: test/compose/run.sh           (from anywhere; about 2.5 minutes)
+# Usage: test/compose/run.sh           (from anywhere; about 3 minutes)
 # Env:   CLOUDCOMMERCE_COMPOSE     force a Compose command, e.g. docker-compose
 #        CLOUDCOMMERCE_TOOLS_DIR   cache for tools (default ~/.cache/cloudcommerce/tools)
 set -euo pipefail
@@ -40,6 +44,11 @@ fi
 
 if [[ ! -s /etc/ssl/certs/ca-certificates.crt ]]; then
 	apt_install ca-certificates
+fi
+# Prometheus and Alertmanager images are built from Debian's binaries
+# (deploy/prometheus/local-images.sh): nothing to pull.
+if [[ ! -x /usr/bin/prometheus || ! -x /usr/bin/prometheus-alertmanager ]]; then
+	apt_install --no-install-recommends prometheus prometheus-alertmanager
 fi
 
 # Compose v2 as a CLI plugin, built from its module, unless present.

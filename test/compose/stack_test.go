@@ -104,6 +104,13 @@ func TestComposeStackOnDocker(t *testing.T) {
 		}
 	}
 	s.network = s.inspect(ctx, workers[0]).network(t)
+	// Prometheus and Alertmanager (the images built from Debian's binaries)
+	// run and answer their own health probes.
+	observability := append(s.containers(ctx, "prometheus"), s.containers(ctx, "alertmanager")...)
+	if len(observability) != 2 {
+		t.Fatalf("want one prometheus and one alertmanager container, got %d", len(observability))
+	}
+	s.waitHealthy(ctx, time.Minute, observability...)
 
 	// Orders placed through the intake reach SHIPPED.
 	for _, u := range s.intake {
@@ -124,6 +131,25 @@ func TestComposeStackOnDocker(t *testing.T) {
 	smoke := s.placeShippable(ctx, book, skus, "smoke", 5)
 	s.waitStatus(ctx, 90*time.Second, smoke, pipeline.StatusShipped)
 	t.Logf("smoke: %d orders SHIPPED", len(smoke))
+
+	// Prometheus scrapes both replicas and answers a query over what they
+	// did; a message in a DLQ will fire an alert that reaches Alertmanager
+	// (checked at the end, after its `for`).
+	s.waitWorkerTargets(ctx, len(workers))
+	q := `sum(cloudcommerce_stage_messages_handled_total{stage="shipping", outcome="ok"})`
+	var shipped float64
+	s.waitFor(ctx, time.Minute, "Prometheus answers "+q+" with the smoke orders", func() bool {
+		v, err := s.query(ctx, q)
+		shipped = v
+		return err == nil && v >= float64(len(smoke))
+	})
+	t.Logf("prometheus: %s = %g", q, shipped)
+	ready := `count(cloudcommerce_worker_ready == 1)`
+	s.waitFor(ctx, time.Minute, "Prometheus sees every replica ready", func() bool {
+		v, err := s.query(ctx, ready)
+		return err == nil && v == float64(len(workers))
+	})
+	s.deadLetter(ctx, pipeline.StageShipping)
 
 	// Fleet faults during load.
 	a, b := workers[0], workers[1]
@@ -202,6 +228,8 @@ func TestComposeStackOnDocker(t *testing.T) {
 		t.Error("no order waited a visibility timeout between two stages: the faults met no in-flight work")
 	}
 	t.Logf("%d orders were finished by another worker after their messages' visibility timeout", recovered)
+
+	s.waitAlert(ctx, 2*time.Minute, "CloudCommerceDeadLetters", map[string]string{"stage": string(pipeline.StageShipping), "severity": "warning"})
 }
 
 // waitBusy waits until the worker holds at least one message, by its
@@ -264,8 +292,10 @@ type stack struct {
 	compose []string // "docker compose" or "docker-compose", plus the project and files
 	env     []string
 	intake  []string // base URLs, one per replica
-	network string
-	client  *http.Client
+	// Published endpoints of Prometheus, Alertmanager and the AWS emulator.
+	prometheus, alertmanager, awsEndpoint string
+	network                               string
+	client                                *http.Client
 }
 
 func startStack(ctx context.Context, t *testing.T) *stack {
@@ -302,9 +332,18 @@ func startStack(ctx context.Context, t *testing.T) *stack {
 	s.run(ctx, 5*time.Minute, root, nil, "docker", "build", "-q", "-f", filepath.Join(root, "Dockerfile.runtime"), "-t", workerImage, bin)
 	s.run(ctx, 5*time.Minute, root, nil, "docker", "build", "-q", "-f", filepath.Join(root, "Dockerfile.emulator"), "-t", emulatorImage, bin)
 	checkImage(ctx, t, workerImage)
+	promImage := "cloudcommerce-test/prometheus:" + s.runID
+	amImage := "cloudcommerce-test/alertmanager:" + s.runID
+	s.buildObservabilityImages(ctx, promImage, amImage)
+	rules := t.TempDir()
+	s.shortRules(rules)
 	t.Logf("built static binaries and scratch images in %s", time.Since(t0).Round(time.Millisecond))
 
-	intakePort, opsPort, awsPort := testkit.PublishPorts(t)
+	intakePort, opsPort, single := testkit.PublishPorts(t, 3)
+	awsPort, promPort, amPort := single[0], single[1], single[2]
+	s.prometheus = fmt.Sprintf("http://127.0.0.1:%d", promPort)
+	s.alertmanager = fmt.Sprintf("http://127.0.0.1:%d", amPort)
+	s.awsEndpoint = fmt.Sprintf("http://127.0.0.1:%d", awsPort)
 	s.intake = []string{fmt.Sprintf("http://127.0.0.1:%d", intakePort), fmt.Sprintf("http://127.0.0.1:%d", intakePort+1)}
 	s.env = append(os.Environ(),
 		"WORKER_IMAGE="+workerImage,
@@ -312,6 +351,11 @@ func startStack(ctx context.Context, t *testing.T) *stack {
 		fmt.Sprintf("INTAKE_PORTS=%d-%d", intakePort, intakePort+1),
 		fmt.Sprintf("OPS_PORTS=%d-%d", opsPort, opsPort+1),
 		fmt.Sprintf("AWS_PORT=%d", awsPort),
+		fmt.Sprintf("PROMETHEUS_PORT=%d", promPort),
+		fmt.Sprintf("ALERTMANAGER_PORT=%d", amPort),
+		"PROMETHEUS_IMAGE="+promImage,
+		"ALERTMANAGER_IMAGE="+amImage,
+		"TEST_RULES_DIR="+rules,
 		"WORKER_REPLICAS=2",
 	)
 	cmd, v1 := composeCommand(ctx, t)
@@ -328,7 +372,7 @@ func startStack(ctx context.Context, t *testing.T) *stack {
 	}
 	t0 = time.Now()
 	s.run(ctx, 5*time.Minute, root, s.env, s.compose[0], append(s.compose[1:], up...)...)
-	t.Logf("compose project %s up in %s (intake on %v, ops on %d-%d)", s.project, time.Since(t0).Round(time.Millisecond), s.intake, opsPort, opsPort+1)
+	t.Logf("compose project %s up in %s (intake on %v, ops on %d-%d, Prometheus on %d, Alertmanager on %d)", s.project, time.Since(t0).Round(time.Millisecond), s.intake, opsPort, opsPort+1, promPort, amPort)
 	return s
 }
 

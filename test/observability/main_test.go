@@ -79,7 +79,7 @@ func startOn(t *testing.T, env *testkit.Env, o options) *stack {
 		o.log = testLogger(t)
 	}
 	m := metrics.New()
-	w, err := worker.New(context.Background(), cfg, worker.Deps{AWS: env.AWS, Log: o.log, Metrics: m, Tracing: o.tracing, Notifications: o.notifications})
+	w, err := worker.New(context.Background(), cfg, worker.Deps{AWS: testkit.RecordedAs(t, env.AWS, "worker", "run"), Log: o.log, Metrics: m, Tracing: o.tracing, Notifications: o.notifications})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -225,11 +225,11 @@ func FreeAddr(t testing.TB) string {
 }
 
 // PublishPorts returns two ports p and q such that 127.0.0.1:p, p+1, q and
-// q+1 are free now, and a fifth free port r. They are drawn below the
+// q+1 are free now, and n more single free ports. They are drawn below the
 // kernel's ephemeral range (32768 and up), where outgoing connections on a
 // busy machine could take them before Docker binds them, and all are held
 // until all are chosen: for ports a container publishes on the host.
-func PublishPorts(t testing.TB) (p, q, r int) {
+func PublishPorts(t testing.TB, n int) (p, q int, single []int) {
 	t.Helper()
 	var held []net.Listener
 	defer func() {
@@ -266,7 +266,11 @@ func PublishPorts(t testing.TB) (p, q, r int) {
 		t.Fatal("no free ports on 127.0.0.1 between 20000 and 32000")
 		return 0
 	}
-	return pick(2), pick(2), pick(1)
+	p, q = pick(2), pick(2)
+	for range n {
+		single = append(single, pick(1))
+	}
+	return p, q, single
 }
 
 // Eventually polls ok every 50ms until it is true, failing the test at the

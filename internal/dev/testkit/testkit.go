@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -181,4 +182,28 @@ func Envelope(t testing.TB, ev pipeline.Event) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+var recorders sync.Map // process+command -> *awsconf.Recorder
+
+// RecordedAs returns cfg for a shipped component run inside the test
+// process: when awsconf.RecordCallsEnv is set, its calls are recorded as
+// those of process and command (e.g. "worker", "run"), as the shipped binary
+// would record them; otherwise cfg itself.
+func RecordedAs(t testing.TB, cfg aws.Config, process, command string) aws.Config {
+	t.Helper()
+	path := os.Getenv(awsconf.RecordCallsEnv)
+	if path == "" {
+		return cfg
+	}
+	key := process + "\x00" + command
+	r, ok := recorders.Load(key)
+	if !ok {
+		rec, err := awsconf.NewRecorderAs(path, process, command, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ = recorders.LoadOrStore(key, rec)
+	}
+	return r.(*awsconf.Recorder).Apply(cfg)
 }
