@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,6 +32,7 @@ import (
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
 	"github.com/cloudcommerce/cloudcommerce/internal/bus"
 	"github.com/cloudcommerce/cloudcommerce/internal/config"
+	"github.com/cloudcommerce/cloudcommerce/internal/logging"
 	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
 	"github.com/cloudcommerce/cloudcommerce/internal/notify"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
@@ -214,12 +216,25 @@ func endpoint(b *testing.B) (string, int) {
 
 // workerConfig builds the SDK configuration as the worker's run command
 // does (cmd/worker/run.go): the standard variables read by config.AWS,
-// pointed at the canned endpoint, with request counting on.
+// pointed at the canned endpoint, with requests and connections counted,
+// the idle pool sized by the worker's default configuration and the SDK's
+// log lines through the worker's logger.
 func workerConfig(b *testing.B, url string) aws.Config {
 	b.Helper()
 	env := map[string]string{"AWS_ENDPOINT_URL": url, "AWS_REGION": "us-east-1"}
-	conn := config.AWS(func(k string) string { return env[k] })
-	conn.Requests = metrics.New().AWSRequests
+	getenv := func(k string) string { return env[k] }
+	wc, err := config.WorkerFromEnv(getenv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	log, err := logging.New(wc.LogLevel)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := metrics.New()
+	conn := config.AWS(getenv)
+	conn.Requests, conn.Connections = m.AWSRequests, m.AWSConnections
+	conn.IdleConnsPerHost, conn.Logger = wc.AWSCalls(), log
 	cfg, err := awsconf.Load(context.Background(), conn)
 	if err != nil {
 		b.Fatal(err)
@@ -248,9 +263,12 @@ func procCPU(b *testing.B, pid int) time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ 100
 }
 
-// measure runs call b.N times after a warm-up (connection opened, pools
-// filled) and reports CPU µs per call of this process (the client) and of
-// the endpoint process, beside the allocations per call.
+// measure warms call up (connection opened, pools filled), then reports
+// CPU µs per call of this process (the client) and of the endpoint
+// process, beside the allocations per call, twice: seq makes one call
+// after another; par8 makes them from 8 goroutines at once, as the
+// worker's handlers and pollers do, so that wake-ups and the runtime's
+// network polling are shared between calls.
 func measure(b *testing.B, pid int, call func() error) {
 	b.Helper()
 	for range 20 {
@@ -258,13 +276,30 @@ func measure(b *testing.B, pid int, call func() error) {
 			b.Fatal(err)
 		}
 	}
+	b.Run("seq", func(b *testing.B) { calls(b, pid, 1, call) })
+	b.Run("par8", func(b *testing.B) { calls(b, pid, 8, call) })
+}
+
+func calls(b *testing.B, pid, callers int, call func() error) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu0, srv0 := cpuTime(b), procCPU(b, pid)
-	for i := 0; i < b.N; i++ {
-		if err := call(); err != nil {
-			b.Fatal(err)
+	if callers == 1 {
+		for i := 0; i < b.N; i++ {
+			if err := call(); err != nil {
+				b.Fatal(err)
+			}
 		}
+	} else {
+		b.SetParallelism(max(1, callers/runtime.GOMAXPROCS(0)))
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := call(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
 	}
 	b.StopTimer()
 	cpu, srv := cpuTime(b)-cpu0, procCPU(b, pid)-srv0

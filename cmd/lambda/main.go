@@ -78,7 +78,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		usage(stdout)
 		return fmt.Errorf("AWS_LAMBDA_RUNTIME_API is not set: this binary runs inside AWS Lambda (the worker is the long-running alternative)")
 	}
-	awsCfg, err := awsconf.Load(ctx, config.AWS(getenv))
+	awsOpts := config.AWS(getenv)
+	awsOpts.Logger = log
+	awsCfg, err := awsconf.Load(ctx, awsOpts)
 	if err != nil {
 		return err
 	}

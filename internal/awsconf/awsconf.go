@@ -1,7 +1,11 @@
 // Package awsconf builds the AWS SDK configuration every component shares:
 // region, endpoint and credentials as the caller's Options say (package
-// config reads them from the SDK's standard variables), the SDK's own retryer (never a second one stacked on
-// it), a middleware that counts every request attempt by service,
+// config reads them from the SDK's standard variables), the SDK's own
+// retryer (never a second one stacked on it), the SDK's HTTP client with an
+// idle pool sized to the caller's concurrency and request bodies handed
+// over so that connections survive fast answers (see sendBody), the SDK's
+// log lines through the caller's zap logger, a middleware that counts
+// every request attempt by service,
 // operation and outcome, and (Traced) one that makes a client span of every
 // call made within a traced context.
 package awsconf
@@ -22,7 +26,9 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	oteltrace "go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/logging"
 	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
 	"github.com/cloudcommerce/cloudcommerce/internal/trace"
 )
@@ -46,6 +52,20 @@ type Options struct {
 	// Record, if set, records every call (see RecordCallsEnv, which sets
 	// it for every client of a process).
 	Record *Recorder
+	// Connections, if set, counts the connections the HTTP transport
+	// opens, by service (ServiceLabel applies): with connections reused it
+	// grows with the concurrency, not with the requests.
+	Connections *prometheus.CounterVec
+	// IdleConnsPerHost is how many idle connections are kept per host:
+	// the most calls the caller makes at once (for the worker: handlers +
+	// pollers + batchers). The service clients made from one
+	// configuration share one pool (in the SDK's default "legacy" defaults
+	// mode; another mode gives each client a copy). Zero means
+	// DefaultIdleConnsPerHost.
+	IdleConnsPerHost int
+	// Logger, if set, receives the SDK's own log lines (at warn or debug)
+	// instead of the SDK's default, a plain line on stderr.
+	Logger *zap.Logger
 }
 
 // Load returns the shared SDK configuration.
@@ -60,7 +80,8 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 	if o.StaticCredentials {
 		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")))
 	}
-	var apiOptions []func(*middleware.Stack) error
+	opts = append(opts, config.WithHTTPClient(httpClient(o.IdleConnsPerHost)))
+	apiOptions := []func(*middleware.Stack) error{sendBody(o.Connections, o.ServiceLabel)}
 	if o.Requests != nil {
 		apiOptions = append(apiOptions, countRequests(o.Requests, o.ServiceLabel))
 	}
@@ -74,8 +95,9 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 	if rec != nil {
 		apiOptions = append(apiOptions, rec.middleware)
 	}
-	if len(apiOptions) > 0 {
-		opts = append(opts, config.WithAPIOptions(apiOptions))
+	opts = append(opts, config.WithAPIOptions(apiOptions))
+	if o.Logger != nil {
+		opts = append(opts, config.WithLogger(logging.SDK(o.Logger)))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {

@@ -15,27 +15,29 @@ import "time"
 // consumer built without the worker's configuration behaves as the worker
 // does.
 const (
-	DefaultPrefix          = "cloudcommerce"
-	DefaultOpsAddr         = ":9090"
-	DefaultConcurrency     = 16
-	DefaultPollers         = 1
-	DefaultMaxReceive      = 10
-	DefaultWaitTime        = 20 * time.Second
-	DefaultVisibility      = 30 * time.Second
-	DefaultHandlerTimeout  = 20 * time.Second
-	DefaultShutdownTimeout = 25 * time.Second
-	DefaultBatchLinger     = 10 * time.Millisecond
-	DefaultReceiveLinger   = 50 * time.Millisecond
-	DefaultDeleteBatch     = 10
-	DefaultDeleteLinger    = 100 * time.Millisecond
-	DefaultRetryBase       = time.Second
-	DefaultRetryMax        = 5 * time.Minute
-	DefaultSweepInterval   = 30 * time.Second
-	DefaultStuckAfter      = 2 * time.Minute
-	DefaultSampleInterval  = 15 * time.Second
-	DefaultPublishBatch    = "auto"
-	DefaultPaymentGateway  = "sandbox"
-	DefaultLogLevel        = "info"
+	DefaultPrefix      = "cloudcommerce"
+	DefaultOpsAddr     = ":9090"
+	DefaultConcurrency = 16
+	DefaultPollers     = 1
+	DefaultMaxReceive  = 10
+	DefaultWaitTime    = 20 * time.Second
+	DefaultVisibility  = 30 * time.Second
+	// DefaultReceiveVisibility is capped by the queue's visibility timeout.
+	DefaultReceiveVisibility = 10 * time.Second
+	DefaultHandlerTimeout    = 20 * time.Second
+	DefaultShutdownTimeout   = 25 * time.Second
+	DefaultBatchLinger       = 10 * time.Millisecond
+	DefaultReceiveLinger     = 50 * time.Millisecond
+	DefaultDeleteBatch       = 10
+	DefaultDeleteLinger      = 100 * time.Millisecond
+	DefaultRetryBase         = time.Second
+	DefaultRetryMax          = 5 * time.Minute
+	DefaultSweepInterval     = 30 * time.Second
+	DefaultStuckAfter        = 2 * time.Minute
+	DefaultSampleInterval    = 15 * time.Second
+	DefaultPublishBatch      = "auto"
+	DefaultPaymentGateway    = "sandbox"
+	DefaultLogLevel          = "info"
 
 	// Lambda-only defaults.
 	DefaultLambdaConcurrency = 10

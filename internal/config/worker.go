@@ -30,9 +30,18 @@ type Worker struct {
 	Pollers int
 	// WaitTime is the long-poll wait, 1s..20s. CLOUDCOMMERCE_WAIT_TIME, default 20s.
 	WaitTime time.Duration
-	// Visibility is the stage queues' visibility timeout (as provisioned).
+	// Visibility is the stage queues' visibility timeout (as provisioned),
+	// the most ReceiveVisibility defaults to.
 	// CLOUDCOMMERCE_VISIBILITY_TIMEOUT, default 30s.
 	Visibility time.Duration
+	// ReceiveVisibility is how long a received message stays hidden: each
+	// receive asks SQS for it instead of the queue's timeout, and the
+	// heartbeat extends a message still being handled at half of it, by
+	// it. A receive whose response is lost on the way then costs this,
+	// not the queue's timeout; a handler still running costs one
+	// extension per half of it. CLOUDCOMMERCE_RECEIVE_VISIBILITY, default
+	// 10s or Visibility if shorter.
+	ReceiveVisibility time.Duration
 	// HandlerTimeout bounds one message's handling. CLOUDCOMMERCE_HANDLER_TIMEOUT, default 20s.
 	HandlerTimeout time.Duration
 	// ShutdownTimeout is how long in-flight handlers may run after SIGTERM.
@@ -97,7 +106,8 @@ var WorkerEnv = []Var{
 	{"CLOUDCOMMERCE_SHIPPING_CONCURRENCY", "16", "shipping handlers running at once"},
 	{"CLOUDCOMMERCE_POLLERS", "1", "concurrent long-polls per stage (raise only when receives come back full)"},
 	{"CLOUDCOMMERCE_WAIT_TIME", "20s", "long-poll wait (1s..20s)"},
-	{"CLOUDCOMMERCE_VISIBILITY_TIMEOUT", "30s", "the stage queues' visibility timeout; slow handlers are extended at half of it"},
+	{"CLOUDCOMMERCE_VISIBILITY_TIMEOUT", "30s", "the stage queues' visibility timeout; caps the default of CLOUDCOMMERCE_RECEIVE_VISIBILITY"},
+	{"CLOUDCOMMERCE_RECEIVE_VISIBILITY", "10s", "how long a received message stays hidden (asked for on each receive, so a lost receive costs this); handlers still running at half of it are extended by it; at most CLOUDCOMMERCE_VISIBILITY_TIMEOUT by default"},
 	{"CLOUDCOMMERCE_HANDLER_TIMEOUT", "20s", "deadline of one message's handling"},
 	{"CLOUDCOMMERCE_SHUTDOWN_TIMEOUT", "25s", "time in-flight work gets after SIGTERM (keep below ECS stopTimeout)"},
 	{"CLOUDCOMMERCE_BATCHING", "true", "batch receives, deletes, events and notifications; false for one per call"},
@@ -141,6 +151,7 @@ func (c *Worker) Fill() {
 	c.Pollers = cmp.Or(c.Pollers, DefaultPollers)
 	c.WaitTime = cmp.Or(c.WaitTime, DefaultWaitTime)
 	c.Visibility = cmp.Or(c.Visibility, DefaultVisibility)
+	c.ReceiveVisibility = cmp.Or(c.ReceiveVisibility, min(DefaultReceiveVisibility, c.Visibility))
 	c.HandlerTimeout = cmp.Or(c.HandlerTimeout, DefaultHandlerTimeout)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
 	c.BatchLinger = cmp.Or(c.BatchLinger, DefaultBatchLinger)
@@ -158,6 +169,20 @@ func (c *Worker) Fill() {
 
 // BatchingOn reports whether batching is on.
 func (c Worker) BatchingOn() bool { return c.Batching == nil || *c.Batching }
+
+// AWSCalls is the most AWS calls the worker makes at once: every handler,
+// every poller, and the callers of their own (per stage a delete batcher
+// and a visibility batcher; the event and notification batchers, the sweep
+// and the queue sampler). It sizes the AWS clients' idle connections per
+// host, so a steady load reuses connections instead of closing them after a
+// burst.
+func (c Worker) AWSCalls() int {
+	n := len(pipeline.Stages)*(c.Pollers+2) + 4
+	for _, k := range c.Concurrency {
+		n += k
+	}
+	return n
+}
 
 // WorkerFromEnv reads the worker's configuration from getenv and validates it, reporting
 // every problem at once.
@@ -182,6 +207,7 @@ func WorkerFromEnv(getenv func(string) string) (Worker, error) {
 	r.Int("CLOUDCOMMERCE_POLLERS", &c.Pollers, 1, 32)
 	r.Duration("CLOUDCOMMERCE_WAIT_TIME", &c.WaitTime, false)
 	r.Duration("CLOUDCOMMERCE_VISIBILITY_TIMEOUT", &c.Visibility, false)
+	r.Duration("CLOUDCOMMERCE_RECEIVE_VISIBILITY", &c.ReceiveVisibility, false)
 	r.Duration("CLOUDCOMMERCE_HANDLER_TIMEOUT", &c.HandlerTimeout, false)
 	r.Duration("CLOUDCOMMERCE_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, false)
 	r.Duration("CLOUDCOMMERCE_BATCH_LINGER", &c.BatchLinger, false)
@@ -211,6 +237,9 @@ func (c Worker) Validate() error {
 	}
 	if c.Visibility > 12*time.Hour || c.Visibility < 2*time.Second {
 		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_VISIBILITY_TIMEOUT=%s: must be 2s to 12h", c.Visibility))
+	}
+	if c.ReceiveVisibility > 12*time.Hour || c.ReceiveVisibility < 2*time.Second {
+		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_RECEIVE_VISIBILITY=%s: must be 2s to 12h", c.ReceiveVisibility))
 	}
 	if c.HandlerTimeout > c.ShutdownTimeout {
 		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_HANDLER_TIMEOUT=%s exceeds CLOUDCOMMERCE_SHUTDOWN_TIMEOUT=%s: a handler started just before SIGTERM could not finish", c.HandlerTimeout, c.ShutdownTimeout))

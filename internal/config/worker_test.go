@@ -72,3 +72,40 @@ func TestReadmeDocumentsEveryVariable(t *testing.T) {
 		}
 	}
 }
+
+func TestReceiveVisibility(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env  map[string]string
+		want time.Duration
+	}{
+		{nil, 10 * time.Second},
+		{map[string]string{"CLOUDCOMMERCE_VISIBILITY_TIMEOUT": "45s"}, 10 * time.Second},
+		{map[string]string{"CLOUDCOMMERCE_VISIBILITY_TIMEOUT": "4s"}, 4 * time.Second},
+		{map[string]string{"CLOUDCOMMERCE_VISIBILITY_TIMEOUT": "45s", "CLOUDCOMMERCE_RECEIVE_VISIBILITY": "5s"}, 5 * time.Second},
+	} {
+		c, err := config.WorkerFromEnv(envOf(tc.env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ReceiveVisibility != tc.want {
+			t.Errorf("%v: ReceiveVisibility = %s, want %s", tc.env, c.ReceiveVisibility, tc.want)
+		}
+	}
+	_, err := config.WorkerFromEnv(envOf(map[string]string{"CLOUDCOMMERCE_RECEIVE_VISIBILITY": "1s"}))
+	if err == nil || !strings.Contains(err.Error(), "CLOUDCOMMERCE_RECEIVE_VISIBILITY") {
+		t.Errorf("a 1s receive visibility: err = %v, want one naming CLOUDCOMMERCE_RECEIVE_VISIBILITY", err)
+	}
+}
+
+func TestAWSCallsCountsEveryCaller(t *testing.T) {
+	t.Parallel()
+	c, err := config.WorkerFromEnv(envOf(map[string]string{"CLOUDCOMMERCE_PAYMENT_CONCURRENCY": "4", "CLOUDCOMMERCE_POLLERS": "2"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 16 + 4 + 16 handlers, 3 × 2 pollers, 3 × 2 stage batchers, 4 others.
+	if got, want := c.AWSCalls(), 36+6+6+4; got != want {
+		t.Errorf("AWSCalls() = %d, want %d", got, want)
+	}
+}

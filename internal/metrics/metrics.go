@@ -33,6 +33,10 @@ type Metrics struct {
 	AWSRequests *prometheus.CounterVec   // service, operation, outcome
 	BatchSize   *prometheus.HistogramVec // kind
 
+	// AWSConnections counts connections opened to AWS endpoints, by
+	// service: flat under steady load when connections are reused.
+	AWSConnections *prometheus.CounterVec // service
+
 	QueueMessages *prometheus.GaugeVec // stage, queue, state
 	QueueOldest   *prometheus.GaugeVec // stage
 
@@ -80,6 +84,9 @@ func New() *Metrics {
 		Help: "Order status transitions written."}, []string{"from", "to"})
 	m.AWSRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "aws", Name: "requests_total",
 		Help: "AWS API requests (each attempt), by service, operation and outcome (ok or the error code)."}, []string{"service", "operation", "outcome"})
+	m.AWSConnections = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "aws", Name: "connections_opened_total",
+		Help: "New connections the AWS clients opened (each one a dial, and a TLS handshake on AWS), by service."}, []string{"service"})
+	r.MustRegister(m.AWSConnections)
 	m.BatchSize = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: "aws", Name: "batch_size_entries",
 		Help: "Entries per batched request (receive, delete, events, notifications, visibility).", Buckets: []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}, []string{"kind"})
 	m.QueueMessages = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: "queue", Name: "messages",

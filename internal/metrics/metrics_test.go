@@ -50,6 +50,7 @@ func touched(t *testing.T) *metrics.Metrics {
 	m.Observer().Transitioned(pipeline.StatusPlaced, pipeline.StatusReserved)
 	m.AWSRequests.WithLabelValues("SQS", "ReceiveMessage", "ok").Inc()
 	m.AWSRequests.WithLabelValues("DynamoDB", "TransactWriteItems", "ThrottlingException").Inc()
+	m.AWSConnections.WithLabelValues("SQS").Inc()
 	for _, k := range []string{"receive", "delete", "events", "notifications", "visibility"} {
 		m.BatchSize.WithLabelValues(k).Observe(3)
 	}

@@ -51,8 +51,11 @@ type Config struct {
 	MaxReceive int
 	// WaitTime is the long-poll wait. Default 20s.
 	WaitTime time.Duration
-	// Visibility is the queue's visibility timeout. Default 30s. Handlers
-	// still running at half of it get their message extended.
+	// Visibility is how long a received message stays hidden: each receive
+	// asks SQS for it (in place of the queue's own timeout), and handlers
+	// still running at half of it get their message extended by it. A
+	// short one makes a lost receive (a response cut on the way) cost
+	// seconds instead of the queue's timeout. Default 30s.
 	Visibility time.Duration
 	// HandlerTimeout bounds one handler run. Default 20s.
 	HandlerTimeout time.Duration

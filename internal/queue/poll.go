@@ -59,6 +59,7 @@ func (c *Consumer) poll(recv, work context.Context) {
 			QueueUrl:                    &c.cfg.QueueURL,
 			MaxNumberOfMessages:         int32(n),
 			WaitTimeSeconds:             int32(c.cfg.WaitTime / time.Second),
+			VisibilityTimeout:           int32(c.cfg.Visibility / time.Second),
 			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp},
 			MessageAttributeNames:       []string{"All"},
 		})

@@ -92,7 +92,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 		qc := queue.Config{
 			Stage: st, QueueURL: w.queues[st].URL, DLQURL: w.queues[st].DLQURL,
 			Concurrency: cfg.Concurrency[st], Pollers: cfg.Pollers, WaitTime: cfg.WaitTime,
-			Visibility: cfg.Visibility, HandlerTimeout: cfg.HandlerTimeout, RetryBase: cfg.RetryBase,
+			Visibility: cfg.ReceiveVisibility, HandlerTimeout: cfg.HandlerTimeout, RetryBase: cfg.RetryBase,
 			DeleteLinger: deleteLinger, ReceiveLinger: receiveLinger,
 		}
 		if !cfg.BatchingOn() {

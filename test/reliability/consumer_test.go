@@ -3,6 +3,7 @@ package reliability
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
@@ -260,4 +262,59 @@ func batchHistogram(r *rt, m *metrics.Metrics, kind string) (calls uint64, entri
 		r.Fatal(err)
 	}
 	return pb.GetHistogram().GetSampleCount(), pb.GetHistogram().GetSampleSum()
+}
+
+// TestLostReceiveCostsTheReceiveVisibility: a receive whose response is
+// lost on the way (the messages are in flight at the queue, the consumer
+// never sees them) costs the visibility the consumer asks for on each
+// receive (2 s here), not the queue's own timeout (120 s): the message comes
+// back on the second receive well within the queue's timeout.
+func TestLostReceiveCostsTheReceiveVisibility(t *testing.T) {
+	t.Parallel()
+	r := newRT(t)
+	env := testkit.Provision(r)
+	url, dlq := queuePair(r, env, "lostreceive", 120, 5)
+	// The first receive that returns a message loses its response, as a
+	// connection cut under the response did.
+	var lost atomic.Bool
+	client := sqs.NewFromConfig(env.AWS, func(o *sqs.Options) {
+		o.APIOptions = append(o.APIOptions, func(s *middleware.Stack) error {
+			return s.Initialize.Add(middleware.InitializeMiddlewareFunc("loseFirstReceive",
+				func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+					out, md, err := next.HandleInitialize(ctx, in)
+					if o, ok := out.Result.(*sqs.ReceiveMessageOutput); ok && err == nil && len(o.Messages) > 0 && lost.CompareAndSwap(false, true) {
+						return middleware.InitializeOutput{}, md, errors.New("response lost on the way")
+					}
+					return out, md, err
+				}), middleware.After)
+		})
+	})
+	got := make(chan int, 1)
+	h := func(ctx context.Context, m pipeline.Message) (pipeline.Outcome, error) {
+		select {
+		case got <- m.ReceiveCount:
+		default:
+		}
+		return pipeline.OutcomeOK, nil
+	}
+	c := queue.New(client, queue.Config{Stage: pipeline.StageShipping, QueueURL: url, DLQURL: dlq, WaitTime: time.Second,
+		Visibility: 2 * time.Second, HandlerTimeout: 10 * time.Second}, h, zaptest.NewLogger(t), metrics.New())
+	stop := runConsumer(c)
+	defer stop()
+	ctx, cancel := ctxTimeout(10 * time.Second)
+	defer cancel()
+	if _, err := env.SQS.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String("lost once")}); err != nil {
+		r.Fatal(err)
+	}
+	select {
+	case n := <-got:
+		if !lost.Load() {
+			r.Fatal("the handler ran but no receive response was lost")
+		}
+		if n != 2 {
+			r.Fatalf("handled at receive %d, want 2 (the first receive was lost)", n)
+		}
+	case <-time.After(60 * time.Second):
+		r.Fatal("the message did not come back within half the queue's visibility timeout after a lost receive")
+	}
 }

@@ -66,7 +66,7 @@ func Provision(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	s := &Stack{Emulator: em, Metrics: metrics.New(), log: o.Log}
-	s.AWS, err = awsconf.Load(ctx, awsconf.Options{Endpoint: em.DirectURL, Region: "us-east-1", StaticCredentials: true, Requests: s.Metrics.AWSRequests})
+	s.AWS, err = awsconf.Load(ctx, awsconf.Options{Endpoint: em.DirectURL, Region: "us-east-1", StaticCredentials: true, Requests: s.Metrics.AWSRequests, Connections: s.Metrics.AWSConnections, Logger: o.Log})
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +129,7 @@ func (s *Stack) SeedInventory(ctx context.Context, st pipeline.Store, stock map[
 
 // StartWorker builds the in-process worker on the emulator.
 func (s *Stack) StartWorker(ctx context.Context, o Options) error {
-	ledger, err := awsconf.Load(ctx, awsconf.Options{Endpoint: s.Emulator.DirectURL, Region: "us-east-1", StaticCredentials: true, Requests: s.Metrics.AWSRequests, ServiceLabel: "sandbox-ledger"})
+	ledger, err := awsconf.Load(ctx, awsconf.Options{Endpoint: s.Emulator.DirectURL, Region: "us-east-1", StaticCredentials: true, Requests: s.Metrics.AWSRequests, Connections: s.Metrics.AWSConnections, Logger: o.Log, ServiceLabel: "sandbox-ledger"})
 	if err != nil {
 		return err
 	}
