@@ -94,7 +94,7 @@ func TestConnectionsSurviveFastAnswers(t *testing.T) {
 	t.Parallel()
 	srv := newReceiveServer(t, 0)
 	m := metrics.New()
-	cfg, err := awsconf.Load(context.Background(), awsconf.Options{Endpoint: srv.URL, Region: "us-east-1",
+	cfg, err := awsconf.Load(context.Background(), awsconf.Options{Endpoint: srv.URL, Region: "us-east-1", StaticCredentials: true,
 		Requests: m.AWSRequests, Connections: m.AWSConnections})
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +147,7 @@ func TestRetryResendsWrappedBody(t *testing.T) {
 	t.Parallel()
 	srv := newReceiveServer(t, 2)
 	m := metrics.New()
-	cfg, err := awsconf.Load(context.Background(), awsconf.Options{Endpoint: srv.URL, Region: "us-east-1", Requests: m.AWSRequests})
+	cfg, err := awsconf.Load(context.Background(), awsconf.Options{Endpoint: srv.URL, Region: "us-east-1", StaticCredentials: true, Requests: m.AWSRequests})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestSDKLogsGoThroughZap(t *testing.T) {
 	t.Parallel()
 	srv := newReceiveServer(t, 1)
 	core, logs := observer.New(zapcore.DebugLevel)
-	cfg, err := awsconf.Load(context.Background(), awsconf.Options{Endpoint: srv.URL, Region: "us-east-1", Logger: zap.New(core)})
+	cfg, err := awsconf.Load(context.Background(), awsconf.Options{Endpoint: srv.URL, Region: "us-east-1", StaticCredentials: true, Logger: zap.New(core)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,7 @@ func New() *Metrics {
 	m.Extended = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "stage", Name: "visibility_extensions_total",
 		Help: "Visibility extensions for slow handlers."}, []string{"stage"})
 	m.AckFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "stage", Name: "ack_failures_total",
-		Help: "Failed deletes or visibility changes (the message will be redelivered and handled idempotently)."}, []string{"stage", "op"})
+		Help: "Failed deletes or visibility changes, counted per entry and attempt (a delete entry AWS failed on its side is resent; what still fails is redelivered and handled idempotently)."}, []string{"stage", "op"})
 	m.OrderLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: "order", Name: "latency_seconds",
 		Help: "Time from placement to a final status, by final status.", Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}}, []string{"status"})
 	m.Transitions = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "order", Name: "transitions_total",

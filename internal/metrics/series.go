@@ -85,6 +85,7 @@ func (m *Metrics) initSeries() {
 		}
 	}
 	for svc, ops := range AWSOperations {
+		m.AWSConnections.WithLabelValues(svc)
 		for _, op := range ops {
 			m.AWSRequests.WithLabelValues(svc, op, "ok")
 		}

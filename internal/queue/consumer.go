@@ -1,7 +1,8 @@
 // Package queue is the SQS adapter that feeds a stage handler: N long-pollers
 // that reserve pool slots before receiving (never more messages in memory
 // than free slots), a bounded pool of handlers with a per-message deadline,
-// visibility extension for slow handlers, batched deletes, dead-lettering
+// visibility extension for slow handlers, batched deletes (an entry that
+// fails on the service's side is resubmitted), dead-lettering
 // of permanent failures and back-off of transient ones through the
 // visibility timeout.
 //
