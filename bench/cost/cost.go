@@ -79,6 +79,11 @@ type Input struct {
 	// the old index entry and puts the new one. Default 2 (conservative:
 	// the write that creates the order only puts).
 	IndexWritesPerOrderWrite float64
+	// CustomerIndexWrites is how many by_customer index entries an order
+	// costs: 1 since that index exists (the creating write puts the
+	// entry; its keys never change and it projects nothing else, so no
+	// later write touches it). An entry is a few hundred bytes: 1 WRU.
+	CustomerIndexWrites float64
 	// CPUMicrosPerOrder is the worker's CPU per order.
 	CPUMicrosPerOrder float64
 	// TaskVCPU, TaskGB and Utilization size the Fargate tasks the CPU runs
@@ -168,6 +173,7 @@ func Model(p Prices, in Input) Estimate {
 	add("SQS SendMessage by EventBridge (stage deliveries)", "requests", in.Deliveries, p.SQSPerMillion)
 	add("EventBridge custom events", "events", in.Events, p.EventBridgePerMillion)
 	add("DynamoDB writes (order item + by_status index, stock)", "WRU", wru, p.DynamoDBWRUPerMillion)
+	add("DynamoDB by_customer index (one entry per order)", "WRU", in.CustomerIndexWrites, p.DynamoDBWRUPerMillion)
 	add("DynamoDB reads", "RRU", rru, p.DynamoDBRRUPerMillion)
 	if in.Notifications > 0 {
 		sns = in.Notifications

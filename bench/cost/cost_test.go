@@ -25,6 +25,7 @@ func TestModelPricesEachUnit(t *testing.T) {
 		{"order put", cost.Input{Requests: map[string]float64{"DynamoDB PutItem": 1}, OrderItemBytes: 1500}, 6 * 0.625},
 		// (2 + 2 lines) × 2 for the transaction, + 2×2 index WRU.
 		{"reservation", cost.Input{Requests: map[string]float64{"DynamoDB TransactWriteItems": 1}, OrderItemBytes: 1500, LinesPerOrder: 2}, 12 * 0.625},
+		{"by_customer index entry", cost.Input{CustomerIndexWrites: 1}, 0.625},
 		{"consistent read", cost.Input{Requests: map[string]float64{"DynamoDB GetItem": 1}}, 0.125},
 		// 1000 µs per order on 0.5 vCPU at 60%: 1e6 orders = 1000 CPU-s
 		// = 3333 task-s at (0.5×0.04048 + 1×0.004445)/3600 $ per task-s.
@@ -48,7 +49,7 @@ func Example() {
 			"SNS Publish": 1.88, "SQS ReceiveMessage": 0.95, "SQS DeleteMessageBatch": 0.36,
 			"EventBridge PutEvents": 0.30, "producer EventBridge PutEvents": 0.10,
 		},
-		Events: 3.9, Deliveries: 2.85, OrderItemBytes: 1400, LinesPerOrder: 1.7, CPUMicrosPerOrder: 1500,
+		Events: 3.9, Deliveries: 2.85, OrderItemBytes: 1400, LinesPerOrder: 1.7, CPUMicrosPerOrder: 1500, CustomerIndexWrites: 1,
 	}
 	cost.Print(os.Stdout, cost.ListPrices, cost.Model(cost.ListPrices, in))
 	// Output:
@@ -58,8 +59,9 @@ func Example() {
 	// | SQS SendMessage by EventBridge (stage deliveries) | 1.14 (2.85 requests) |
 	// | EventBridge custom events | 3.90 (3.9 events) |
 	// | DynamoDB writes (order item + by_status index, stock) | 14.34 (23 WRU) |
+	// | DynamoDB by_customer index (one entry per order) | 0.62 (1 WRU) |
 	// | DynamoDB reads | 0.01 (0.08 RRU) |
 	// | SNS publishes | 0.94 (1.88 publishes) |
 	// | Fargate (0.5 vCPU / 1 GB tasks at 60% CPU) | 0.03 (0.005 task-s) |
-	// | **total** | **20.89** |
+	// | **total** | **21.52** |
 }

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/logging"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/trace"
@@ -117,7 +118,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	cfg := worker.Defaults()
+	cfg := config.WorkerDefaults()
 	// Local defaults that make a laptop run feel instant: short long polls
 	// (the emulator does not wake a poll when a retried message returns),
 	// quick retries and a quick sweep for orders a restart left mid-stage.

@@ -23,6 +23,9 @@ type command struct {
 	// nargs is how many positional arguments the leaf takes (named in args).
 	nargs int
 	subs  []*command
+	// usageExit, when not 0, is the exit status of a command line under
+	// this command that the tree does not accept (2 otherwise).
+	usageExit int
 }
 
 // env is what a command may use of the process: its output streams and
@@ -34,13 +37,18 @@ type env struct {
 
 // usageError is a command line the tree does not accept: an unknown
 // command or flag, a bad flag value, a missing or extra argument. The
-// process exits with status 2 for it, and 1 for every other failure.
-type usageError struct{ err error }
+// process exits with status 2 for it (or the usageExit of the command it
+// is under), and 1 for every other failure.
+type usageError struct {
+	err error
+	// status is the exit status; 0 means 2.
+	status int
+}
 
 func (u usageError) Error() string { return u.err.Error() }
 func (u usageError) Unwrap() error { return u.err }
 
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+func usagef(format string, args ...any) error { return usageError{err: fmt.Errorf(format, args...)} }
 
 func isHelp(arg string) bool {
 	return arg == "help" || arg == "-h" || arg == "--help" || arg == "-help"
@@ -48,6 +56,16 @@ func isHelp(arg string) bool {
 
 // execute runs the command named by args under c; path is c's full name.
 func (c *command) execute(ctx context.Context, e env, path string, args []string) error {
+	err := c.dispatch(ctx, e, path, args)
+	var u usageError
+	if c.usageExit != 0 && errors.As(err, &u) && u.status == 0 {
+		u.status = c.usageExit
+		return u
+	}
+	return err
+}
+
+func (c *command) dispatch(ctx context.Context, e env, path string, args []string) error {
 	if c.setup == nil {
 		if len(args) == 0 {
 			return usagef("%s needs a command: %s (see '%s --help')", path, c.subNames(), path)

@@ -1,6 +1,7 @@
 // Command worker is the CloudCommerce production binary: it runs the three
 // stage consumers (inventory, payment, shipping), provisions the topology,
-// answers the container health check and manages dead letters.
+// answers the container health check, manages dead letters and shows
+// orders.
 //
 //	worker run            process orders until SIGTERM (the default)
 //	worker provision      create the queues, rules, tables and topic (idempotent)
@@ -9,10 +10,15 @@
 //	                      show dead-lettered messages without consuming them
 //	worker dlq redrive --stage S [--max N]
 //	                      move dead-lettered messages back to the stage queue
+//	worker orders show ID [--json]
+//	                      an order: status, lines, total, timeline, notifications
+//	worker orders list --status S | --customer ID [--limit N] [--json]
+//	                      orders in a status, or a customer's
 //	worker version        print the module version, commit and Go version
 //
 // Exit status: 0 on success (help included), 1 when the command failed, 2
-// when the command line was not understood. Configuration comes from the
+// when the command line was not understood (1 under `orders`, where a bad
+// flag fails like an unknown order). Configuration comes from the
 // environment only (package config); see `worker help`.
 package main
 
@@ -39,6 +45,9 @@ func main() {
 func exitStatus(err error) int {
 	var u usageError
 	if errors.As(err, &u) {
+		if u.status != 0 {
+			return u.status
+		}
 		return 2
 	}
 	return 1
@@ -46,7 +55,7 @@ func exitStatus(err error) int {
 
 // commands is the CLI tree under `worker`, in the order help lists it.
 func commands() []*command {
-	return []*command{runCmd, provisionCmd, healthcheckCmd, dlqCmd, versionCmd}
+	return []*command{runCmd, provisionCmd, healthcheckCmd, dlqCmd, ordersCmd, versionCmd}
 }
 
 func root() *command {
@@ -85,7 +94,7 @@ func help(w io.Writer, r *command, path []string) error {
 	r.list(w, "")
 	fmt.Fprintf(w, "  %-22s %s\n", "help [command]", "show this help, or one command's")
 	fmt.Fprintln(w, "\nRun 'worker <command> --help' for one command's help.")
-	fmt.Fprintln(w, "\nexit status: 0 success, 1 failure, 2 command line not understood (unknown command or flag, bad value)")
+	fmt.Fprintln(w, "\nexit status: 0 success, 1 failure, 2 command line not understood (unknown command or flag, bad value; 1 under orders)")
 	fmt.Fprintln(w, "\nenvironment:")
 	for _, v := range config.WorkerEnv {
 		d := v.Default

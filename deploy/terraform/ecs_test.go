@@ -9,7 +9,7 @@ import (
 
 	"github.com/zclconf/go-cty/cty"
 
-	"github.com/cloudcommerce/cloudcommerce/internal/worker"
+	appconfig "github.com/cloudcommerce/cloudcommerce/internal/config"
 )
 
 // ---------------------------------------------------------------------------
@@ -65,12 +65,12 @@ func TestWorkerTaskDefinition(t *testing.T) {
 		"CLOUDCOMMERCE_HANDLER_TIMEOUT", "CLOUDCOMMERCE_SHUTDOWN_TIMEOUT", "CLOUDCOMMERCE_LOG_LEVEL", "CLOUDCOMMERCE_PAYMENT_GATEWAY",
 		"CLOUDCOMMERCE_TOPIC_ARN"}
 	workerReads := map[string]bool{}
-	for _, e := range worker.Env {
+	for _, e := range appconfig.WorkerEnv {
 		workerReads[e.Name] = true
 	}
 	for name := range env {
 		if !slices.Contains(known, name) || !workerReads[name] {
-			t.Errorf("environment variable %s is not one the worker reads (internal/worker.Env)", name)
+			t.Errorf("environment variable %s is not one the worker reads (config.WorkerEnv)", name)
 		}
 		if _, ok := secrets[name]; ok || strings.Contains(name, "SECRET") || strings.HasSuffix(name, "API_KEY") {
 			t.Errorf("%s must only come from Secrets Manager, never the plain environment", name)
@@ -97,7 +97,7 @@ func TestWorkerTaskDefinition(t *testing.T) {
 	// their values at task start).
 	resolved := map[string]string{"CLOUDCOMMERCE_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:cloudcommerce-topic",
 		"CLOUDCOMMERCE_STRIPE_SECRET_KEY": "sk_test_123", "CLOUDCOMMERCE_API_KEY": "key"}
-	if _, err := worker.FromEnv(func(k string) string {
+	if _, err := appconfig.WorkerFromEnv(func(k string) string {
 		if v, ok := resolved[k]; ok {
 			return v
 		}

@@ -27,6 +27,10 @@ type evaluator struct {
 	vars   map[string]cty.Value
 	locals map[string]cty.Value
 	funcs  map[string]function.Function
+	// resources are the values of resources, data sources and module calls
+	// by root name ("aws_sqs_queue", "data", "module"), where a test gives
+	// them (symbolic ARNs); any other is unknown.
+	resources map[string]cty.Value
 }
 
 func functions() map[string]function.Function {
@@ -169,7 +173,15 @@ func newEvaluator(t *testing.T, m *module, set map[string]cty.Value) *evaluator 
 		}
 		e.vars[name] = val
 	}
-	locals := m.locals()
+	e.settleLocals()
+	return e
+}
+
+// settleLocals evaluates the module's locals over its variables and the
+// resources given.
+func (e *evaluator) settleLocals() {
+	locals := e.m.locals()
+	e.locals = map[string]cty.Value{}
 	for name := range locals {
 		e.locals[name] = cty.DynamicVal
 	}
@@ -183,7 +195,33 @@ func newEvaluator(t *testing.T, m *module, set map[string]cty.Value) *evaluator 
 			e.locals[name] = v
 		}
 	}
-	return e
+}
+
+// withResources returns a copy of e in which the resources, data sources
+// and module calls named by root name have the values given (symbolic
+// ARNs), its locals evaluated again over them: a local that picks the
+// resource in use (try(aws_x.this[0].arn, data.aws_x.existing[0].arn))
+// becomes known.
+func (e *evaluator) withResources(res map[string]cty.Value) *evaluator {
+	c := *e
+	c.resources = res
+	c.settleLocals()
+	return &c
+}
+
+// instances is the value of a counted resource or data block whose
+// instances are all `one`: a tuple of as many as its count evaluates to.
+func (e *evaluator) instances(b *hclsyntax.Block, one cty.Value) cty.Value {
+	e.t.Helper()
+	n := num(e.t, e.must(attr(e.t, b, "count").Expr, nil))
+	if n == 0 {
+		return cty.EmptyTupleVal
+	}
+	vals := make([]cty.Value, n)
+	for i := range vals {
+		vals[i] = one
+	}
+	return cty.TupleVal(vals)
 }
 
 func (e *evaluator) eval(expr hcl.Expression, extra map[string]cty.Value) (cty.Value, hcl.Diagnostics) {
@@ -201,10 +239,15 @@ func (e *evaluator) eval(expr hcl.Expression, extra map[string]cty.Value) (cty.V
 	for k, v := range extra {
 		vars[k] = v
 	}
-	// Resources, data sources and module calls are unknown here.
+	// Resources, data sources and module calls are unknown here, unless
+	// given.
 	for _, tr := range expr.Variables() {
 		if _, ok := vars[tr.RootName()]; !ok {
-			vars[tr.RootName()] = cty.DynamicVal
+			if v, ok := e.resources[tr.RootName()]; ok {
+				vars[tr.RootName()] = v
+			} else {
+				vars[tr.RootName()] = cty.DynamicVal
+			}
 		}
 	}
 	return expr.Value(&hcl.EvalContext{Variables: vars, Functions: e.funcs})

@@ -59,7 +59,7 @@ data "aws_iam_policy_document" "worker_task" {
     sid    = "ReadWriteTables"
     effect = "Allow"
     actions = [
-      "dynamodb:BatchGetItem", # the intake's catalogue prices
+      "dynamodb:BatchGetItem", # the intake's catalogue prices; a page of GET /v1/orders (current status of the listed orders)
       "dynamodb:GetItem",
       "dynamodb:PutItem",
       "dynamodb:UpdateItem",
@@ -76,7 +76,9 @@ data "aws_iam_policy_document" "worker_task" {
     resources = [aws_dynamodb_table.this["inventory"].arn]
   }
 
-  # Index ARNs by name (the topology's global secondary indexes), not /index/*.
+  # Index ARNs by name (the topology's global secondary indexes), not /index/*:
+  # by_status (the sweep, the console, `worker orders list --status`) and
+  # by_customer (GET /v1/orders, `worker orders list --customer`).
   dynamic "statement" {
     for_each = length(flatten([for indexes in values(local.table_indexes) : keys(indexes)])) > 0 ? [1] : []
     content {

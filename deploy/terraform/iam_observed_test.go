@@ -3,7 +3,8 @@ package terraform_test
 // IAM from observed calls. The shipped binaries record every AWS call they
 // make when CLOUDCOMMERCE_TEST_RECORD_CALLS names a file (internal/awsconf,
 // record.go); the suites that run them (test/e2e: the worker's stages,
-// intake, sweep and queue sampling, `dlq list`/`redrive`, and
+// intake, sweep and queue sampling, `dlq list`/`redrive`, `orders
+// show`/`list`, and
 // `healthcheck`, which calls no AWS API (it asks the worker's /healthz);
 // test/observability: the console and ops routes, in-process but recorded
 // as the worker's; test/reliability: the worker under faults; cmd/lambda:
@@ -88,6 +89,9 @@ var grantedWithoutCall = map[string]map[string]string{
 	},
 	"secretsmanager:GetSecretValue": {
 		"secret": "the Stripe key at cold start; the suites use the sandbox gateway",
+	},
+	"aps:RemoteWrite": {
+		"workspace": "the metrics sidecar (the OpenTelemetry collector beside the worker, not Go code) remote-writes the worker's metrics to the Prometheus workspace with the task role's credentials",
 	},
 }
 
@@ -201,15 +205,28 @@ func symbolicResources(c *config) map[string]cty.Value {
 	}
 }
 
+// symbolic returns e over the symbolic resources (symbolicResources, and
+// the Prometheus workspace, "workspace", created by the module or read by
+// ID as e's variables say) and those resources.
+func symbolic(t *testing.T, c *config, e *evaluator) (*evaluator, map[string]cty.Value) {
+	t.Helper()
+	res := symbolicResources(c)
+	ws := cty.ObjectVal(map[string]cty.Value{"arn": cty.StringVal("workspace")})
+	res["aws_prometheus_workspace"] = cty.ObjectVal(map[string]cty.Value{
+		"this": e.instances(c.root.block(t, "resource", "aws_prometheus_workspace", "this"), ws)})
+	res["data"] = cty.ObjectVal(map[string]cty.Value{"aws_prometheus_workspace": cty.ObjectVal(map[string]cty.Value{
+		"existing": e.instances(c.root.block(t, "data", "aws_prometheus_workspace", "existing"), ws)})})
+	return e.withResources(res), res
+}
+
 // roleGrants evaluates every role's policy: role -> action -> resources,
 // with a customer KMS key and the Stripe gateway so that every optional
 // statement is there.
 func roleGrants(t *testing.T, c *config) map[string]map[string][]string {
 	t.Helper()
-	res := symbolicResources(c)
 	out := map[string]map[string][]string{}
 	kmsSet := map[string]cty.Value{"kms": cty.ObjectVal(map[string]cty.Value{"key_arn": cty.StringVal(testCMK)})}
-	e := rootEvaluator(t, c, kmsSet)
+	e, res := symbolic(t, c, rootEvaluator(t, c, kmsSet))
 	out["task"] = policyGrants(t, e, c.root.block(t, "data", "aws_iam_policy_document", "worker_task"), res)
 	// Whatever else the module grants the task role is the task role's too
 	// (its execution role is ECS's, not the worker's).
@@ -224,16 +241,16 @@ func roleGrants(t *testing.T, c *config) map[string]map[string][]string {
 			}
 		}
 	}
-	le := rootEvaluator(t, c, lambdaVars(with(kmsSet, map[string]cty.Value{
-		"stripe_secret_arn": cty.StringVal(testStripeArn), "payment_gateway": cty.StringVal("stripe")})))
+	le, lres := symbolic(t, c, rootEvaluator(t, c, lambdaVars(with(kmsSet, map[string]cty.Value{
+		"stripe_secret_arn": cty.StringVal(testStripeArn), "payment_gateway": cty.StringVal("stripe")}))))
 	doc := c.root.block(t, "data", "aws_iam_policy_document", "lambda_stage")
 	for stage, v := range le.forEach(doc) {
-		out["lambda/"+stage] = policyGrants(t, le, doc, with(res, each(stage, v)))
+		out["lambda/"+stage] = policyGrants(t, le, doc, with(lres, each(stage, v)))
 	}
 	// The sandbox gateway's ledger grants (the suites run the sandbox).
-	se := rootEvaluator(t, c, lambdaVars(kmsSet))
+	se, sres := symbolic(t, c, rootEvaluator(t, c, lambdaVars(kmsSet)))
 	for stage, v := range se.forEach(doc) {
-		for a, rs := range policyGrants(t, se, doc, with(res, each(stage, v))) {
+		for a, rs := range policyGrants(t, se, doc, with(sres, each(stage, v))) {
 			for _, r := range rs {
 				if !slices.Contains(out["lambda/"+stage][a], r) {
 					out["lambda/"+stage][a] = append(out["lambda/"+stage][a], r)
@@ -272,7 +289,7 @@ func checkObservedCalls(t *testing.T, c *config, calls []observedCall) {
 	for _, call := range calls {
 		surfaces[call.Process+" "+call.Command] = true
 	}
-	for _, want := range []string{"worker run", "worker dlq list", "worker dlq redrive", "bootstrap "} {
+	for _, want := range []string{"worker run", "worker dlq list", "worker dlq redrive", "worker orders show", "worker orders list", "bootstrap "} {
 		if !surfaces[want] {
 			t.Errorf("%s: no calls of %q recorded; refresh it (see the comment at the top of this file)", observedCallsFile, want)
 		}

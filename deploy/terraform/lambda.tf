@@ -173,7 +173,7 @@ module "lambda_stage" {
   timeout_seconds = var.lambda.timeout_seconds
   kms_key_arn     = local.kms_key_arn
 
-  # What the function reads (internal/lambda/config.go). Never the Stripe
+  # What the function reads (internal/config/lambda.go). Never the Stripe
   # key itself (the configuration and Terraform state would hold it), never
   # AWS_REGION (reserved; Lambda sets it).
   environment = merge(

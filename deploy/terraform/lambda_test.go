@@ -13,7 +13,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 
-	"github.com/cloudcommerce/cloudcommerce/internal/lambda"
+	appconfig "github.com/cloudcommerce/cloudcommerce/internal/config"
 )
 
 // ---------------------------------------------------------------------------
@@ -334,12 +334,12 @@ func TestLambdaFunctionsAndMappings(t *testing.T) {
 				t.Errorf("%s: lambda_stage[%s] environment\n got %v\nwant %v", gateway, stage, env, want)
 			}
 			reads := map[string]bool{}
-			for _, e := range lambda.Env {
+			for _, e := range appconfig.LambdaEnv {
 				reads[e.Name] = true
 			}
 			for name := range env {
 				if !reads[name] {
-					t.Errorf("lambda_stage[%s]: %s is not a variable the function reads (internal/lambda.Env)", stage, name)
+					t.Errorf("lambda_stage[%s]: %s is not a variable the function reads (config.LambdaEnv)", stage, name)
 				}
 			}
 			if !hasRef(attr(t, call, "environment").Expr, "aws_sns_topic.notifications.arn") {
@@ -351,7 +351,7 @@ func TestLambdaFunctionsAndMappings(t *testing.T) {
 				}
 				return env[k]
 			}
-			fc, err := lambda.FromEnv(getenv)
+			fc, err := appconfig.LambdaFromEnv(getenv)
 			if err != nil {
 				t.Errorf("%s: the %s function would fail its cold start: %v", gateway, stage, err)
 				continue

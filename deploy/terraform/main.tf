@@ -357,10 +357,11 @@ resource "aws_dynamodb_table" "this" {
   dynamic "global_secondary_index" {
     for_each = local.table_indexes[each.key]
     content {
-      name            = global_secondary_index.key
-      hash_key        = global_secondary_index.value.hash_key.name
-      range_key       = try(global_secondary_index.value.range_key.name, null)
-      projection_type = "ALL"
+      name               = global_secondary_index.key
+      hash_key           = global_secondary_index.value.hash_key.name
+      range_key          = try(global_secondary_index.value.range_key.name, null)
+      projection_type    = try(global_secondary_index.value.projection.type, "ALL")
+      non_key_attributes = try(global_secondary_index.value.projection.non_key_attributes, null)
     }
   }
 

@@ -22,7 +22,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 	"gopkg.in/yaml.v3"
 
-	"github.com/cloudcommerce/cloudcommerce/internal/worker"
+	appconfig "github.com/cloudcommerce/cloudcommerce/internal/config"
 )
 
 // ---------------------------------------------------------------------------
@@ -86,7 +86,7 @@ func TestPrometheusCollectorScrapesTheWorkersOpsPort(t *testing.T) {
 		t.Fatal("no worker container")
 	}
 	env, _ := containerEnv(t, wctr.GetAttr("environment"))
-	wcfg, err := worker.FromEnv(func(k string) string {
+	wcfg, err := appconfig.WorkerFromEnv(func(k string) string {
 		if k == "CLOUDCOMMERCE_TOPIC_ARN" {
 			return "arn:aws:sns:eu-west-1:123456789012:cloudcommerce-topic"
 		}

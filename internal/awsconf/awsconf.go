@@ -49,8 +49,7 @@ type Options struct {
 	// (the sandbox payment ledger counts as "sandbox-ledger", standing for
 	// an external provider, not as the pipeline's DynamoDB).
 	ServiceLabel string
-	// Record, if set, records every call (see RecordCallsEnv, which sets
-	// it for every client of a process).
+	// Record, if set, records every call.
 	Record *Recorder
 	// Connections, if set, counts the connections the HTTP transport
 	// opens, by service (ServiceLabel applies): with connections reused it
@@ -66,6 +65,14 @@ type Options struct {
 	// Logger, if set, receives the SDK's own log lines (at warn or debug)
 	// instead of the SDK's default, a plain line on stderr.
 	Logger *zap.Logger
+	// RecordTo, if set and Record is not, names the file to which every
+	// call is recorded by the process's one recorder for that file (package
+	// config sets it from RecordCallsEnv, so every client of a binary run
+	// with the variable set records).
+	RecordTo string
+	// RecordStage is recorded with every call of RecordTo's recorder:
+	// CLOUDCOMMERCE_STAGE, which pins a Lambda function to its stage.
+	RecordStage string
 }
 
 // Load returns the shared SDK configuration.
@@ -86,16 +93,15 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 		apiOptions = append(apiOptions, countRequests(o.Requests, o.ServiceLabel))
 	}
 	rec := o.Record
-	if rec == nil {
+	if rec == nil && o.RecordTo != "" {
 		var err error
-		if rec, err = envRecorder(); err != nil {
+		if rec, err = processRecorder(o.RecordTo, o.RecordStage); err != nil {
 			return aws.Config{}, err
 		}
 	}
 	if rec != nil {
 		apiOptions = append(apiOptions, rec.middleware)
 	}
-	opts = append(opts, config.WithAPIOptions(apiOptions))
 	if o.Logger != nil {
 		opts = append(opts, config.WithLogger(logging.SDK(o.Logger)))
 	}
@@ -103,6 +109,12 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
 	}
+	// Added to the loaded configuration, not through config.WithAPIOptions:
+	// LoadDefaultConfig hands those to the clients of the credential
+	// providers too (ECS container credentials, IMDS), whose requests run
+	// inside the calling operation and would be counted and recorded a
+	// second time under its name.
+	cfg.APIOptions = append(cfg.APIOptions, apiOptions...)
 	return cfg, nil
 }
 

@@ -19,10 +19,11 @@ import (
 
 // RecordCallsEnv names the file to which every client built by Load appends
 // the AWS calls it makes, one JSON line per distinct (process, command,
-// stage, service, operation, resources). The test suites set it when they
-// run the shipped binaries, and deploy/terraform's IAM test checks what was
-// recorded against the roles' policies. Unset (always, in production) it
-// costs one environment lookup per Load.
+// stage, service, operation, resources). Package config reads it into
+// Options.RecordTo. The test suites set it when they run the shipped
+// binaries, and deploy/terraform's IAM test checks what was recorded
+// against the roles' policies. Unset (always, in production) nothing is
+// recorded.
 const RecordCallsEnv = "CLOUDCOMMERCE_TEST_RECORD_CALLS"
 
 // Call is one recorded AWS call.
@@ -53,40 +54,47 @@ type Recorder struct {
 }
 
 var (
-	recorderOnce sync.Once
-	recorder     *Recorder
-	recorderErr  error
+	processRecordersMu sync.Mutex
+	processRecorders   = map[[2]string]*Recorder{} // path, stage
 )
 
-// envRecorder returns the process's recorder if RecordCallsEnv is set.
-func envRecorder() (*Recorder, error) {
-	path := os.Getenv(RecordCallsEnv)
-	if path == "" {
-		return nil, nil
+// processRecorder returns the process's one recorder for path and stage,
+// so that every client a binary builds records through it.
+func processRecorder(path, stage string) (*Recorder, error) {
+	processRecordersMu.Lock()
+	defer processRecordersMu.Unlock()
+	key := [2]string{path, stage}
+	if r, ok := processRecorders[key]; ok {
+		return r, nil
 	}
-	recorderOnce.Do(func() { recorder, recorderErr = NewRecorder(path) })
-	return recorder, recorderErr
+	r, err := NewRecorder(path, stage)
+	if err != nil {
+		return nil, err
+	}
+	processRecorders[key] = r
+	return r, nil
 }
 
 // NewRecorderAs is NewRecorder for a shipped component run inside another
 // process (a test): its calls are recorded as process and command's.
 func NewRecorderAs(path, process, command, stage string) (*Recorder, error) {
-	r, err := NewRecorder(path)
+	r, err := NewRecorder(path, stage)
 	if err != nil {
 		return nil, err
 	}
-	r.process, r.command, r.stage = process, command, stage
+	r.process, r.command = process, command
 	return r, nil
 }
 
 // NewRecorder opens (appending) the file at path. Calls are recorded as
-// this process's: its executable's name and subcommand.
-func NewRecorder(path string) (*Recorder, error) {
+// this process's (its executable's name and subcommand) and as stage's
+// (CLOUDCOMMERCE_STAGE, which package config reads; "" for none).
+func NewRecorder(path, stage string) (*Recorder, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open %s file: %w", RecordCallsEnv, err)
 	}
-	r := &Recorder{f: f, seen: map[string]bool{}, process: filepath.Base(os.Args[0]), stage: os.Getenv("CLOUDCOMMERCE_STAGE")}
+	r := &Recorder{f: f, seen: map[string]bool{}, process: filepath.Base(os.Args[0]), stage: stage}
 	var cmd []string
 	for _, a := range os.Args[1:] {
 		if strings.HasPrefix(a, "-") || len(cmd) == 2 {
@@ -114,10 +122,18 @@ func (r *Recorder) record(c Call) {
 	_, _ = r.f.Write(append(b, '\n'))
 }
 
+const recordCallsID = "cloudcommerceRecordCalls"
+
 // middleware records each call once, before it is sent (a call AWS would
-// refuse is recorded too: that is what the IAM test is for).
+// refuse is recorded too: that is what the IAM test is for). A client has
+// one recorder: a later one (Apply) replaces the one it had.
 func (r *Recorder) middleware(s *middleware.Stack) error {
-	return s.Initialize.Add(middleware.InitializeMiddlewareFunc("cloudcommerceRecordCalls",
+	if _, ok := s.Initialize.Get(recordCallsID); ok {
+		if _, err := s.Initialize.Remove(recordCallsID); err != nil {
+			return err
+		}
+	}
+	return s.Initialize.Add(middleware.InitializeMiddlewareFunc(recordCallsID,
 		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 			op := awsmiddleware.GetOperationName(ctx)
 			r.record(Call{Service: awsmiddleware.GetServiceID(ctx), Operation: op, Resources: callResources(op, in.Parameters)})
@@ -265,7 +281,8 @@ func arnResource(arn string) string {
 	return parts[2] + ":" + parts[5]
 }
 
-// Apply returns a copy of cfg whose clients record their calls with r.
+// Apply returns a copy of cfg whose clients record their calls with r
+// alone (instead of any recorder cfg had).
 func (r *Recorder) Apply(cfg aws.Config) aws.Config {
 	cfg = cfg.Copy()
 	cfg.APIOptions = append(append([]func(*middleware.Stack) error(nil), cfg.APIOptions...), r.middleware)

@@ -1,6 +1,10 @@
 package config
 
-import "github.com/cloudcommerce/cloudcommerce/internal/awsconf"
+import (
+	"strings"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
+)
 
 // AWS reads the SDK connection facts from the standard variables:
 // AWS_REGION (then AWS_DEFAULT_REGION, then us-east-1) and
@@ -8,6 +12,10 @@ import "github.com/cloudcommerce/cloudcommerce/internal/awsconf"
 // and neither AWS_ACCESS_KEY_ID nor AWS_PROFILE is set, the clients use
 // static dummy credentials, as those endpoints expect. Everything else
 // (credentials, AWS_MAX_ATTEMPTS) the SDK reads itself.
+//
+// For the tests' IAM check: when awsconf.RecordCallsEnv names a file, every
+// client records its calls there, with the Lambda function's
+// CLOUDCOMMERCE_STAGE.
 func AWS(getenv func(string) string) awsconf.Options {
 	region := getenv("AWS_REGION")
 	if region == "" {
@@ -21,6 +29,8 @@ func AWS(getenv func(string) string) awsconf.Options {
 		Region:            region,
 		Endpoint:          endpoint,
 		StaticCredentials: endpoint != "" && getenv("AWS_ACCESS_KEY_ID") == "" && getenv("AWS_PROFILE") == "",
+		RecordTo:          getenv(awsconf.RecordCallsEnv),
+		RecordStage:       strings.TrimSpace(getenv("CLOUDCOMMERCE_STAGE")),
 	}
 }
 

@@ -71,3 +71,16 @@ func TestEnvTableDefaultsAreTheEffectiveDefaults(t *testing.T) {
 		t.Errorf("worker lingers %s/%s, want the shared defaults %s/%s", d.DeleteLinger, d.ReceiveLinger, config.DefaultDeleteLinger, config.DefaultReceiveLinger)
 	}
 }
+
+// The recording variable and the Lambda's stage reach every client's
+// recorder through the options; unset, nothing is recorded.
+func TestAWSPassesTheCallRecording(t *testing.T) {
+	t.Parallel()
+	if o := config.AWS(env(nil)); o.RecordTo != "" || o.RecordStage != "" {
+		t.Errorf("nothing set: record to %q as stage %q, want nothing recorded", o.RecordTo, o.RecordStage)
+	}
+	o := config.AWS(env(map[string]string{"CLOUDCOMMERCE_TEST_RECORD_CALLS": "/tmp/calls.jsonl", "CLOUDCOMMERCE_STAGE": "payment"}))
+	if o.RecordTo != "/tmp/calls.jsonl" || o.RecordStage != "payment" {
+		t.Errorf("record to %q as stage %q, want /tmp/calls.jsonl as payment", o.RecordTo, o.RecordStage)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/cloudcommerce/cloudcommerce/internal/intake"
 	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
+	"github.com/cloudcommerce/cloudcommerce/internal/store"
 )
 
 func decodeJSON[T any](t *testing.T, b []byte) T {
@@ -240,16 +241,21 @@ func (brokenStore) Prices(context.Context, []string) (map[string]pipeline.Money,
 	return nil, nil // the catalogue answers; recording the order fails
 }
 
+func (brokenStore) ByCustomer(context.Context, string, int, string) (store.OrderPage, error) {
+	return store.OrderPage{}, errDown
+}
+
 func TestUnreachableStoreAnswers503(t *testing.T) {
 	t.Parallel()
 	st := brokenStore{}
-	s := &intake.Server{Service: &pipeline.Service{Store: st}, Store: st, Publisher: nopPublisher{}, Log: zaptest.NewLogger(t), Metrics: metrics.New()}
+	s := &intake.Server{Service: &pipeline.Service{Store: st}, Store: st, Orders: st, Publisher: nopPublisher{}, Log: zaptest.NewLogger(t), Metrics: metrics.New()}
 	srv := httptest.NewServer(conf.wrap(s.Handler()))
 	t.Cleanup(srv.Close)
 	a := &api{srv: srv}
 	for _, c := range []struct{ method, path, body string }{
 		{"POST", "/v1/orders", string(marshal(t, validBody()))},
 		{"GET", "/v1/orders/o-1", ""},
+		{"GET", "/v1/orders?customer_id=c-1", ""},
 		{"POST", "/v1/orders/o-1/cancel", ""},
 		{"PUT", "/v1/inventory/S-1", `{"available":1}`},
 		{"GET", "/v1/inventory/S-1", ""},

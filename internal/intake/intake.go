@@ -57,6 +57,8 @@ type Server struct {
 	APIKey string
 	// Notifications, when set, serves GET /v1/notifications.
 	Notifications NotificationLog
+	// Orders, when set, serves GET /v1/orders?customer_id=….
+	Orders OrderLister
 	// NewID returns a fresh order id; defaults to a UUIDv7.
 	NewID func() string
 	// Now defaults to time.Now.
@@ -91,6 +93,9 @@ func (s *Server) Routes(mux *http.ServeMux) {
 		}), pattern, traced...))
 	}
 	handle("POST /v1/orders", "place_order", s.placeOrder)
+	if s.Orders != nil {
+		handle("GET /v1/orders", "list_orders", s.listOrders)
+	}
 	handle("GET /v1/orders/{id}", "get_order", s.getOrder)
 	handle("POST /v1/orders/{id}/cancel", "cancel_order", s.cancelOrder)
 	handle("PUT /v1/inventory/{sku}", "put_inventory", s.putInventory)

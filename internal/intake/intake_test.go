@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/intake"
@@ -42,7 +43,7 @@ func newAPI(t *testing.T) *api { return newAPIWith(t, nil) }
 func newAPIWith(t *testing.T, notifications intake.NotificationLog) *api {
 	t.Helper()
 	env := testkit.Provision(t)
-	cfg := worker.Defaults()
+	cfg := config.WorkerDefaults()
 	cfg.Prefix, cfg.APIKey = env.Prefix, apiKey
 	w, err := worker.New(context.Background(), cfg, worker.Deps{AWS: env.AWS, Log: zaptest.NewLogger(t), Metrics: metrics.New(), Notifications: notifications})
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/delivery"
 	"github.com/cloudcommerce/cloudcommerce/internal/lambda"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
@@ -50,7 +51,7 @@ func TestEachRecordOfABatchIsSettledByThePolicy(t *testing.T) {
 	var mu sync.Mutex
 	attempts := map[string]int{}
 	var slowCause error
-	f := setup(t, func(c *lambda.Config, d *lambda.Deps) {
+	f := setup(t, func(c *config.Lambda, d *lambda.Deps) {
 		c.RetryBase = time.Second
 		c.HandlerTimeout = 2 * time.Second
 		d.Payments = gateway{fn: func(ctx context.Context, r pipeline.ChargeRequest) (string, error) {

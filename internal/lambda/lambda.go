@@ -15,8 +15,8 @@
 //     to the DLQ itself.
 //
 // The records of a batch are handled concurrently, at most
-// Config.Concurrency at once, each under a deadline, all cancelled
-// Config.DeadlineMargin before the invocation's own deadline. The
+// config.Lambda's Concurrency at once, each under a deadline, all cancelled
+// its DeadlineMargin before the invocation's own deadline. The
 // invocation returns only after every handler has returned; since the bus
 // publisher and the notifier return from Publish and Notify only once
 // their batch is sent, every event and notification of the invocation is
@@ -47,6 +47,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/delivery"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 	"github.com/cloudcommerce/cloudcommerce/internal/stripe"
@@ -62,7 +63,7 @@ type Deps = wire.Deps
 // execution environment (at cold start) with New; Handle is safe for
 // concurrent use, though Lambda sends one event at a time.
 type Handler struct {
-	cfg  Config
+	cfg  config.Lambda
 	log  *zap.Logger
 	sqs  *sqs.Client
 	comp *wire.Components
@@ -78,7 +79,7 @@ type Handler struct {
 // stages it serves (failing loudly if they do not exist), reads the Stripe
 // key from Secrets Manager when configured, and wires the service. cfg is
 // filled with its defaults and validated.
-func New(ctx context.Context, cfg Config, d Deps) (*Handler, error) {
+func New(ctx context.Context, cfg config.Lambda, d Deps) (*Handler, error) {
 	cfg.Fill()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
@@ -127,7 +128,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Handler, error) {
 	return h, nil
 }
 
-func stripeKeySource(cfg Config) string {
+func stripeKeySource(cfg config.Lambda) string {
 	if cfg.StripeSecretARN != "" {
 		return "secret " + cfg.StripeSecretARN
 	}

@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/delivery"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
@@ -53,7 +54,7 @@ func uniquePrefix() string {
 
 // setup provisions a topology and builds the handler; mutate adjusts the
 // configuration and dependencies first.
-func setup(t *testing.T, mutate ...func(*lambda.Config, *lambda.Deps)) *fixture {
+func setup(t *testing.T, mutate ...func(*config.Lambda, *lambda.Deps)) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -73,7 +74,7 @@ func setup(t *testing.T, mutate ...func(*lambda.Config, *lambda.Deps)) *fixture 
 	}
 	n := f.prov.Names
 	f.store = store.New(awsconf.DynamoDB(cfg), store.Tables{Orders: n.Tables["orders"], Inventory: n.Tables["inventory"], Idempotency: n.Tables["idempotency"]})
-	lc := lambda.Config{Prefix: f.prefix, TopicARN: f.prov.TopicARN}
+	lc := config.Lambda{Prefix: f.prefix, TopicARN: f.prov.TopicARN}
 	deps := lambda.Deps{AWS: cfg, Log: zaptest.NewLogger(t)}
 	for _, m := range mutate {
 		m(&lc, &deps)
@@ -467,7 +468,7 @@ func (gateway) Refund(context.Context, pipeline.RefundRequest) (string, error) {
 
 func TestPanicIsReportedAsFailure(t *testing.T) {
 	t.Parallel()
-	f := setup(t, func(_ *lambda.Config, d *lambda.Deps) {
+	f := setup(t, func(_ *config.Lambda, d *lambda.Deps) {
 		d.Payments = gateway{fn: func(_ context.Context, r pipeline.ChargeRequest) (string, error) {
 			if r.OrderID == "ord-panic" {
 				panic("gateway bug")
@@ -497,7 +498,7 @@ func TestRecordsRunConcurrentlyWithinTheBoundAndAllFinishFirst(t *testing.T) {
 	var inFlight, peak, finished atomic.Int64
 	full := make(chan struct{})
 	var fullOnce sync.Once
-	f := setup(t, func(c *lambda.Config, d *lambda.Deps) {
+	f := setup(t, func(c *config.Lambda, d *lambda.Deps) {
 		c.Concurrency = bound
 		d.Payments = gateway{fn: func(ctx context.Context, r pipeline.ChargeRequest) (string, error) {
 			n := inFlight.Add(1)
@@ -542,7 +543,7 @@ func TestRecordsRunConcurrentlyWithinTheBoundAndAllFinishFirst(t *testing.T) {
 
 func TestHandlersStopBeforeTheInvocationDeadline(t *testing.T) {
 	t.Parallel()
-	f := setup(t, func(c *lambda.Config, d *lambda.Deps) {
+	f := setup(t, func(c *config.Lambda, d *lambda.Deps) {
 		c.DeadlineMargin = time.Second
 		d.Payments = gateway{fn: func(ctx context.Context, _ pipeline.ChargeRequest) (string, error) {
 			<-ctx.Done() // a provider that never answers
@@ -570,7 +571,7 @@ func TestHandlersStopBeforeTheInvocationDeadline(t *testing.T) {
 
 func TestStageFromEventSourceOrConfiguration(t *testing.T) {
 	t.Parallel()
-	pinned := setup(t, func(c *lambda.Config, _ *lambda.Deps) { c.Stage = pipeline.StagePayment })
+	pinned := setup(t, func(c *config.Lambda, _ *lambda.Deps) { c.Stage = pipeline.StagePayment })
 	o := pinned.reserved(t, newOrder(t, "ord-pinned", "tok_visa", "SKU-1"))
 	body := envelope(t, pipeline.Event{Type: pipeline.EventInventoryReserved, Order: o})
 	record := func(id, arn string) events.SQSMessage {
@@ -603,7 +604,7 @@ func TestNewFailsLoudlyOnAMissingQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = lambda.New(context.Background(), lambda.Config{Prefix: uniquePrefix(), TopicARN: "arn:aws:sns:us-east-1:000000000000:x"},
+	_, err = lambda.New(context.Background(), config.Lambda{Prefix: uniquePrefix(), TopicARN: "arn:aws:sns:us-east-1:000000000000:x"},
 		lambda.Deps{AWS: cfg, Log: zaptest.NewLogger(t)})
 	if err == nil {
 		t.Fatal("New succeeded without the queues")

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/lambda"
 	"github.com/cloudcommerce/cloudcommerce/internal/stripe"
 )
@@ -25,7 +26,7 @@ func TestStripeKeyFromSecretsManager(t *testing.T) {
 		return aws.ToString(out.ARN)
 	}
 	build := func(arn string) (*lambda.Handler, error) {
-		return lambda.New(context.Background(), lambda.Config{Prefix: f.prefix, TopicARN: f.prov.TopicARN, PaymentGateway: "stripe", StripeSecretARN: arn},
+		return lambda.New(context.Background(), config.Lambda{Prefix: f.prefix, TopicARN: f.prov.TopicARN, PaymentGateway: "stripe", StripeSecretARN: arn},
 			lambda.Deps{AWS: f.aws, Log: zaptest.NewLogger(t)})
 	}
 

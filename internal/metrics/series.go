@@ -39,7 +39,7 @@ var (
 	}
 	// IntakeRoutes are the intake API's routes and the code each answers on
 	// success.
-	IntakeRoutes = map[string]string{"place_order": "202", "get_order": "200", "cancel_order": "200", "put_inventory": "200", "get_inventory": "200", "adjust_inventory": "200"}
+	IntakeRoutes = map[string]string{"place_order": "202", "get_order": "200", "cancel_order": "200", "put_inventory": "200", "get_inventory": "200", "adjust_inventory": "200", "list_orders": "200"}
 )
 
 // initSeries creates every known series at 0.

@@ -135,9 +135,11 @@ func TestAWSOperationsAreTheWorkers(t *testing.T) {
 		"github.com/aws/aws-sdk-go-v2/service/eventbridge": eventbridge.ServiceID,
 		"github.com/aws/aws-sdk-go-v2/service/sns":         sns.ServiceID,
 	}
-	// Packages whose calls are not a running worker's: the one-shot
-	// `worker provision`, and the sandbox providers' ledger (counted under
-	// its own service label, only when the sandbox stands in for Stripe).
+	// Code whose calls are not a running worker's: the one-shot `worker
+	// provision` (topology's provision.go; its resolve.go looks up the
+	// queue URLs the worker starts with), and the sandbox providers' ledger
+	// (counted under its own service label, only when the sandbox stands in
+	// for Stripe).
 	skip := map[string]bool{
 		"github.com/cloudcommerce/cloudcommerce/internal/sandbox": true,
 	}

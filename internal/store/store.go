@@ -5,9 +5,10 @@
 // before a write; reads happen only after a lost condition, to explain it.
 //
 // An order is stored as a few top-level attributes that conditions and the
-// by_status index need (order_id, status, updated_at) plus the whole order as
-// one JSON document, which keeps the mapping exact (integer money, times,
-// the status history map) and the item small.
+// indexes need (order_id, status, updated_at for by_status; customer_id,
+// placed_at for by_customer) plus the whole order as one JSON document,
+// which keeps the mapping exact (integer money, times, the status history
+// map) and the item small.
 package store
 
 import (
@@ -70,6 +71,7 @@ func orderItem(o pipeline.Order, doc string) (map[string]types.AttributeValue, e
 		"status":      s(string(o.Status)),
 		"updated_at":  s(o.UpdatedAt.UTC().Format(timeLayout)),
 		"customer_id": s(o.Customer.ID),
+		"placed_at":   s(o.PlacedAt.UTC().Format(timeLayout)),
 		"order":       s(doc),
 	}, nil
 }

@@ -62,11 +62,29 @@ type Key struct {
 	Type string `json:"type"`
 }
 
-// Index is a global secondary index (projection ALL).
+// Index is a global secondary index.
 type Index struct {
 	Name     string `json:"name"`
 	HashKey  Key    `json:"hash_key"`
 	RangeKey *Key   `json:"range_key,omitempty"`
+	// Projection is what the index copies of an item besides the keys;
+	// absent means ALL.
+	Projection *Projection `json:"projection,omitempty"`
+}
+
+// Projection is a global secondary index's projection: Type is ALL,
+// KEYS_ONLY or INCLUDE (then NonKeyAttributes names the attributes).
+type Projection struct {
+	Type             string   `json:"type"`
+	NonKeyAttributes []string `json:"non_key_attributes,omitempty"`
+}
+
+// ProjectionType is the index's projection type, ALL when none is given.
+func (ix Index) ProjectionType() string {
+	if ix.Projection == nil || ix.Projection.Type == "" {
+		return "ALL"
+	}
+	return ix.Projection.Type
 }
 
 // Table is a DynamoDB table.
@@ -128,6 +146,16 @@ func (t *Topology) validate() error {
 		}
 		if !json.Valid(r.EventPattern) {
 			errs = append(errs, fmt.Errorf("rule %s has an invalid event_pattern", r.Name))
+		}
+	}
+	for _, tb := range t.Tables {
+		for _, ix := range tb.GlobalSecondaryIndexes {
+			switch pt := ix.ProjectionType(); {
+			case pt != "ALL" && pt != "KEYS_ONLY" && pt != "INCLUDE":
+				errs = append(errs, fmt.Errorf("index %s of table %s: projection type %q is not ALL, KEYS_ONLY or INCLUDE", ix.Name, tb.Name, pt))
+			case (pt == "INCLUDE") != (ix.Projection != nil && len(ix.Projection.NonKeyAttributes) > 0):
+				errs = append(errs, fmt.Errorf("index %s of table %s: non_key_attributes go with projection INCLUDE, and only with it", ix.Name, tb.Name))
+			}
 		}
 	}
 	for _, role := range []string{"orders", "inventory", "idempotency", "payments_ledger"} {

@@ -5,14 +5,14 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/cloudcommerce/cloudcommerce/internal/worker"
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 )
 
 // The profiler is on the ops routes only when CLOUDCOMMERCE_PPROF asks for
 // it, and reads it from the environment by that name.
 func TestProfilerIsServedOnlyWhenAskedFor(t *testing.T) {
 	t.Parallel()
-	cfg, err := worker.FromEnv(func(k string) string {
+	cfg, err := config.WorkerFromEnv(func(k string) string {
 		if k == "CLOUDCOMMERCE_PPROF" {
 			return "true"
 		}
@@ -22,7 +22,7 @@ func TestProfilerIsServedOnlyWhenAskedFor(t *testing.T) {
 		t.Fatalf("CLOUDCOMMERCE_PPROF=true: Pprof = %v, %v", cfg.Pprof, err)
 	}
 	for _, on := range []bool{false, true} {
-		f := setup(t, func(c *worker.Config) { c.Pprof = on })
+		f := setup(t, func(c *config.Worker) { c.Pprof = on })
 		mux := http.NewServeMux()
 		f.w.OpsRoutes(mux)
 		rec := httptest.NewRecorder()

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/delivery"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
@@ -32,10 +33,10 @@ type fixture struct {
 	gw  *sandbox.Gateway
 }
 
-func setup(t *testing.T, mutate ...func(*worker.Config)) *fixture {
+func setup(t *testing.T, mutate ...func(*config.Worker)) *fixture {
 	t.Helper()
 	env := testkit.Provision(t)
-	cfg := worker.Defaults()
+	cfg := config.WorkerDefaults()
 	cfg.Prefix, cfg.WaitTime, cfg.RetryBase, cfg.SweepInterval, cfg.QueueSampleInterval = env.Prefix, time.Second, time.Second, -1, -1
 	for _, f := range mutate {
 		f(&cfg)

@@ -1,3 +1,12 @@
+// Package worker assembles the long-running worker: three stage consumers,
+// the stuck-order sweep, the queue-depth sampler, the optional intake API
+// and the ops endpoints (/metrics, /healthz, /readyz), with graceful
+// shutdown. cmd/worker and cmd/devstack both run it, with the
+// configuration package config reads (config.Worker).
+//
+// Files: worker.go (assembly), drain.go (running and the graceful drain),
+// ops.go (health, readiness, metrics and console routes; the HTTP
+// server), sweep.go (the stuck-order sweep and the queue-depth sampler).
 package worker
 
 import (
@@ -13,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/bus"
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/delivery"
 	"github.com/cloudcommerce/cloudcommerce/internal/intake"
 	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
@@ -31,7 +41,7 @@ type Deps = wire.Deps
 
 // Worker is the assembled pipeline. Build it with New, run it with Run.
 type Worker struct {
-	cfg  Config
+	cfg  config.Worker
 	log  *zap.Logger
 	m    *metrics.Metrics
 	topo *topology.Topology
@@ -53,7 +63,7 @@ type Worker struct {
 
 // New builds the worker: it resolves the queue URLs and topic (failing
 // loudly if they do not exist) and wires every adapter.
-func New(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
+func New(ctx context.Context, cfg config.Worker, d Deps) (*Worker, error) {
 	cfg.Fill()
 	topo, err := topology.Load()
 	if err != nil {
@@ -104,7 +114,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Worker, error) {
 		w.consumers[st] = queue.New(w.sqs, qc, w.Service.Handler(st), d.Log, d.Metrics)
 	}
 	w.Intake = &intake.Server{Service: w.Service, Store: w.Store, Publisher: w.Publisher, Log: d.Log, Metrics: d.Metrics,
-		APIKey: cfg.APIKey, Notifications: d.Notifications, Tracing: d.Tracing}
+		APIKey: cfg.APIKey, Notifications: d.Notifications, Orders: w.Store, Tracing: d.Tracing}
 	w.Console = console.New(console.Config{Store: w.Store,
 		SQS: w.sqs, Queues: w.queues, Notifications: d.Notifications, APIKey: cfg.APIKey, Log: d.Log})
 	return w, nil

@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/awsfault"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
@@ -68,7 +69,7 @@ func start(t *testing.T, faults func(n topology.Names) []*awsfault.Rule) (*rig, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	wc := worker.Defaults()
+	wc := config.WorkerDefaults()
 	wc.Prefix, wc.WaitTime, wc.RetryBase, wc.SweepInterval, wc.QueueSampleInterval = env.Prefix, time.Second, 100*time.Millisecond, -1, -1
 	wc.Pollers, wc.TopicARN = 1, env.Prov.TopicARN
 	for _, st := range pipeline.Stages {

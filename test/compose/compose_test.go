@@ -18,7 +18,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"gopkg.in/yaml.v3"
 
-	"github.com/cloudcommerce/cloudcommerce/internal/worker"
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 )
 
 const (
@@ -28,7 +28,7 @@ const (
 )
 
 // sdkEnv are standard aws-sdk-go-v2 variables the compose files may set
-// besides worker.Env: the SDK reads them itself.
+// besides config.WorkerEnv: the SDK reads them itself.
 var sdkEnv = map[string]bool{
 	"AWS_MAX_ATTEMPTS": true, // retry budget of the one-shot provisioner
 }
@@ -117,7 +117,7 @@ func nonRootUser(u string) bool {
 func checkWorkerEnv(t *testing.T, file string, s types.ServiceConfig) {
 	t.Helper()
 	known := map[string]bool{}
-	for _, e := range worker.Env {
+	for _, e := range config.WorkerEnv {
 		known[e.Name] = true
 	}
 	vars := map[string]string{}
@@ -129,7 +129,7 @@ func checkWorkerEnv(t *testing.T, file string, s types.ServiceConfig) {
 			t.Errorf("%s: service %s sets %s, which the worker does not read (see `worker help`)", file, s.Name, k)
 		}
 	}
-	if _, err := worker.FromEnv(func(k string) string { return vars[k] }); err != nil {
+	if _, err := config.WorkerFromEnv(func(k string) string { return vars[k] }); err != nil {
 		t.Errorf("%s: service %s: the worker refuses its environment: %v", file, s.Name, err)
 	}
 }
@@ -212,7 +212,7 @@ func TestComposeFile(t *testing.T) {
 		}
 		checkWorkerEnv(t, baseFile, w)
 
-		cfg, err := worker.FromEnv(func(k string) string { return env(w, k) })
+		cfg, err := config.WorkerFromEnv(func(k string) string { return env(w, k) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -257,7 +257,7 @@ func TestComposeFile(t *testing.T) {
 
 	t.Run("prometheus scrapes the workers", func(t *testing.T) {
 		w := service(t, p, "worker")
-		cfg, err := worker.FromEnv(func(k string) string { return env(w, k) })
+		cfg, err := config.WorkerFromEnv(func(k string) string { return env(w, k) })
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/intake"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
@@ -64,6 +65,12 @@ func TestComposeStackOnDocker(t *testing.T) {
 		visibility = max(visibility, time.Duration(q.VisibilityTimeoutSeconds)*time.Second)
 	}
 	partition := visibility + partitionMargin
+	// A worker asks each receive for its receive visibility (at most the
+	// queue's timeout): what a killed or cut-off worker held comes back
+	// after that, not after the queue's own timeout.
+	workerCfg := config.Worker{Visibility: visibility}
+	workerCfg.Fill()
+	hidden := workerCfg.ReceiveVisibility
 	s := startStack(ctx, t)
 
 	// provision ran first, alone, and succeeded.
@@ -213,21 +220,21 @@ func TestComposeStackOnDocker(t *testing.T) {
 	s.checkInvariants(ctx, book, final, stock)
 
 	// The messages the killed and the cut-off worker held came back after
-	// the visibility timeout and were finished by the other: some order
+	// their receive visibility and were finished by the other: some order
 	// waited that long between two stages.
 	var recovered int
 	for _, v := range final {
 		for i := 1; i < len(v.History); i++ {
-			if v.History[i].At.Sub(v.History[i-1].At) >= visibility-time.Second {
+			if v.History[i].At.Sub(v.History[i-1].At) >= hidden-time.Second {
 				recovered++
 				break
 			}
 		}
 	}
 	if recovered == 0 {
-		t.Error("no order waited a visibility timeout between two stages: the faults met no in-flight work")
+		t.Errorf("no order waited the receive visibility (%s) between two stages: the faults met no in-flight work", hidden)
 	}
-	t.Logf("%d orders were finished by another worker after their messages' visibility timeout", recovered)
+	t.Logf("%d orders were finished by another worker after their messages' receive visibility (%s)", recovered, hidden)
 
 	s.waitAlert(ctx, 2*time.Minute, "CloudCommerceDeadLetters", map[string]string{"stage": string(pipeline.StageShipping), "severity": "warning"})
 }

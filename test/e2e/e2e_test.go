@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -168,6 +169,61 @@ func TestOrdersFlowThroughTheBuiltWorker(t *testing.T) {
 		if !got[k] {
 			t.Errorf("missing notification %s (got %v)", k, got)
 		}
+	}
+
+	// Finding them again: the customer's orders through the API, one
+	// order and the lists from the command line.
+	resp, err := http.Get("http://" + api + "/v1/orders?customer_id=cust-1&limit=100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var list struct {
+		Orders []struct {
+			OrderID string          `json:"order_id"`
+			Status  pipeline.Status `json:"status"`
+		} `json:"orders"`
+		NextCursor *string `json:"next_cursor"`
+	}
+	if resp.StatusCode != 200 || json.Unmarshal(b, &list) != nil || len(list.Orders) != len(want) || list.NextCursor != nil {
+		t.Fatalf("GET /v1/orders?customer_id=cust-1 = %d %s, want the %d orders on one page", resp.StatusCode, b, len(want))
+	}
+	for _, o := range list.Orders {
+		if o.Status != want[o.OrderID] {
+			t.Errorf("GET /v1/orders lists %s as %s, want %s", o.OrderID, o.Status, want[o.OrderID])
+		}
+	}
+	cli := func(wantExit int, args ...string) string {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = env(e.Prefix)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != wantExit {
+			t.Fatalf("worker %s: exit %d, want %d\n%s", strings.Join(args, " "), code, wantExit, out)
+		}
+		return string(out)
+	}
+	out2 := cli(0, "orders", "show", good)
+	for _, w := range []string{"SHIPPED", shipped.TrackingNumber, "OrderConfirmed", "OrderShipped", "WIDGET"} {
+		if !strings.Contains(out2, w) {
+			t.Errorf("worker orders show %s lacks %q:\n%s", good, w, out2)
+		}
+	}
+	if out2 := cli(0, "orders", "list", "--status", "SHIPPED", "--json"); !strings.Contains(out2, `"order_id": "`+good+`"`) || strings.Contains(out2, declined) {
+		t.Errorf("worker orders list --status SHIPPED:\n%s\nwant %s and not %s", out2, good, declined)
+	}
+	if out2 := cli(0, "orders", "list", "--customer", "cust-1"); !strings.Contains(out2, soldOut) || !strings.Contains(out2, "REJECTED") {
+		t.Errorf("worker orders list --customer cust-1 lacks the rejected order %s:\n%s", soldOut, out2)
+	}
+	if out2 := cli(1, "orders", "show", "no-such-order"); !strings.Contains(out2, "no such order") {
+		t.Errorf("worker orders show no-such-order: %s", out2)
 	}
 
 	// SIGTERM: drain and exit 0 within the shutdown timeout.

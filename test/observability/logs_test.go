@@ -17,8 +17,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
-	"github.com/cloudcommerce/cloudcommerce/internal/worker"
 )
 
 // lockedBuffer collects log output from many goroutines.
@@ -73,7 +73,7 @@ func TestLogsNeverCarryContactDetailsOrTokens(t *testing.T) {
 	enc := zap.NewProductionEncoderConfig()
 	enc.TimeKey, enc.EncodeTime = "time", zapcore.ISO8601TimeEncoder
 	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(buf), zap.DebugLevel), zap.AddCaller())
-	s := start(t, options{log: log, apiKey: "log-test-key", mutate: func(c *worker.Config) {
+	s := start(t, options{log: log, apiKey: "log-test-key", mutate: func(c *config.Worker) {
 		c.SweepInterval, c.StuckAfter, c.QueueSampleInterval = time.Second, 3*time.Second, 300*time.Millisecond
 	}})
 	s.stock(t, "SKU-LOG", 100)

@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/intake"
@@ -42,7 +43,7 @@ type options struct {
 	tracing       oteltrace.TracerProvider
 	apiKey        string
 	notifications intake.NotificationLog
-	mutate        func(*worker.Config)
+	mutate        func(*config.Worker)
 }
 
 // stack is a provisioned topology with a running worker, and one HTTP
@@ -66,7 +67,7 @@ func start(t *testing.T, o options) *stack {
 
 func startOn(t *testing.T, env *testkit.Env, o options) *stack {
 	t.Helper()
-	cfg := worker.Defaults()
+	cfg := config.WorkerDefaults()
 	cfg.Prefix, cfg.WaitTime, cfg.RetryBase, cfg.SweepInterval, cfg.QueueSampleInterval = env.Prefix, time.Second, time.Second, -1, -1
 	cfg.Pollers, cfg.APIKey = 1, o.apiKey
 	for _, st := range pipeline.Stages {

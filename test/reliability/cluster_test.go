@@ -363,39 +363,72 @@ func attr(m map[string]sqstypes.MessageAttributeValue, name string) string {
 	return aws.ToString(m[name].StringValue)
 }
 
-// stranded returns how many messages of a queue are in flight although no
-// consumer is running: received by someone and neither deleted nor handed
-// back, so they return only after their visibility timeout. It receives
-// everything receivable now (holding it), compares the in-flight count
-// with what it holds, and hands its messages back at once. (The emulator
-// counts a message handed back with visibility 0 as in flight until the
-// next receive, so the count alone would not do.)
-func (c *cluster) stranded(url string) int {
+// inFlightAfterExit reads a queue right after its consumer exited. It
+// returns how many of its messages are stranded in flight although no
+// consumer is running (received by someone and neither deleted nor handed
+// back, so they return only after their 30 s visibility timeout), and how
+// many visible messages had been received before (handed back, or
+// retried). It receives everything receivable now (holding it for 15 s),
+// compares the in-flight count with what it holds, and hands its messages
+// back at once. (The emulator counts a message handed back with
+// visibility 0 as in flight until the next receive, so the count alone
+// would not do.)
+//
+// Its receives are not retried: a retried receive whose first attempt the
+// endpoint served would leave messages in flight that the count would
+// blame on the consumer. When a receive fails, what its attempt took is
+// unknowable, so the measurement is made once more after that attempt's
+// hold has expired (16 s: still well inside the visibility timeout of
+// anything the consumer stranded before it exited).
+func (c *cluster) inFlightAfterExit(url string) (stranded, receivedBefore int) {
 	c.r.Helper()
+	client := sqs.NewFromConfig(c.env.AWS, func(o *sqs.Options) { o.RetryMaxAttempts = 1 })
+	var err error
+	for attempt := 1; attempt <= 2; attempt++ {
+		if stranded, receivedBefore, err = c.measureInFlight(client, url); err == nil {
+			return stranded, receivedBefore
+		}
+		c.r.Logf("measuring %s (attempt %d): %v", url, attempt, err)
+		if attempt == 1 {
+			time.Sleep(16 * time.Second) // until what the failed receive took is visible again
+		}
+	}
+	c.r.Fatalf("could not count the messages in flight in %s: %v", url, err)
+	return 0, 0
+}
+
+func (c *cluster) measureInFlight(client *sqs.Client, url string) (stranded, receivedBefore int, err error) {
 	ctx, cancel := ctxTimeout(30 * time.Second)
 	defer cancel()
 	var held []sqstypes.ChangeMessageVisibilityBatchRequestEntry
+	defer func() {
+		// Hand back what this measurement holds (the default client, with
+		// retries: a repeated hand-back is harmless).
+		for len(held) > 0 {
+			k := min(10, len(held))
+			if _, herr := c.env.SQS.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(url), Entries: held[:k]}); herr != nil && err == nil {
+				err = fmt.Errorf("hand back: %w", herr)
+			}
+			held = held[k:]
+		}
+	}()
 	for {
-		out, err := c.env.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, VisibilityTimeout: 30})
-		if err != nil {
-			c.r.Fatal(err)
+		out, rerr := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, VisibilityTimeout: 15,
+			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount}})
+		if rerr != nil {
+			return 0, 0, fmt.Errorf("receive: %w", rerr)
 		}
 		if len(out.Messages) == 0 {
 			break
 		}
 		for _, m := range out.Messages {
+			if n, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)]); n >= 2 {
+				receivedBefore++
+			}
 			held = append(held, sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(len(held))), ReceiptHandle: m.ReceiptHandle})
 		}
 	}
-	n := 0
 	// Approximate counts settle within seconds on SQS.
-	testkit.Poll(5*time.Second, 200*time.Millisecond, func() bool { n = c.notVisible(url) - len(held); return n == 0 })
-	for len(held) > 0 {
-		k := min(10, len(held))
-		if _, err := c.env.SQS.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(url), Entries: held[:k]}); err != nil {
-			c.r.Fatal(err)
-		}
-		held = held[k:]
-	}
-	return n
+	testkit.Poll(5*time.Second, 200*time.Millisecond, func() bool { stranded = c.notVisible(url) - len(held); return stranded == 0 })
+	return stranded, receivedBefore, nil
 }

@@ -105,6 +105,14 @@ func settle(c *cluster, e expect) map[string]pipeline.Order {
 func check(c *cluster, e expect, orders map[string]pipeline.Order) []string {
 	var errs []string
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	// Every check below loops over a sample; none may be empty, or the
+	// check would pass without looking at anything.
+	if len(e.accepted) == 0 || len(orders) == 0 {
+		bad("no accepted (%d) or stored (%d) orders to check", len(e.accepted), len(orders))
+	}
+	if len(e.stock) == 0 {
+		bad("no initial stock given: stock conservation would check nothing")
+	}
 
 	// 1. Every accepted order is final (settle waited for it).
 	// 2. Stock is conserved: initial = available + units held by orders
@@ -152,10 +160,9 @@ func check(c *cluster, e expect, orders map[string]pipeline.Order) []string {
 				bad("capture %s of order %s was made under key %q, not the order id", en.ID, en.OrderID, en.Key)
 			}
 		case sandbox.KindRefund:
+			// Counted by the order they return money for, whatever key
+			// they were made under: the effect is what must be unique.
 			refunds[en.OrderID] = append(refunds[en.OrderID], en)
-			if en.Key != pipeline.RefundKey(en.OrderID) {
-				bad("refund %s of order %s was made under key %q", en.ID, en.OrderID, en.Key)
-			}
 		default:
 			bad("ledger entry of unknown kind %q for order %s", en.Kind, en.OrderID)
 		}
@@ -203,7 +210,10 @@ func check(c *cluster, e expect, orders map[string]pipeline.Order) []string {
 			}
 		case pipeline.StatusCancelled:
 			if nc == 1 && nr != 1 {
-				bad("cancelled order %s was charged but has %d refunds, want 1", id, nr)
+				bad("cancelled order %s was charged but has %d refunds in the ledger, want 1", id, nr)
+			}
+			if (o.ChargeID != "" || o.RefundID != "") && (nc != 1 || nr != 1) {
+				bad("cancelled order %s records charge %q and refund %q, the ledger holds %d captures and %d refunds, want 1 and 1", id, o.ChargeID, o.RefundID, nc, nr)
 			}
 			if nc == 1 && nr == 1 && o.RefundID == "" {
 				bad("cancelled order %s was refunded (%s) but its record does not say so", id, refunds[id][0].ID)
@@ -231,11 +241,22 @@ func check(c *cluster, e expect, orders map[string]pipeline.Order) []string {
 			if !cr.status.Final() || cr.status != o.Status {
 				bad("cancel of %s answered 409 naming %q, the order is %s", id, cr.status, o.Status)
 			}
+		default:
+			bad("cancel of %s got no final answer (%d)", id, cr.code)
 		}
 	}
 
 	// 5. Dead letters: only those the run put there on purpose.
-	for name, url := range c.dlqURLs() {
+	dlqs := c.dlqURLs()
+	if len(dlqs) < len(pipeline.Stages) {
+		bad("found %d DLQs, want at least one per stage (%d)", len(dlqs), len(pipeline.Stages))
+	}
+	for name := range e.dlq {
+		if _, ok := dlqs[name]; !ok {
+			bad("expected messages in DLQ %q, which does not exist", name)
+		}
+	}
+	for name, url := range dlqs {
 		n, err := c.queueDepth(url)
 		if err != nil {
 			bad("%s: %v", name, err)

@@ -48,7 +48,7 @@ func TestSoak(t *testing.T) {
 	var phases []string
 	kills := 0
 	wg.Add(2)
-	go func() { defer wg.Done(); phases = f.chaos(chaosCtx) }()
+	go func() { defer wg.Done(); phases = f.chaos(chaosCtx, chaosCtx.Done()) }()
 	go func() {
 		defer wg.Done()
 		for chaosCtx.Err() == nil {

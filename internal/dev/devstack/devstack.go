@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
 	"github.com/cloudcommerce/cloudcommerce/internal/intake"
 	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
@@ -37,7 +38,7 @@ var SeedStock = map[string]int64{
 type Options struct {
 	Prefix string
 	// Worker is the worker configuration (defaults apply to zero fields).
-	Worker worker.Config
+	Worker config.Worker
 	Log    *zap.Logger
 	// Tracing, when set, traces orders (see worker.Deps.Tracing).
 	Tracing oteltrace.TracerProvider

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/loadgen"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
@@ -113,7 +114,7 @@ func TestPercentileIsNearestRank(t *testing.T) {
 func TestRunPlacesOnTheBusAndWaitsForEveryOrder(t *testing.T) {
 	t.Parallel()
 	env := testkit.Provision(t)
-	cfg := worker.Defaults()
+	cfg := config.WorkerDefaults()
 	cfg.Prefix, cfg.WaitTime, cfg.RetryBase, cfg.SweepInterval, cfg.QueueSampleInterval = env.Prefix, time.Second, 200*time.Millisecond, -1, -1
 	m := metrics.New()
 	counted, err := awsconf.Load(context.Background(), awsconf.Options{Requests: m.AWSRequests})

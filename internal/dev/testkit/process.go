@@ -95,6 +95,9 @@ type Process struct {
 	err  error
 }
 
+// LogPath is the file the process's output goes to.
+func (p *Process) LogPath() string { return p.log }
+
 // Start runs bin with env and args. The process is killed when the test
 // ends (and, on Linux, when the test process dies, so a timed-out run
 // leaves nothing behind); the last 60 lines of its output are logged if
@@ -164,8 +167,14 @@ func (p *Process) Kill() {
 // how long the exit took, or ok=false if it did not exit within timeout
 // (the process is then killed).
 func (p *Process) Terminate(timeout time.Duration) (exitErr error, took time.Duration, ok bool) {
-	start := time.Now()
 	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+	return p.Wait(timeout)
+}
+
+// Wait waits up to timeout for the process to exit, killing it if it has
+// not; ok reports whether it exited by itself.
+func (p *Process) Wait(timeout time.Duration) (exitErr error, took time.Duration, ok bool) {
+	start := time.Now()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {

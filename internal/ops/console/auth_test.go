@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
@@ -27,7 +28,7 @@ const key = "console-unit-key"
 func newConsole(t *testing.T, apiKey string) (*httptest.Server, string) {
 	t.Helper()
 	env := testkit.Provision(t)
-	cfg := worker.Defaults()
+	cfg := config.WorkerDefaults()
 	cfg.Prefix, cfg.APIKey = env.Prefix, apiKey
 	w, err := worker.New(context.Background(), cfg, worker.Deps{AWS: env.AWS, Log: zaptest.NewLogger(t), Metrics: metrics.New()})
 	if err != nil {

@@ -24,7 +24,7 @@ variable "timeout_seconds" {
 }
 
 variable "environment" {
-  description = "Environment of the function (internal/lambda/config.go). Plain values only: Lambda stores them in the function configuration and Terraform state, so secrets are passed by ARN."
+  description = "Environment of the function (the variables internal/config/lambda.go reads). Plain values only: Lambda stores them in the function configuration and Terraform state, so secrets are passed by ARN."
   type        = map(string)
 }
 

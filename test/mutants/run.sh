@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Mutation check of the guarantees: breaks each guarantee on purpose, one
+# at a time, in a scratch copy of the repository, runs the tests that claim
+# it, and prints which test caught the break.
+#
+#   test/mutants/run.sh                  # every mutation (about 20-30 minutes on 2 cores)
+#   test/mutants/run.sh sweep-loop-off   # only the named mutations
+#   test/mutants/run.sh --baseline       # first run every named test on the unmutated copy
+#   test/mutants/run.sh --check          # only apply and build each mutation (a minute)
+#
+# Exit status: 0 when every mutation was caught; 1 when one survived (its
+# tests all passed), a mutation no longer applies (its line moved: fix the
+# "old" text below), the mutated code does not build, or a named test did
+# not run. Not part of CI: each mutation costs a worker build and a few
+# minutes of reliability tests. docs/guarantees.md quotes the last table.
+#
+# Each mutation is a literal text replacement in one file that must match
+# exactly once (the script fails loudly otherwise, so it can never test
+# unmutated code). "\n" and "\t" in the replacement are a newline and a tab.
+# Keep each keyed to one distinctive line, so that when code moves the
+# mutation is re-targeted by editing its "old" text. What each breaks:
+#
+#   stock-condition-dropped  The reservation's per-SKU condition
+#                            (available >= quantity) is dropped: stock can
+#                            go negative (oversell).
+#   random-charge-key        The payment stage charges under a key that
+#                            differs per attempt instead of the order id: a
+#                            redelivered payment charges again.
+#   transition-from-any-status  The order's conditional write accepts any
+#                            current status instead of the expected one: a
+#                            stale or duplicate event rewrites a finished
+#                            order.
+#   second-refund            The refund's idempotency key differs per
+#                            attempt: a repeated refund (a redelivery, a
+#                            retried cancel) is a second refund.
+#   poison-deleted           A permanent failure is deleted without being
+#                            copied to the DLQ: the poison message is lost.
+#   handlers-abandoned-at-sigterm  The stage handlers run on the receive
+#                            context, so SIGTERM cancels them instead of
+#                            letting them finish.
+#   sweep-loop-off           The stuck-order sweep loop returns at once.
+#   ack-before-effect        The consumer deletes a message before its
+#                            handler runs: a crash or a failed handler loses
+#                            the message.
+#   no-heartbeat             The consumer never extends the visibility of a
+#                            slow handler's message: it is delivered twice.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+pkg=./test/reliability/
+
+# name | file | old text | new text | tests (space-separated)
+MUTATIONS=(
+	"stock-condition-dropped|internal/store/store.go|aws.String(\"attribute_exists(sku) AND available >= :q\")|aws.String(\"attribute_exists(sku)\")|TestNoOversellAcrossTwoWorkers"
+	"random-charge-key|internal/pipeline/stage.go|s.Payments.Charge(ctx, ChargeRequest{IdempotencyKey: o.ID,|s.Payments.Charge(ctx, ChargeRequest{IdempotencyKey: o.ID + s.now().Format(time.RFC3339Nano),|TestDuplicatedEventsChangeNothing"
+	"transition-from-any-status|internal/store/store.go|cond := \"#s = :from\"|cond := \"attribute_exists(order_id) OR #s = :from\"|TestDuplicatedEventsChangeNothing"
+	"second-refund|internal/pipeline/stage.go|func RefundKey(orderID string) string { return \"refund-\" + orderID }|func RefundKey(orderID string) string { return \"refund-\" + orderID + time.Now().Format(time.RFC3339Nano) }|TestDuplicatedEventsChangeNothing"
+	"poison-deleted|internal/queue/consumer.go|if dlErr := c.deadLetter(msg, reason, err); dlErr != nil {|if dlErr := error(nil); dlErr != nil {|TestPoisonMessagesAreDeadLetteredAtOnce"
+	"handlers-abandoned-at-sigterm|internal/worker/worker.go|c.Run(ctx, work)|c.Run(ctx, ctx); _ = work|TestGracefulShutdownUnderLoad"
+	"sweep-loop-off|internal/worker/worker.go|func (w *Worker) sweepLoop(ctx context.Context) {|func (w *Worker) sweepLoop(ctx context.Context) {\n\treturn|TestSweepLoopMovesOnAnOrderWhoseEventWasLost"
+	"ack-before-effect|internal/queue/consumer.go|outcome, err := c.call(ctx, pipeline.Message{|c.deleter.Submit(aws.ToString(msg.ReceiptHandle))\n\toutcome, err := c.call(ctx, pipeline.Message{|TestCrashConsistency TestPanickingHandlerIsRecoveredAndRetried"
+	"no-heartbeat|internal/queue/consumer.go|go c.heartbeat(hbDone)|_ = c.heartbeat|TestSlowHandlerIsNotDeliveredTwice TestSlowCarrierIsNotShippedTwice"
+)
+
+baseline=0
+check=0
+only=()
+for a in "$@"; do
+	case "$a" in
+	--baseline) baseline=1 ;;
+	--check) check=1 ;;
+	-h | --help)
+		sed -n '2,15p' "$0"
+		exit 0
+		;;
+	*) only+=("$a") ;;
+	esac
+done
+
+selected=()
+for m in "${MUTATIONS[@]}"; do
+	name=${m%%|*}
+	if [ ${#only[@]} -eq 0 ]; then
+		selected+=("$m")
+		continue
+	fi
+	for o in "${only[@]}"; do
+		[ "$o" = "$name" ] && selected+=("$m")
+	done
+done
+if [ ${#selected[@]} -eq 0 ]; then
+	echo "no mutation named ${only[*]}" >&2
+	exit 2
+fi
+
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/cc-mutants-XXXXXX")
+logs="$scratch/logs"
+trap 'if [ -z "${MUTANTS_KEEP:-}" ]; then rm -rf "$scratch/src"; fi' EXIT
+mkdir -p "$scratch/src" "$logs"
+# The working tree as it is (committed or not), without git metadata or
+# build outputs. One copy for every mutation keeps the build cache warm.
+tar -C "$repo" --exclude=./.git --exclude=./bin -cf - . | tar -C "$scratch/src" -xf -
+src="$scratch/src"
+echo "scratch copy: $src (logs in $logs)"
+
+# mutate FILE OLD NEW: replace the one occurrence of OLD, or fail.
+mutate() {
+	perl -e '
+		my ($f, $o, $n) = @ARGV;
+		$n =~ s/\\n/\n/g; $n =~ s/\\t/\t/g;
+		open(my $h, "<", $f) or die "$f: $!\n";
+		local $/; my $s = <$h>; close $h;
+		my $c = () = $s =~ /\Q$o\E/g;
+		if ($c != 1) { print STDERR "$f: the mutation text matches $c times, want exactly 1: $o\n"; exit 3 }
+		$s =~ s/\Q$o\E/$n/;
+		open($h, ">", $f) or die "$f: $!\n"; print $h $s; close $h;
+	' "$@"
+}
+
+# runtests LOG TEST...: runs the tests; prints "failed=<names> passed=<names> status=<exit>".
+runtests() {
+	local log=$1
+	shift
+	local re
+	re="^($(
+		IFS='|'
+		echo "$*"
+	))\$"
+	set +e
+	(cd "$src" && go test -count=1 -v -timeout 25m -run "$re" "$pkg") >"$log" 2>&1
+	local status=$?
+	set -e
+	local failed passed
+	failed=$({ grep -oE '^\s*--- FAIL: Test[A-Za-z0-9_]+' "$log" || true; } | awk '{print $3}' | sort -u | tr '\n' ' ')
+	passed=$({ grep -oE '^--- PASS: Test[A-Za-z0-9_]+' "$log" || true; } | awk '{print $3}' | sort -u | tr '\n' ' ')
+	echo "failed=${failed% } passed=${passed% } status=$status"
+}
+
+rows=()
+bad=0
+if [ $baseline -eq 1 ]; then
+	all=()
+	for m in "${selected[@]}"; do
+		IFS='|' read -r _ _ _ _ tests <<<"$m"
+		for t in $tests; do all+=("$t"); done
+	done
+	mapfile -t all < <(printf '%s\n' "${all[@]}" | sort -u)
+	echo "baseline: ${all[*]}"
+	out=$(runtests "$logs/baseline.log" "${all[@]}")
+	echo "baseline: $out"
+	case "$out" in
+	failed=\ *) ;;
+	*)
+		echo "the unmutated code fails its own tests; fix that first ($logs/baseline.log)" >&2
+		exit 1
+		;;
+	esac
+fi
+
+for m in "${selected[@]}"; do
+	IFS='|' read -r name file old new tests <<<"$m"
+	echo "== $name: $file; tests: $tests"
+	cp "$repo/$file" "$src/$file"
+	if ! mutate "$src/$file" "$old" "$new"; then
+		rows+=("| $name | $tests | DOES NOT APPLY |")
+		bad=1
+		continue
+	fi
+	if [ $check -eq 1 ]; then
+		if (cd "$src" && go build -o /dev/null ./cmd/worker) >"$logs/$name.log" 2>&1; then
+			rows+=("| $name | $tests | applies and builds |")
+		else
+			rows+=("| $name | $tests | BUILD FAILED (see $logs/$name.log) |")
+			bad=1
+		fi
+		cp "$repo/$file" "$src/$file"
+		continue
+	fi
+	start=$(date +%s)
+	# shellcheck disable=SC2086
+	out=$(runtests "$logs/$name.log" $tests)
+	took=$(($(date +%s) - start))
+	cp "$repo/$file" "$src/$file"
+	failed=$(sed -E 's/^failed=(.*) passed=.*/\1/' <<<"$out")
+	passed=$(sed -E 's/.* passed=(.*) status=.*/\1/' <<<"$out")
+	status=${out##*status=}
+	echo "   $out (${took}s)"
+	if grep -qE '\[build failed\]|\[setup failed\]|^# ' "$logs/$name.log"; then
+		rows+=("| $name | $tests | BUILD FAILED (see $logs/$name.log) |")
+		bad=1
+	elif [ -n "$failed" ]; then
+		rows+=("| $name | $tests | caught by $failed |")
+	elif [ "$status" != 0 ]; then
+		rows+=("| $name | $tests | caught: the test process failed without a test failure (see $logs/$name.log) |")
+	else
+		missing=""
+		for t in $tests; do
+			case " $passed " in *" $t "*) ;; *) missing="$missing $t" ;; esac
+		done
+		if [ -n "$missing" ]; then
+			rows+=("| $name | $tests | NOT RUN:$missing |")
+		else
+			rows+=("| $name | $tests | SURVIVED |")
+		fi
+		bad=1
+	fi
+done
+
+echo
+echo "| mutation | tests run | result |"
+echo "|---|---|---|"
+printf '%s\n' "${rows[@]}"
+exit $bad
