@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -82,6 +83,10 @@ type options struct {
 	flashRate, flashWCU     float64
 	flashShards             []int
 	flashTimeout            time.Duration
+	peerOrders              int
+	temporalCLI             string
+	pprofSeconds            int
+	smooth                  bool
 }
 
 func parse(args []string) (options, error) {
@@ -93,7 +98,7 @@ func parse(args []string) (options, error) {
 	fs.StringVar(&o.out, "out", "bench/results", "directory for raw JSON lines and logs (git-ignored)")
 	fs.StringVar(&o.plot, "plot", "bench/plot.svg", "where to write the chart")
 	fs.StringVar(&o.figures, "figures", "bench/figures.md", "where to write the tables")
-	fs.StringVar(&only, "only", "steady,api,throughput,scaling", "scenarios to run: steady (requests and CPU per order), api, throughput, scaling, flash (a flash sale against the per-key write limit; not in the default set)")
+	fs.StringVar(&only, "only", "steady,api,throughput,scaling,peer", "scenarios to run: steady (requests and CPU per order), api, throughput, scaling, peer (the same burst against CloudCommerce and against Temporal), flash (a flash sale against the per-key write limit; not in the default set)")
 	fs.IntVar(&o.flashHot, "flash-hot", 1000, "flash: orders for one unit each of the SKU on sale")
 	fs.Float64Var(&o.flashFraction, "flash-fraction", 0.5, "flash: the SKU's stock as a fraction of the units its orders ask for")
 	fs.IntVar(&o.flashOther, "flash-other", 500, "flash: other orders placed at the same time, spread through the sale")
@@ -114,6 +119,10 @@ func parse(args []string) (options, error) {
 	fs.StringVar(&configs, "configs", "batched,naive,eager", "worker configurations to compare: batched (defaults), naive (CLOUDCOMMERCE_BATCHING=false), eager (batching without the receive and delete lingers), proto")
 	fs.StringVar(&protoBin, "proto-bin", "", "with -configs proto: a worker binary with a proposed change, measured in the same harness")
 	fs.StringVar(&protoEnv, "proto-env", "", "with -configs proto: space-separated environment for it")
+	fs.BoolVar(&o.smooth, "smooth", true, "the steady scenario also runs the configuration under test with a smooth producer")
+	fs.IntVar(&o.pprofSeconds, "pprof-seconds", 0, "when > 0, run the workers with CLOUDCOMMERCE_PPROF=true and save a CPU profile of the first worker over this many seconds from the first placement of each measured run (logs directory, <run>-cpu.pprof); profiling costs a little CPU, so take the CPU figures from runs without it")
+	fs.IntVar(&o.peerOrders, "peer-orders", 2000, "orders of the peer burst, placed at once on each system")
+	fs.StringVar(&o.temporalCLI, "temporal", defaultTemporalCLI(), "the Temporal CLI the peer runs `temporal server start-dev` with (bench/run.sh installs it)")
 	fs.StringVar(&o.fromSummary, "from-summary", "", "rewrite the figures and plot from a saved bench/results/summary-*.json instead of measuring")
 	fs.BoolVar(&quick, "quick", false, "small runs, for checking the script itself (figures are not meaningful)")
 	if err := fs.Parse(args); err != nil {
@@ -163,7 +172,7 @@ func parse(args []string) (options, error) {
 	}
 	if quick {
 		o.flashHot, o.flashOther = 200, 100
-		o.steadyOrders, o.apiOrders, o.stepSeconds, o.scaleSeconds = 600, 300, 4, 4
+		o.steadyOrders, o.apiOrders, o.stepSeconds, o.scaleSeconds, o.peerOrders = 600, 300, 4, 4, 200
 		o.rates = []float64{50, 150}
 	}
 	return o, nil
@@ -224,7 +233,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		o.replot = true
 		return rep.write(o, stdout)
 	}
-	for _, b := range []string{"worker", "devstack"} {
+	bins := []string{"worker", "devstack"}
+	if o.only["peer"] {
+		bins = append(bins, "temporal-peer")
+		if _, err := os.Stat(o.temporalCLI); err != nil {
+			return fmt.Errorf("the Temporal CLI (run bench/run.sh, which installs it): %w", err)
+		}
+	}
+	for _, b := range bins {
 		if _, err := os.Stat(filepath.Join(o.bin, b)); err != nil {
 			return fmt.Errorf("%s not built in %s (run bench/run.sh): %w", b, o.bin, err)
 		}
@@ -264,7 +280,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		// The configuration under test once more with a smooth producer
 		// (one event per PutEvents at these rates, as single clients
 		// placing orders would send them).
-		rep.Steady = append(rep.Steady, b.measure(ctx, "steady-smooth", o.configs[0], 1, false, o.steadyRate, o.steadyOrders, loadgen.DefaultMix()))
+		if o.smooth {
+			rep.Steady = append(rep.Steady, b.measure(ctx, "steady-smooth", o.configs[0], 1, false, o.steadyRate, o.steadyOrders, loadgen.DefaultMix()))
+		}
 	}
 	if o.only["api"] {
 		rep.Steady = append(rep.Steady, b.measure(ctx, "api", o.configs[0], 1, true, o.apiRate, o.apiOrders, loadgen.DefaultMix()))
@@ -281,6 +299,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			rep.Scaling = append(rep.Scaling, b.measure(ctx, "scaling", o.configs[0], n, false, o.scaleRate, orders, throughputMix()))
 		}
 	}
+	if o.only["peer"] {
+		rep.Peer = b.peer(ctx, stamp)
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -295,6 +316,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "every target met")
 	return nil
+}
+
+// defaultTemporalCLI is where bench/run.sh installs the Temporal CLI:
+// $CLOUDCOMMERCE_TOOLS_DIR, else ~/.cache/cloudcommerce/tools.
+func defaultTemporalCLI() string {
+	dir := os.Getenv("CLOUDCOMMERCE_TOOLS_DIR")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".cache", "cloudcommerce", "tools")
+	}
+	return filepath.Join(dir, "temporal-v1.5.1", "temporal")
 }
 
 // throughputMix is the mix of the throughput and scaling runs: the
@@ -327,7 +359,11 @@ func (b *bench) measure(ctx context.Context, scenario string, c config, workers 
 	if c.Bin != "" {
 		workerBin = c.Bin
 	}
-	st, err := startStack(ctx, b.o.bin, workerBin, b.logDir, label, workers, c.Env, api, nil)
+	env := c.Env
+	if b.o.pprofSeconds > 0 {
+		env = append(append([]string(nil), env...), "CLOUDCOMMERCE_PPROF=true")
+	}
+	st, err := startStack(ctx, b.o.bin, workerBin, b.logDir, label, workers, env, api, nil)
 	if err != nil {
 		m.Error = err.Error()
 		fmt.Fprintf(b.log, "start: %v\n", err)
@@ -402,13 +438,32 @@ func (b *bench) measure(ctx context.Context, scenario string, c config, workers 
 	cfg.Timeout = time.Duration(float64(orders)/rate*float64(time.Second)) + 2*time.Minute
 	cfg.MetricsURLs = st.metrics
 	cfg.Out, cfg.ProgressEvery = b.log, 5*time.Second
-	cfg.BeforePlacing = func() { snap(&wStart, &eStart, &tStart) }
+	profiled := make(chan struct{})
+	cfg.BeforePlacing = func() {
+		snap(&wStart, &eStart, &tStart)
+		if b.o.pprofSeconds <= 0 {
+			close(profiled)
+			return
+		}
+		go func() {
+			defer close(profiled)
+			path := filepath.Join(b.logDir, label+"-cpu.pprof")
+			if err := saveProfile(ctx, strings.TrimSuffix(st.metrics[0], "/metrics"), b.o.pprofSeconds, path); err != nil {
+				fmt.Fprintf(b.log, "CPU profile: %v\n", err)
+				return
+			}
+			fmt.Fprintf(b.log, "CPU profile of worker 1 (%d s from the first placement): %s\n", b.o.pprofSeconds, path)
+		}()
+	}
 	cfg.AfterCounters = func() { snap(&wEnd, &eEnd, &tEnd) }
 	m.LoadAvgStart = loadAvg()
 	res, err := loadgen.Run(ctx, cfg)
 	m.LoadAvgEnd = loadAvg()
 	close(stopSampling)
 	<-sampleDone
+	if !tStart.IsZero() {
+		<-profiled
+	}
 	m.Load = res
 	if err != nil {
 		m.Error = err.Error()
@@ -444,6 +499,32 @@ func (b *bench) measure(ctx context.Context, scenario string, c config, workers 
 	fmt.Fprintf(b.log, "worker CPU (/proc): %.0f µs/order, %.2f cores; emulator %.2f cores; load generator %.2f cores; RSS idle %v MB, peak %v MB; loadavg %s → %s\n",
 		m.WorkerCPUMicros, m.WorkerCores, m.EmulatorCores, m.LoadgenCores, mb(m.WorkerRSSIdleMB), mb(m.WorkerRSSPeakMB), m.LoadAvgStart, m.LoadAvgEnd)
 	return m
+}
+
+// saveProfile fetches a CPU profile of seconds from a worker's ops
+// address (CLOUDCOMMERCE_PPROF=true) into path.
+func saveProfile(ctx context.Context, base string, seconds int, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, seconds), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", req.URL, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 type cpuSample struct {

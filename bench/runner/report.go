@@ -93,6 +93,7 @@ type report struct {
 	Steady     []*Measurement `json:"steady"`
 	Throughput []ladder       `json:"throughput"`
 	Scaling    []*Measurement `json:"scaling"`
+	Peer       *peerRun       `json:"peer,omitempty"`
 	Targets    []string       `json:"targets"`
 }
 
@@ -135,6 +136,9 @@ func (r *report) check(underTest string) []string {
 	if m := r.steady("steady", eager.Name); m != nil && m.Load.Requests != nil {
 		r.Targets = append(r.Targets, fmt.Sprintf("info: with %s (%s): %.2f requests/order, %.0f µs/order",
 			eager.Name, strings.Join(eager.Env, " "), m.Load.Requests.PerOrder, m.WorkerCPUMicros))
+	}
+	if r.Peer != nil && (r.Peer.Temporal == nil || r.Peer.CloudCommerce == nil || r.Peer.CloudCommerce.Load == nil || r.Peer.CloudCommerce.Error != "") {
+		verdict(false, "the peer run (CloudCommerce and Temporal, the same burst) produced no figures")
 	}
 	var b, n float64
 	for _, l := range r.Throughput {
@@ -366,6 +370,9 @@ func (r *report) markdown(w io.Writer) {
 				d(x.P50Ms), d(x.P99Ms), rq, m.WorkerCPUMicros, m.WorkerCores, m.EmulatorCores, mb(m.WorkerRSSIdleMB), mb(m.WorkerRSSPeakMB), m.EmulatorRSSPeakMB, m.LoadAvgStart, m.LoadAvgEnd)
 		}
 		fmt.Fprintln(w)
+	}
+	if r.Peer != nil {
+		r.Peer.markdown(w)
 	}
 	if len(r.Targets) > 0 {
 		fmt.Fprintln(w, "### Targets")

@@ -29,6 +29,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/logging"
+	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
 	"github.com/cloudcommerce/cloudcommerce/internal/trace"
 )
 
@@ -121,6 +122,10 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 // attempt (below the retryer), so retries are counted as the requests they
 // are.
 func countRequests(c *prometheus.CounterVec, label string) func(*middleware.Stack) error {
+	// Every call is counted: its counter is looked up once per service,
+	// operation and outcome, not hashed from the labels each time.
+	type key struct{ svc, op, outcome string }
+	counters := metrics.NewChildren(func(k key) prometheus.Counter { return c.WithLabelValues(k.svc, k.op, k.outcome) })
 	return func(s *middleware.Stack) error {
 		return s.Deserialize.Add(middleware.DeserializeMiddlewareFunc("cloudcommerceCountRequests",
 			func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
@@ -129,7 +134,7 @@ func countRequests(c *prometheus.CounterVec, label string) func(*middleware.Stac
 				if svc == "" {
 					svc = awsmiddleware.GetServiceID(ctx)
 				}
-				c.WithLabelValues(svc, awsmiddleware.GetOperationName(ctx), Outcome(err)).Inc()
+				counters.Get(key{svc, awsmiddleware.GetOperationName(ctx), Outcome(err)}).Inc()
 				return out, md, err
 			}), middleware.Before)
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/metrics"
 )
 
 // DefaultIdleConnsPerHost is the idle connections a client keeps per host
@@ -65,6 +67,10 @@ func httpClient(perHost int) *awshttp.BuildableClient {
 // *awshttp.BuildableClient, and the service clients apply their own HTTP
 // settings (defaults-mode and read timeouts) only to one of those.
 func sendBody(opened *prometheus.CounterVec, label string) func(*middleware.Stack) error {
+	var counters *metrics.Children[string, prometheus.Counter] // looked up once per service, not per request
+	if opened != nil {
+		counters = metrics.NewChildren(func(svc string) prometheus.Counter { return opened.WithLabelValues(svc) })
+	}
 	return func(s *middleware.Stack) error {
 		return s.Deserialize.Add(middleware.DeserializeMiddlewareFunc("cloudcommerceSendBody",
 			func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
@@ -84,7 +90,7 @@ func sendBody(opened *prometheus.CounterVec, label string) func(*middleware.Stac
 					if svc == "" {
 						svc = awsmiddleware.GetServiceID(ctx)
 					}
-					c := opened.WithLabelValues(svc)
+					c := counters.Get(svc)
 					// A dial made for this request reports here even when
 					// another request ends up using the connection (GotConn
 					// would call that one "reused"), so every connection

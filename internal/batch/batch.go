@@ -49,6 +49,11 @@ type Batcher[T any] struct {
 	timer   *time.Timer
 	closed  bool
 	wg      sync.WaitGroup
+	// idle hands a batch to a flusher goroutine waiting for one; quit
+	// ends the waiting ones at Close.
+	idle     chan []entry[T]
+	quit     chan struct{}
+	quitOnce sync.Once
 }
 
 // New returns a batcher that sends batches with flush.
@@ -59,7 +64,7 @@ func New[T any](cfg Config, flush FlushFunc[T]) *Batcher[T] {
 	if cfg.FlushTimeout <= 0 {
 		cfg.FlushTimeout = 10 * time.Second
 	}
-	return &Batcher[T]{cfg: cfg, flush: flush}
+	return &Batcher[T]{cfg: cfg, flush: flush, idle: make(chan []entry[T]), quit: make(chan struct{})}
 }
 
 // Submit queues item and returns a channel that receives its outcome once.
@@ -113,7 +118,37 @@ func (b *Batcher[T]) sendLocked() {
 		part := batch[:n:n]
 		batch = batch[n:]
 		b.wg.Add(1)
-		go b.send(part)
+		select {
+		case b.idle <- part:
+		default:
+			go b.flusher(part)
+		}
+	}
+}
+
+// flusherIdle is how long a flusher goroutine waits for another batch
+// before it ends.
+const flusherIdle = 5 * time.Second
+
+// flusher sends part, then the batches handed to it while it waits. Every
+// flush calls into the AWS SDK, whose call chains are deep: a goroutine
+// kept for the next batch keeps its grown stack, where a new goroutine per
+// batch would grow one from scratch every time. Flushes still never wait
+// for each other: a batch no idle flusher takes gets a goroutine of its
+// own.
+func (b *Batcher[T]) flusher(part []entry[T]) {
+	t := time.NewTimer(flusherIdle)
+	defer t.Stop()
+	for {
+		b.send(part)
+		t.Reset(flusherIdle)
+		select {
+		case part = <-b.idle:
+		case <-t.C:
+			return
+		case <-b.quit:
+			return
+		}
 	}
 }
 
@@ -160,4 +195,5 @@ func (b *Batcher[T]) Close() {
 	}
 	b.mu.Unlock()
 	b.wg.Wait()
+	b.quitOnce.Do(func() { close(b.quit) })
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,4 +51,45 @@ func BenchmarkBatcher(b *testing.B) {
 			}
 		})
 	}
+}
+
+//go:noinline
+func deep(n int) byte {
+	var frame [256]byte
+	frame[n%256] = byte(n)
+	if n == 0 {
+		return frame[0]
+	}
+	return deep(n-1) + frame[n%256]
+}
+
+// BenchmarkBatcherDeepFlush is one batch after another, each flushed by
+// a call about as deep as an AWS SDK call (about 64 KB of stack): the
+// cost of the goroutine that runs the flush, its stack growth included.
+func BenchmarkBatcherDeepFlush(b *testing.B) {
+	var sink atomic.Int64
+	bt := batch.New(batch.Config{Max: 1}, func(_ context.Context, in []int) []error {
+		sink.Add(int64(deep(250)))
+		return nil
+	})
+	defer bt.Close()
+	ctx := context.Background()
+	b.ReportAllocs()
+	cpu0 := cpuTime(b)
+	for b.Loop() {
+		if err := bt.Do(ctx, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+}
+
+// cpuTime is the process's user + system CPU time (getrusage), which other
+// processes on a shared machine do not inflate as they do wall time.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -120,3 +120,40 @@ func TestCallerContextEndsTheWait(t *testing.T) {
 	close(r.release)
 	b.Close()
 }
+
+// A batch never waits for another one's flush, whether a flusher goroutine
+// is idle or busy; flushers kept between batches are ended by Close.
+func TestFlushesRunConcurrentlyAndReuseIdleFlushers(t *testing.T) {
+	blocked := make(chan struct{})
+	var calls sync.WaitGroup
+	calls.Add(1)
+	b := New(Config{Max: 1}, func(_ context.Context, items []int) []error {
+		if items[0] == 1 {
+			calls.Done()
+			<-blocked // the first batch holds its flusher
+		}
+		return nil
+	})
+	first := b.Submit(1)
+	calls.Wait()
+	// The only flusher is busy: these must still go, one after another,
+	// through flushers that become idle in between.
+	for i := 2; i <= 5; i++ {
+		if err := <-b.Submit(i); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+	}
+	select {
+	case err := <-first:
+		t.Fatalf("the blocked batch returned early: %v", err)
+	default:
+	}
+	close(blocked)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if err := <-b.Submit(6); !errors.Is(err, ErrClosed) {
+		t.Fatalf("submit after close: %v, want ErrClosed", err)
+	}
+}

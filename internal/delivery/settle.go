@@ -106,7 +106,7 @@ func (s *Settler) Settle(ctx context.Context, log *zap.Logger, m pipeline.Messag
 
 func (s *Settler) count(outcome string) {
 	if s.Metrics != nil {
-		s.Metrics.Handled.WithLabelValues(string(s.Stage), outcome).Inc()
+		s.Metrics.HandledCounter(string(s.Stage), outcome).Inc()
 	}
 }
 

@@ -43,6 +43,14 @@ type Metrics struct {
 	Republished *prometheus.CounterVec // status
 	Intake      *prometheus.CounterVec // code
 	Ready       prometheus.Gauge
+
+	handled *Children[[2]string, prometheus.Counter]
+}
+
+// HandledCounter is Handled's child for stage and outcome, cached: it is
+// counted for every message.
+func (m *Metrics) HandledCounter(stage, outcome string) prometheus.Counter {
+	return m.handled.Get([2]string{stage, outcome})
 }
 
 // New registers every metric on a new registry, with the Go runtime and
@@ -51,6 +59,7 @@ func New() *Metrics {
 	r := prometheus.NewRegistry()
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := &Metrics{Registry: r}
+	m.handled = NewChildren(func(k [2]string) prometheus.Counter { return m.Handled.WithLabelValues(k[0], k[1]) })
 	f := func(c prometheus.Collector) { r.MustRegister(c) }
 
 	m.Received = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "stage", Name: "messages_received_total",
@@ -109,14 +118,26 @@ func (m *Metrics) InFlight(stage pipeline.Stage, count func() float64) {
 
 // Observer returns a pipeline.Observer that records transitions and
 // end-to-end latency.
-func (m *Metrics) Observer() pipeline.Observer { return observer{m} }
-
-type observer struct{ m *Metrics }
-
-func (o observer) Transitioned(from, to pipeline.Status) {
-	o.m.Transitions.WithLabelValues(string(from), string(to)).Inc()
+func (m *Metrics) Observer() pipeline.Observer {
+	return &observer{
+		transitions: NewChildren(func(k [2]pipeline.Status) prometheus.Counter {
+			return m.Transitions.WithLabelValues(string(k[0]), string(k[1]))
+		}),
+		latency: NewChildren(func(s pipeline.Status) prometheus.Observer { return m.OrderLatency.WithLabelValues(string(s)) }),
+	}
 }
 
-func (o observer) Finished(ord pipeline.Order, d time.Duration) {
-	o.m.OrderLatency.WithLabelValues(string(ord.Status)).Observe(d.Seconds())
+// observer records every transition and final status through cached
+// children: it runs for every message.
+type observer struct {
+	transitions *Children[[2]pipeline.Status, prometheus.Counter]
+	latency     *Children[pipeline.Status, prometheus.Observer]
+}
+
+func (o *observer) Transitioned(from, to pipeline.Status) {
+	o.transitions.Get([2]pipeline.Status{from, to}).Inc()
+}
+
+func (o *observer) Finished(ord pipeline.Order, d time.Duration) {
+	o.latency.Get(ord.Status).Observe(d.Seconds())
 }

@@ -101,6 +101,9 @@ func vectors(m *metrics.Metrics) map[string]prometheus.Collector {
 	out := map[string]prometheus.Collector{}
 	v := reflect.ValueOf(m).Elem()
 	for i := 0; i < v.NumField(); i++ {
+		if !v.Type().Field(i).IsExported() {
+			continue // a cache of children, not a metric
+		}
 		f := v.Field(i)
 		if c, ok := f.Interface().(prometheus.Collector); ok && v.Type().Field(i).Name != "Registry" && !f.IsNil() {
 			out[v.Type().Field(i).Name] = c
@@ -234,5 +237,25 @@ func TestTheDashboardsMetricsExist(t *testing.T) {
 				t.Errorf("%s has no %q label", name, l)
 			}
 		}
+	}
+}
+
+func TestChildrenAreMadeOnceAndCountTheirVector(t *testing.T) {
+	t.Parallel()
+	m := metrics.New()
+	made := 0
+	c := metrics.NewChildren(func(k [2]string) prometheus.Counter { made++; return m.Handled.WithLabelValues(k[0], k[1]) })
+	for range 3 {
+		c.Get([2]string{"payment", "ok"}).Inc()
+	}
+	c.Get([2]string{"payment", "rejected"}).Inc()
+	if made != 2 {
+		t.Errorf("%d children made for 2 keys", made)
+	}
+	if got := testutil.ToFloat64(m.Handled.WithLabelValues("payment", "ok")); got != 3 {
+		t.Errorf("payment/ok counted %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(m.HandledCounter("payment", "rejected")); got != 1 {
+		t.Errorf("HandledCounter(payment, rejected) reads %v, want the 1 counted through the vector", got)
 	}
 }

@@ -50,7 +50,7 @@ func (s *Service) Cancel(ctx context.Context, id string) (Order, error) {
 				return next, err
 			}
 		}
-		if err := s.announce(ctx, next); err != nil {
+		if err := s.announce(ctx, next, ""); err != nil {
 			return next, err
 		}
 		return next, nil

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +31,9 @@ const EventSource = "cloudcommerce.orders"
 type Event struct {
 	Type  EventType
 	Order Order
+	// Detail, when set, is Order encoded by EncodeOrder (the document the
+	// store just wrote), which EncodeDetail returns as it is.
+	Detail string
 }
 
 // Envelope is the EventBridge event as SQS delivers it in a message body.
@@ -73,8 +75,9 @@ func DecodeEvent(body []byte) (Event, error) {
 		ev.Order = peekOrder(env.Detail)
 		return ev, Permanent(ReasonWrongEvent, fmt.Errorf("event source %q is not %q", env.Source, EventSource))
 	}
-	dec := json.NewDecoder(bytes.NewReader(env.Detail))
-	if err := dec.Decode(&ev.Order); err != nil {
+	// Unmarshal, not a Decoder: the detail is one complete value, and a
+	// Decoder would copy it into a buffer of its own first.
+	if err := json.Unmarshal(env.Detail, &ev.Order); err != nil {
 		ev.Order = peekOrder(env.Detail)
 		return ev, Permanent(ReasonMalformed, fmt.Errorf("%s detail is not an order: %w", env.DetailType, err))
 	}
@@ -125,9 +128,22 @@ func WithDetailTrace(body []byte, traceparent string) []byte {
 
 // EncodeDetail returns the event's detail JSON.
 func EncodeDetail(ev Event) (string, error) {
+	if ev.Detail != "" {
+		return ev.Detail, nil
+	}
 	b, err := json.Marshal(ev.Order)
 	if err != nil {
 		return "", fmt.Errorf("encode %s detail for order %s: %w", ev.Type, ev.Order.ID, err)
+	}
+	return string(b), nil
+}
+
+// EncodeOrder returns the order's JSON document: the stored order and the
+// detail of the event that announces it.
+func EncodeOrder(o Order) (string, error) {
+	b, err := json.Marshal(o)
+	if err != nil {
+		return "", fmt.Errorf("encode order %s: %w", o.ID, err)
 	}
 	return string(b), nil
 }

@@ -63,7 +63,7 @@ func (s *Service) reject(ctx context.Context, o Order, reason string) (Outcome, 
 		return "", Permanent(ReasonInvalid, err)
 	}
 	next.Reason = reason
-	err = s.Store.Apply(ctx, Change{Order: next, From: StatusPlaced, Upsert: true})
+	doc, err := s.apply(ctx, Change{Order: next, From: StatusPlaced, Upsert: true})
 	switch {
 	case errors.Is(err, ErrConflict):
 		return s.resolve(ctx, StageInventory, o.ID)
@@ -72,7 +72,7 @@ func (s *Service) reject(ctx context.Context, o Order, reason string) (Outcome, 
 	}
 	s.observer().Transitioned(StatusPlaced, StatusRejected)
 	s.observer().Finished(next, next.UpdatedAt.Sub(next.PlacedAt))
-	if err := s.announce(ctx, next); err != nil {
+	if err := s.announce(ctx, next, doc); err != nil {
 		return "", err
 	}
 	return OutcomeRejected, nil
@@ -97,7 +97,7 @@ func (s *Service) payment(ctx context.Context, ev Event) (Outcome, error) {
 			return "", Permanent(ReasonInvalid, terr)
 		}
 		next.Reason = declined.Error()
-		err = s.Store.Apply(ctx, Change{Order: next, From: StatusReserved, Release: o.Lines()})
+		doc, err := s.apply(ctx, Change{Order: next, From: StatusReserved, Release: o.Lines()})
 		switch {
 		case errors.Is(err, ErrConflict):
 			return s.resolvePayment(ctx, o, "", false)
@@ -106,7 +106,7 @@ func (s *Service) payment(ctx context.Context, ev Event) (Outcome, error) {
 		}
 		s.observer().Transitioned(StatusReserved, StatusPaymentFailed)
 		s.observer().Finished(next, next.UpdatedAt.Sub(next.PlacedAt))
-		if err := s.announce(ctx, next); err != nil {
+		if err := s.announce(ctx, next, doc); err != nil {
 			return "", err
 		}
 		return OutcomeRejected, nil
@@ -119,7 +119,7 @@ func (s *Service) payment(ctx context.Context, ev Event) (Outcome, error) {
 		return "", Permanent(ReasonInvalid, err)
 	}
 	next.ChargeID = chargeID
-	err = s.Store.Apply(ctx, Change{Order: next, From: StatusReserved})
+	doc, err := s.apply(ctx, Change{Order: next, From: StatusReserved})
 	switch {
 	case errors.Is(err, ErrConflict):
 		return s.resolvePayment(ctx, o, chargeID, true)
@@ -127,7 +127,7 @@ func (s *Service) payment(ctx context.Context, ev Event) (Outcome, error) {
 		return "", fmt.Errorf("record payment for order %s: %w", o.ID, err)
 	}
 	s.observer().Transitioned(StatusReserved, StatusPaid)
-	if err := s.announce(ctx, next); err != nil {
+	if err := s.announce(ctx, next, doc); err != nil {
 		return "", err
 	}
 	return OutcomeOK, nil
@@ -149,7 +149,7 @@ func (s *Service) shipping(ctx context.Context, ev Event) (Outcome, error) {
 		return "", Permanent(ReasonInvalid, err)
 	}
 	next.TrackingNumber, next.Carrier = sh.TrackingNumber, sh.Carrier
-	err = s.Store.Apply(ctx, Change{Order: next, From: StatusPaid})
+	doc, err := s.apply(ctx, Change{Order: next, From: StatusPaid})
 	switch {
 	case errors.Is(err, ErrConflict):
 		return s.resolve(ctx, StageShipping, o.ID)
@@ -158,7 +158,7 @@ func (s *Service) shipping(ctx context.Context, ev Event) (Outcome, error) {
 	}
 	s.observer().Transitioned(StatusPaid, StatusShipped)
 	s.observer().Finished(next, next.UpdatedAt.Sub(next.PlacedAt))
-	if err := s.announce(ctx, next); err != nil {
+	if err := s.announce(ctx, next, doc); err != nil {
 		return "", err
 	}
 	return OutcomeOK, nil
@@ -167,7 +167,7 @@ func (s *Service) shipping(ctx context.Context, ev Event) (Outcome, error) {
 // announce publishes the event and the customer notification that belong to
 // the order's current status. Both must succeed before the message that
 // caused them is acknowledged.
-func (s *Service) announce(ctx context.Context, o Order) error {
+func (s *Service) announce(ctx context.Context, o Order, doc string) error {
 	var et EventType
 	switch o.Status {
 	case StatusReserved:
@@ -193,7 +193,7 @@ func (s *Service) announce(ctx context.Context, o Order) error {
 			return fmt.Errorf("notify %s for order %s: %w", n.Event, o.ID, err)
 		}
 	}
-	if err := s.Publisher.Publish(ctx, Event{Type: et, Order: o}); err != nil {
+	if err := s.Publisher.Publish(ctx, Event{Type: et, Order: o, Detail: doc}); err != nil {
 		return fmt.Errorf("publish %s for order %s: %w", et, o.ID, err)
 	}
 	return nil
@@ -211,4 +211,17 @@ func NextEvent(o Order) (Event, bool) {
 		return Event{Type: EventPaymentCaptured, Order: o}, true
 	}
 	return Event{}, false
+}
+
+// apply stores a change with the order encoded once and returns that
+// document, which the event announcing the change carries as its detail:
+// the stored order and the event's detail are the same JSON, so the
+// order is not encoded a second time for the bus.
+func (s *Service) apply(ctx context.Context, ch Change) (string, error) {
+	doc, err := EncodeOrder(ch.Order)
+	if err != nil {
+		return "", err
+	}
+	ch.Doc = doc
+	return doc, s.Store.Apply(ctx, ch)
 }

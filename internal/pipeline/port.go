@@ -19,6 +19,9 @@ type Change struct {
 	Upsert  bool
 	Reserve []Line
 	Release []Line
+	// Doc, when set, is Order encoded by EncodeOrder, which the store
+	// writes as it is instead of encoding Order again.
+	Doc string
 }
 
 // Store keeps orders and stock. Implementations are safe for concurrent use;

@@ -35,7 +35,7 @@ func (s *Service) decide(ctx context.Context, stage Stage, cur Order) (Outcome, 
 	}[stage]
 	for _, st := range produced {
 		if cur.Status == st {
-			if err := s.announce(ctx, cur); err != nil {
+			if err := s.announce(ctx, cur, ""); err != nil {
 				return "", err
 			}
 			return OutcomeDuplicate, nil

@@ -25,6 +25,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/batch"
@@ -141,6 +142,12 @@ type Consumer struct {
 	m       *metrics.Metrics
 	stage   string
 
+	// Children of the metrics used for every message or receive, looked
+	// up once.
+	queueOldest  prometheus.Gauge
+	received     prometheus.Counter
+	receiveBatch prometheus.Observer
+
 	slots    chan struct{}
 	work     chan types.Message
 	inFlight atomic.Int64
@@ -166,8 +173,10 @@ func New(client *sqs.Client, cfg Config, h pipeline.Handler, log *zap.Logger, m 
 		stage: string(cfg.Stage), slots: make(chan struct{}, cfg.Concurrency), work: make(chan types.Message)}
 	c.settler = &delivery.Settler{SQS: client, Stage: cfg.Stage, QueueURL: cfg.QueueURL, DLQURL: cfg.DLQURL,
 		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, Metrics: m}
+	c.queueOldest, c.received, c.receiveBatch = m.QueueOldest.WithLabelValues(c.stage), m.Received.WithLabelValues(c.stage), m.BatchSize.WithLabelValues("receive")
+	deletes := m.BatchSize.WithLabelValues("delete")
 	c.deleter = batch.New(batch.Config{Max: cfg.DeleteBatch, Linger: cfg.DeleteLinger,
-		OnFlush: func(n int) { m.BatchSize.WithLabelValues("delete").Observe(float64(n)) }}, c.deleteBatch)
+		OnFlush: func(n int) { deletes.Observe(float64(n)) }}, c.deleteBatch)
 	m.PoolSize.WithLabelValues(c.stage).Set(float64(cfg.Concurrency))
 	m.InFlight(cfg.Stage, func() float64 { return float64(c.inFlight.Load()) })
 	return c

@@ -91,8 +91,8 @@ func (c *Consumer) poll(recv, work context.Context) {
 		if got == 0 {
 			continue
 		}
-		c.m.BatchSize.WithLabelValues("receive").Observe(float64(got))
-		c.m.Received.WithLabelValues(c.stage).Add(float64(got))
+		c.receiveBatch.Observe(float64(got))
+		c.received.Add(float64(got))
 		if recv.Err() != nil {
 			// Received while shutting down: hand them back at once.
 			c.release(out.Messages)

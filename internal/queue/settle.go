@@ -25,9 +25,11 @@ func receiveCount(m types.Message) int {
 func (c *Consumer) process(work context.Context, msg types.Message) {
 	id := aws.ToString(msg.MessageId)
 	rc := receiveCount(msg)
-	log := c.log.With(zap.String("message_id", id), zap.Int("receive_count", rc))
+	// Lazy: the fields are encoded only if a line is written, which a
+	// message handled without trouble never does.
+	log := c.log.WithLazy(zap.String("message_id", id), zap.Int("receive_count", rc))
 	if ts, err := strconv.ParseInt(msg.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
-		c.m.QueueOldest.WithLabelValues(c.stage).Set(time.Since(time.UnixMilli(ts)).Seconds())
+		c.queueOldest.Set(time.Since(time.UnixMilli(ts)).Seconds())
 	}
 	receipt := aws.ToString(msg.ReceiptHandle)
 	now := time.Now()

@@ -132,6 +132,9 @@ func (st *Store) Reserve(ctx context.Context, ch pipeline.Change) (pipeline.Orde
 	if len(ch.Reserve) == 0 {
 		return ch.Order, st.Apply(ctx, ch)
 	}
+	// The order written records the shards it takes from, so a document
+	// encoded by the caller before that is not the one to store.
+	ch.Doc = ""
 	res := make([]*reservation, len(ch.Reserve))
 	for i, l := range ch.Reserve {
 		res[i] = &reservation{line: l}

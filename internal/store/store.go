@@ -65,10 +65,12 @@ func n(v int64) types.AttributeValue {
 	return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
 }
 
-func orderItem(o pipeline.Order) (map[string]types.AttributeValue, error) {
-	doc, err := json.Marshal(o)
-	if err != nil {
-		return nil, fmt.Errorf("encode order %s: %w", o.ID, err)
+func orderItem(o pipeline.Order, doc string) (map[string]types.AttributeValue, error) {
+	if doc == "" {
+		var err error
+		if doc, err = pipeline.EncodeOrder(o); err != nil {
+			return nil, err
+		}
 	}
 	return map[string]types.AttributeValue{
 		"order_id":    s(o.ID),
@@ -76,7 +78,7 @@ func orderItem(o pipeline.Order) (map[string]types.AttributeValue, error) {
 		"updated_at":  s(o.UpdatedAt.UTC().Format(timeLayout)),
 		"customer_id": s(o.Customer.ID),
 		"placed_at":   s(o.PlacedAt.UTC().Format(timeLayout)),
-		"order":       s(string(doc)),
+		"order":       s(doc),
 	}, nil
 }
 
@@ -110,7 +112,7 @@ func (st *Store) Get(ctx context.Context, id string) (pipeline.Order, error) {
 
 // Create implements pipeline.Store.
 func (st *Store) Create(ctx context.Context, o pipeline.Order, key, fingerprint string) (string, error) {
-	item, err := orderItem(o)
+	item, err := orderItem(o, "")
 	if err != nil {
 		return "", err
 	}
@@ -193,7 +195,7 @@ func (st *Store) Apply(ctx context.Context, ch pipeline.Change) error {
 // it returns the cancellation reasons (and no error) for Reserve to decide
 // what to try next.
 func (st *Store) apply(ctx context.Context, ch pipeline.Change, ks []int) ([]types.CancellationReason, error) {
-	item, err := orderItem(ch.Order)
+	item, err := orderItem(ch.Order, ch.Doc)
 	if err != nil {
 		return nil, err
 	}

@@ -104,7 +104,8 @@ func New(ctx context.Context, cfg Config, d Deps) (*Components, error) {
 		if d.Metrics == nil {
 			return nil
 		}
-		return func(n int) { d.Metrics.BatchSize.WithLabelValues(kind).Observe(float64(n)) }
+		h := d.Metrics.BatchSize.WithLabelValues(kind)
+		return func(n int) { h.Observe(float64(n)) }
 	}
 	c.Publisher = bus.New(eventbridge.NewFromConfig(d.AWS), bus.Config{Bus: names.Bus, Batch: batchMax, Linger: linger, OnFlush: onFlush("events")})
 	c.Notifier = notify.New(snsClient, notify.Config{TopicARN: c.TopicARN, Batch: batchMax, Linger: linger, PublishBatch: cfg.PublishBatch,
