@@ -3,7 +3,7 @@
 # at a time, in a scratch copy of the repository, runs the tests that claim
 # it, and prints which test caught the break.
 #
-#   test/mutants/run.sh                  # every mutation (about 20-30 minutes on 2 cores)
+#   test/mutants/run.sh                  # every mutation (about 20 minutes on 2 cores)
 #   test/mutants/run.sh sweep-loop-off   # only the named mutations
 #   test/mutants/run.sh --baseline       # first run every named test on the unmutated copy
 #   test/mutants/run.sh --check          # only apply and build each mutation (a minute)
