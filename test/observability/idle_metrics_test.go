@@ -30,6 +30,9 @@ func registeredFamilies(t *testing.T) []string {
 	set := map[string]bool{}
 	v := reflect.ValueOf(m).Elem()
 	for i := 0; i < v.NumField(); i++ {
+		if !v.Type().Field(i).IsExported() {
+			continue // caches of children of the exported vectors
+		}
 		c, ok := v.Field(i).Interface().(prometheus.Collector)
 		if !ok || v.Type().Field(i).Name == "Registry" {
 			continue
