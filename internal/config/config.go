@@ -8,7 +8,10 @@
 // tests); no other package calls os.Getenv for its configuration.
 package config
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Defaults shared by the worker, its stage consumers and the Lambda
 // adapter. The queue package takes its own defaults from here, so a
@@ -48,3 +51,21 @@ const (
 // Var is one environment variable a component reads: its name, its
 // default as written in the README ("" for none) and what it means.
 type Var struct{ Name, Default, Meaning string }
+
+// sharedProblems checks the settings the worker and the Lambda function
+// share: the resource prefix, SNS PublishBatch and the log level.
+func sharedProblems(prefix, publishBatch, logLevel string) []error {
+	var errs []error
+	if !ValidPrefix(prefix) {
+		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_PREFIX=%q: want 1-40 letters, digits, - or _", prefix))
+	}
+	if publishBatch != "auto" && publishBatch != "off" {
+		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_SNS_PUBLISH_BATCH=%q: want auto or off", publishBatch))
+	}
+	switch logLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_LOG_LEVEL=%q: want debug, info, warn or error", logLevel))
+	}
+	return errs
+}

@@ -130,9 +130,6 @@ func LambdaFromEnv(getenv func(string) string) (Lambda, error) {
 // Validate checks the filled configuration, reporting every problem.
 func (c Lambda) Validate() error {
 	var errs []error
-	if !ValidPrefix(c.Prefix) {
-		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_PREFIX=%q: want 1-40 letters, digits, - or _", c.Prefix))
-	}
 	if c.Stage != "" && !knownStage(c.Stage) {
 		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_STAGE=%q: want inventory, payment or shipping, or leave it empty", c.Stage))
 	}
@@ -141,9 +138,6 @@ func (c Lambda) Validate() error {
 	}
 	if c.HandlerTimeout > 15*time.Minute {
 		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_HANDLER_TIMEOUT=%s: a Lambda invocation lasts at most 15m", c.HandlerTimeout))
-	}
-	if c.PublishBatch != "auto" && c.PublishBatch != "off" {
-		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_SNS_PUBLISH_BATCH=%q: want auto or off", c.PublishBatch))
 	}
 	switch c.PaymentGateway {
 	case "sandbox":
@@ -163,11 +157,7 @@ func (c Lambda) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_PAYMENT_GATEWAY=%q: want sandbox or stripe", c.PaymentGateway))
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel))
-	}
+	errs = append(errs, sharedProblems(c.Prefix, c.PublishBatch, c.LogLevel)...)
 	return errors.Join(errs...)
 }
 

@@ -252,9 +252,6 @@ func (c Worker) Validate() error {
 			errs = append(errs, fmt.Errorf("%s=%q: want host:port such as :9090", a.name, a.v))
 		}
 	}
-	if c.PublishBatch != "auto" && c.PublishBatch != "off" {
-		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_SNS_PUBLISH_BATCH=%q: want auto or off", c.PublishBatch))
-	}
 	switch c.PaymentGateway {
 	case "sandbox":
 	case "stripe":
@@ -264,13 +261,6 @@ func (c Worker) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_PAYMENT_GATEWAY=%q: want sandbox or stripe", c.PaymentGateway))
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel))
-	}
-	if !ValidPrefix(c.Prefix) {
-		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_PREFIX=%q: want 1-40 letters, digits, - or _", c.Prefix))
-	}
+	errs = append(errs, sharedProblems(c.Prefix, c.PublishBatch, c.LogLevel)...)
 	return errors.Join(errs...)
 }
