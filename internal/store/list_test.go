@@ -152,19 +152,7 @@ func TestByCustomerPagesInPlacedOrder(t *testing.T) {
 	ctx := context.Background()
 	st := testkit.Provision(t).Store()
 	t0 := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
-	var want []string
-	for i := range 9 {
-		req := testkit.Order("tok_visa", "A")
-		req.Customer.ID = "c-pages"
-		o, err := pipeline.NewOrder(fmt.Sprintf("pg-%d", i), req, t0.Add(time.Duration(i)*time.Millisecond))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := st.Create(ctx, o, "", ""); err != nil {
-			t.Fatal(err)
-		}
-		want = append(want, o.ID)
-	}
+	want := createOrders(t, st, "c-pages", "pg", 9, t0)
 	var got []string
 	cursor := ""
 	for range 10 {
@@ -201,19 +189,8 @@ func TestByStatusPagesAndCursorsStayWithTheirListing(t *testing.T) {
 	ctx := context.Background()
 	st := testkit.Provision(t).Store()
 	t0 := time.Date(2026, 11, 29, 7, 0, 0, 0, time.UTC)
-	var want []string
-	for i := range 5 {
-		req := testkit.Order("tok_visa", "A")
-		req.Customer.ID = "c-status-pages"
-		o, err := pipeline.NewOrder(fmt.Sprintf("sp-%d", i), req, t0.Add(time.Duration(i)*time.Millisecond))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := st.Create(ctx, o, "", ""); err != nil {
-			t.Fatal(err)
-		}
-		want = append([]string{o.ID}, want...)
-	}
+	want := createOrders(t, st, "c-status-pages", "sp", 5, t0)
+	slices.Reverse(want)
 	var got []string
 	cursor := ""
 	for range 10 {
@@ -244,4 +221,24 @@ func TestByStatusPagesAndCursorsStayWithTheirListing(t *testing.T) {
 	if _, err := st.ByCustomer(ctx, "c-status-pages", 1, first.Next); !errors.Is(err, store.ErrBadCursor) {
 		t.Errorf("a status cursor on a customer listing: %v, want ErrBadCursor", err)
 	}
+}
+
+// createOrders stores n PLACED orders of customer, ids prefix-0 … prefix-(n-1),
+// placed a millisecond apart from t0, and returns their ids oldest first.
+func createOrders(t *testing.T, st *store.Store, customer, prefix string, n int, t0 time.Time) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		req := testkit.Order("tok_visa", "A")
+		req.Customer.ID = customer
+		o, err := pipeline.NewOrder(fmt.Sprintf("%s-%d", prefix, i), req, t0.Add(time.Duration(i)*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Create(context.Background(), o, "", ""); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, o.ID)
+	}
+	return ids
 }
