@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/dev/awsfault"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/ops/dlq"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
@@ -161,4 +162,71 @@ func TestKilledRedriveLosesNothingAndARerunFinishes(t *testing.T) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// `worker dlq redrive` with messages the stage queue refuses (AWS's
+// per-entry answers from the fault endpoint) moves the rest, lists each
+// refused message with its code, exits 1, and says the same in --json.
+func TestRedriveListsRefusedMessagesAndFails(t *testing.T) {
+	t.Parallel()
+	e := testkit.Provision(t)
+	proxy, err := awsfault.New(os.Getenv("AWS_ENDPOINT_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	proxy.AddEntries(&awsfault.EntryFault{Service: "SQS", Operation: "SendMessageBatch", Match: "refused",
+		Code: "InvalidParameterValue", Message: "Message contains invalid characters.", SenderFault: true})
+	dlqURL := e.QueueURL(pipeline.StageInventory, true)
+	vars := map[string]string{"CLOUDCOMMERCE_PREFIX": e.Prefix, "AWS_ENDPOINT_URL": proxy.URL}
+	for _, k := range []string{"AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
+		vars[k] = os.Getenv(k)
+	}
+	redrive := func(args ...string) (string, string, error) {
+		var o, x bytes.Buffer
+		err := run(context.Background(), append([]string{"dlq", "redrive", "--stage", "inventory"}, args...), env{stdout: &o, stderr: &x, getenv: func(k string) string { return vars[k] }})
+		return o.String(), x.String(), err
+	}
+	sendDL := func(body string) string {
+		out, err := e.SQS.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: &dlqURL, MessageBody: aws.String(body)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return aws.ToString(out.MessageId)
+	}
+	for i := range 12 {
+		sendDL(fmt.Sprintf("fine-%d", i))
+	}
+	refused := sendDL("refused-1")
+
+	out, _, err := redrive("--max", "100")
+	if err == nil || exitStatus(err) != 1 {
+		t.Fatalf("redrive with a refused message: %v (exit %d), want exit 1\n%s", err, exitStatus(err), out)
+	}
+	for _, want := range []string{"page 1: moved ", "moved 12 messages from " + e.Prefix, "not moved, still in " + e.Prefix, refused, "InvalidParameterValue", "Message contains invalid characters."} {
+		if !strings.Contains(out, want) {
+			t.Errorf("redrive output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(err.Error(), refused) {
+		t.Errorf("the error does not name %s: %v", refused, err)
+	}
+
+	out, progress, err := redrive("--max", "100", "--json")
+	if err == nil || exitStatus(err) != 1 {
+		t.Fatalf("redrive --json: %v, want exit 1", err)
+	}
+	var rep dlq.Report
+	if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil {
+		t.Fatalf("redrive --json printed %q: %v", out, jerr)
+	}
+	if rep.Moved != 0 || len(rep.Unsent) != 1 || rep.Unsent[0].MessageID != refused || rep.Unsent[0].Code != "InvalidParameterValue" || rep.Unsent[0].Retryable || rep.Error == "" {
+		t.Errorf("redrive --json report = %+v, want the refused message unsent and nothing else", rep)
+	}
+	if !strings.Contains(progress, "page 1:") {
+		t.Errorf("redrive --json progress on stderr = %q", progress)
+	}
+	if v := queueCounts(t, e, dlqURL); v.total() != 1 {
+		t.Errorf("DLQ holds %v, want the refused message", v)
+	}
 }
