@@ -230,3 +230,17 @@ func TestRedriveListsRefusedMessagesAndFails(t *testing.T) {
 		t.Errorf("DLQ holds %v, want the refused message", v)
 	}
 }
+
+// The redrive's help says what a failure or a kill leaves behind.
+func TestRedriveHelpStatesWhatAKillLeaves(t *testing.T) {
+	t.Parallel()
+	out, _, err := runArgs("dlq", "redrive", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"--json", "none lost", "page in", "idempotent", "exits 1", "run the\ncommand again"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dlq redrive --help lacks %q:\n%s", want, out)
+		}
+	}
+}
