@@ -16,6 +16,8 @@ type command struct {
 	name    string
 	args    string // positional arguments for the usage line, e.g. "ID"
 	summary string
+	// detail, if set, is printed under the summary in the leaf's help.
+	detail string
 	// setup declares the leaf's flags on fs and returns the function that
 	// runs it with the positional arguments left after the flags. Nil for
 	// a group.
@@ -128,6 +130,9 @@ func (c *command) subNames() string {
 func (c *command) help(w io.Writer, path string) {
 	if c.setup != nil {
 		fmt.Fprintf(w, "usage: %s%s\n\n%s\n", path, c.synopsis(path), c.summary)
+		if c.detail != "" {
+			fmt.Fprintf(w, "\n%s\n", c.detail)
+		}
 		if f := c.flagLines(path, "  "); f != "" {
 			fmt.Fprintf(w, "\nflags:\n%s", f)
 		}

@@ -44,6 +44,13 @@
 #                            the message.
 #   no-heartbeat             The consumer never extends the visibility of a
 #                            slow handler's message: it is delivered twice.
+#   redrive-deletes-unsent   The DLQ redrive deletes every message of a page,
+#                            including those the stage queue refused: a
+#                            redrive during throttling or a refused entry
+#                            loses dead letters.
+#   bus-entry-errors-ignored Per-entry PutEvents failures are treated as
+#                            success: an event EventBridge refused is lost
+#                            and its message acknowledged.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -62,6 +69,8 @@ MUTATIONS=(
 	"sweep-loop-off|internal/worker/sweep.go|func (w *Worker) sweepLoop(ctx context.Context) {|func (w *Worker) sweepLoop(ctx context.Context) {\n\treturn|TestSweepLoopMovesOnAnOrderWhoseEventWasLost"
 	"ack-before-effect|internal/queue/settle.go|outcome, err := c.handler(work, m)|c.deleter.Submit(receipt)\n\toutcome, err := c.handler(work, m)|TestCrashConsistency TestPanickingHandlerIsRecoveredAndRetried internal/queue:TestATransientFailureIsRetriedAfterTheBackOff"
 	"no-heartbeat|internal/queue/consumer.go|go c.heartbeat(hbDone)|_ = c.heartbeat|TestSlowHandlerIsNotDeliveredTwice TestSlowCarrierIsNotShippedTwice internal/queue:TestASlowHandlersMessageIsKeptInvisible"
+	"redrive-deletes-unsent|internal/ops/dlq/dlq.go|continue // not accepted: it stays in the DLQ|// deleted all the same|internal/ops/dlq:TestRedriveLeavesRefusedEntriesInTheDLQ internal/ops/dlq:TestRedriveStopsOnAFailedBatchAndKeepsThePage internal/ops/console:TestConsoleRedriveKeepsWhatTheQueueRefused cmd/worker:TestRedriveListsRefusedMessagesAndFails"
+	"bus-entry-errors-ignored|internal/bus/bus.go|if out.FailedEntryCount == 0 {|if out.FailedEntryCount >= 0 {|internal/bus:TestEntryFailuresReachExactlyTheirCallers"
 )
 
 baseline=0

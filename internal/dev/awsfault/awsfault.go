@@ -60,6 +60,8 @@ type Proxy struct {
 	rules    []*Rule
 	seen     map[string]int
 	throttle *Throttle
+	// entryFaults fail single entries of batch requests (AddEntries).
+	entryFaults []*EntryFault
 }
 
 // New starts a fault endpoint forwarding to target.
@@ -101,6 +103,9 @@ func New(target string) (*Proxy, error) {
 		}
 		if rule := p.match(svc, op, body); rule != nil {
 			answer(rule.Response)
+			return
+		}
+		if p.serveEntries(w, r, svc, op, body, rp) {
 			return
 		}
 		rp.ServeHTTP(w, r)

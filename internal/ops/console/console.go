@@ -332,10 +332,14 @@ func flash(q url.Values) (string, bool) {
 	}
 	n, _ := strconv.Atoi(q.Get("moved"))
 	msg := fmt.Sprintf("Moved %d message%s from the %s DLQ back to the %s queue.", n, plural(n), st, st)
+	u, _ := strconv.Atoi(q.Get("unsent"))
+	if u > 0 {
+		msg += fmt.Sprintf(" %d message%s the %s queue did not accept %s still in the DLQ (see the worker log for their ids and reasons).", u, plural(u), st, map[bool]string{true: "is", false: "are"}[u == 1])
+	}
 	if q.Get("failed") == "1" {
 		return msg + " The redrive stopped on an error (see the worker log); messages not moved are still in the DLQ.", true
 	}
-	return msg, false
+	return msg, u > 0
 }
 
 func plural(n int) string {
@@ -565,10 +569,17 @@ func (c *Console) redrive(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	n, err := c.cfg.DeadLetters.Redrive(ctx, st, c.cfg.RedriveMax)
 	v := url.Values{"redriven": {string(st)}, "moved": {strconv.Itoa(n)}}
-	if err != nil {
+	var unsent *dlq.UnsentError
+	switch {
+	case errors.As(err, &unsent):
+		// The rest of the DLQ moved; these stay in it.
+		v.Set("unsent", strconv.Itoa(len(unsent.Unsent)))
+		c.cfg.Log.Error("console redrive left messages in the DLQ", zap.String("stage", string(st)), zap.Int("moved", n),
+			zap.Int("unsent", len(unsent.Unsent)), zap.Any("unsent_messages", unsent.Unsent))
+	case err != nil:
 		v.Set("failed", "1")
 		c.cfg.Log.Error("console redrive failed", zap.String("stage", string(st)), zap.Int("moved", n), zap.Error(err))
-	} else {
+	default:
 		c.cfg.Log.Info("console redrive", zap.String("stage", string(st)), zap.Int("moved", n))
 	}
 	http.Redirect(w, r, "/console?"+v.Encode()+"#stages", http.StatusSeeOther)

@@ -14,9 +14,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
@@ -57,6 +59,12 @@ type Manager struct {
 	Log    *zap.Logger
 	// PeekLimit is the most messages List returns; default 50.
 	PeekLimit int
+	// EntryAttempts is how often a redrive sends an entry SendMessageBatch
+	// fails with a retryable error; default EntryAttempts.
+	EntryAttempts int
+	// Backoff spaces those attempts; default the SDK's exponential
+	// back-off with jitter, at most 5s.
+	Backoff retry.BackoffDelayer
 }
 
 // ReasonMaxReceives is the reason shown for a message SQS itself moved to
@@ -167,53 +175,197 @@ func deadLetter(m types.Message) DeadLetter {
 var deadLetterAttrs = map[string]bool{delivery.AttrReason: true, delivery.AttrError: true, delivery.AttrSourceQueue: true, delivery.AttrReceives: true}
 
 // Redrive moves up to max messages (0: all it held when it began) from a
-// stage's DLQ back to the stage queue and returns how many moved. With max
-// 0 it first tries SQS's own StartMessageMoveTask; where the endpoint
-// lacks it, and for a bounded max, it runs a receive → send → delete loop, ten
-// messages at a time, until the DLQ answers empty or max have moved. Only
-// messages the stage queue accepted are deleted; the others are made
-// visible again and the error is returned.
+// stage's DLQ back to the stage queue and returns how many moved; see
+// RedriveReport.
+func (d *Manager) Redrive(ctx context.Context, stage pipeline.Stage, max int) (int, error) {
+	r, err := d.RedriveReport(ctx, stage, max, nil)
+	return r.Moved, err
+}
+
+// Unsent is a dead letter a redrive did not move: it is still in the DLQ.
+type Unsent struct {
+	MessageID string `json:"message_id"`
+	// Code is AWS's error code for the message's entry or for the whole
+	// request ("InternalError", "RequestThrottled"…).
+	Code string `json:"code"`
+	// Reason is AWS's error message, or the error.
+	Reason string `json:"reason"`
+	// Retryable says whether AWS called the error retryable (it was
+	// retried, and a later redrive may move the message).
+	Retryable bool `json:"retryable"`
+}
+
+// Page is one page of a redrive, for progress: what it moved and left.
+type Page struct {
+	Number int `json:"page"`
+	Moved  int `json:"moved"`
+	Unsent int `json:"unsent"`
+	// TotalMoved and TotalUnsent are the counts so far; Of is the most the
+	// redrive moves (the messages the DLQ held when it began, or max).
+	TotalMoved  int `json:"total_moved"`
+	TotalUnsent int `json:"total_unsent"`
+	Of          int `json:"of"`
+}
+
+// Redrive methods.
+const (
+	MethodMoveTask = "move_task"
+	MethodLoop     = "receive_send_delete"
+)
+
+// Report is what a redrive did.
+type Report struct {
+	Stage pipeline.Stage `json:"stage"`
+	// Method is MethodMoveTask (SQS's own message move task) or MethodLoop.
+	Method string `json:"method"`
+	// Held is how many messages the DLQ held when the redrive began, and
+	// InFlight how many of those were hidden (a page of a redrive that was
+	// killed, or a peek): they are moved by a redrive run once they are
+	// visible again, after their visibility timeout.
+	Held     int `json:"held"`
+	InFlight int `json:"in_flight"`
+	Moved    int `json:"moved"`
+	Pages    int `json:"pages"`
+	// Unsent are the messages the stage queue did not accept; they are
+	// still in the DLQ.
+	Unsent []Unsent `json:"unsent"`
+	// NotDeleted are DLQ message ids the stage queue accepted but that
+	// could not be deleted from the DLQ: they are in both queues, and a
+	// later redrive sends them again (the handlers are idempotent).
+	NotDeleted []string `json:"not_deleted"`
+	// Error is why the redrive failed or stopped early; empty on success.
+	Error string `json:"error,omitempty"`
+}
+
+// UnsentError is the error of a redrive that left messages in the DLQ
+// because the stage queue did not accept them.
+type UnsentError struct {
+	Stage  pipeline.Stage
+	Unsent []Unsent
+}
+
+func (e *UnsentError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d message%s not moved, still in the %s DLQ:", len(e.Unsent), plural(len(e.Unsent)), e.Stage)
+	for i, u := range e.Unsent {
+		if i == 10 {
+			fmt.Fprintf(&b, " … and %d more", len(e.Unsent)-i)
+			break
+		}
+		fmt.Fprintf(&b, " %s (%s: %s)", u.MessageID, u.Code, u.Reason)
+		if i < len(e.Unsent)-1 && i < 9 {
+			b.WriteString(";")
+		}
+	}
+	return b.String()
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// redriveVisibility hides a page of dead letters while it is sent and
+// deleted (and while an entry is retried). A redrive killed halfway leaves
+// its page in flight invisible in the DLQ (or, if it was sent, in both
+// queues) for this long.
+const redriveVisibility = 30
+
+// RedriveReport moves up to max messages (0: all it held when it began)
+// from a stage's DLQ back to the stage queue and reports what it did,
+// calling progress (if not nil) after each page. With max 0 it first tries
+// SQS's own StartMessageMoveTask; where the endpoint lacks it, and for a
+// bounded max, it runs a receive → send → delete loop, ten messages a
+// page, until the DLQ answers empty or max have moved.
+//
+// Only messages the stage queue accepted are deleted from the DLQ. An entry
+// SendMessageBatch fails with an error AWS calls retryable (a server-side
+// fault, a throttle) is sent again after a back-off, up to EntryAttempts
+// times; whole requests are retried by the SDK's retryer. A message still
+// not accepted stays in the DLQ (hidden until the redrive ends, so that the
+// rest of the DLQ moves on) and is reported in Unsent; the error is then an
+// *UnsentError. A request that fails as a whole ends the redrive: its page
+// stays in the DLQ.
 //
 // A message that fails again while the redrive runs comes back to the DLQ
 // (a poison message does so at once). So that the loop does not move it
 // round and round, a redrive moves at most the messages the DLQ held when
 // it began, and stops at a message sent to the DLQ after it began or one
 // it has moved itself.
-func (d *Manager) Redrive(ctx context.Context, stage pipeline.Stage, max int) (int, error) {
+//
+// A redrive that is killed leaves every message in the stage queue or the
+// DLQ: each page is sent before it is deleted, so at most the page in
+// flight is in both (the stage handlers are idempotent), and running the
+// redrive again moves the rest.
+func (d *Manager) RedriveReport(ctx context.Context, stage pipeline.Stage, max int, progress func(Page)) (Report, error) {
+	rep := Report{Stage: stage, Method: MethodLoop, Unsent: []Unsent{}, NotDeleted: []string{}}
 	q, err := d.queue(stage)
 	if err != nil {
-		return 0, err
+		return rep, err
 	}
 	if max <= 0 {
-		if n, err := d.moveTask(ctx, q); err == nil || !unsupported(err) {
-			return n, err
+		rep.Method = MethodMoveTask
+		if err := d.moveTask(ctx, q, &rep, progress); err == nil || !unsupported(err) {
+			if err != nil {
+				rep.Error = err.Error()
+			}
+			return rep, err
 		}
+		rep = Report{Stage: stage, Method: MethodLoop, Unsent: []Unsent{}, NotDeleted: []string{}}
 	}
-	began := time.Now()
-	held, err := d.held(ctx, q.DLQURL)
+	err = d.loop(ctx, stage, q, max, &rep, progress)
+	if err == nil && len(rep.Unsent) > 0 {
+		err = &UnsentError{Stage: stage, Unsent: rep.Unsent}
+	}
 	if err != nil {
-		return 0, fmt.Errorf("read %s DLQ depth: %w", stage, err)
+		rep.Error = err.Error()
 	}
+	return rep, err
+}
+
+func (d *Manager) loop(ctx context.Context, stage pipeline.Stage, q Queue, max int, rep *Report, progress func(Page)) error {
+	began := time.Now()
+	held, hidden, err := d.held(ctx, q.DLQURL)
+	if err != nil {
+		return fmt.Errorf("read %s DLQ depth: %w", stage, err)
+	}
+	rep.Held, rep.InFlight = held, hidden
 	if max <= 0 {
 		max = held
 	}
 	max = min(max, held)
 	movedIDs := map[string]bool{}
-	moved := 0
-	for moved < max {
+	// Messages the stage queue did not accept stay hidden in the DLQ until
+	// the redrive ends (newest receipt per message), then are released.
+	kept := map[string]string{}
+	defer func() {
+		r := make([]string, 0, len(kept))
+		for _, h := range kept {
+			r = append(r, h)
+		}
+		d.release(q.DLQURL, r)
+	}()
+	for rep.Moved+len(kept) < max {
 		resp, err := d.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl: &q.DLQURL, MaxNumberOfMessages: int32(min(10, max-moved)), VisibilityTimeout: 30, WaitTimeSeconds: 1,
+			QueueUrl: &q.DLQURL, MaxNumberOfMessages: int32(min(10, max-rep.Moved-len(kept))), VisibilityTimeout: redriveVisibility, WaitTimeSeconds: 1,
 			MessageAttributeNames:       []string{"All"},
 			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameSentTimestamp},
 		})
 		if err != nil {
-			return moved, fmt.Errorf("receive from %s DLQ: %w", stage, err)
+			return fmt.Errorf("receive from %s DLQ: %w", stage, err)
 		}
 		var back, msgs []types.Message
 		for _, m := range resp.Messages {
-			if movedIDs[aws.ToString(m.MessageId)] || sentAfter(m, began) {
+			id := aws.ToString(m.MessageId)
+			switch {
+			case kept[id] != "":
+				// Not accepted earlier and visible again: keep it hidden.
+				kept[id] = aws.ToString(m.ReceiptHandle)
+			case movedIDs[id] || sentAfter(m, began):
 				back = append(back, m)
-			} else {
+			default:
 				msgs = append(msgs, m)
 			}
 		}
@@ -221,7 +373,10 @@ func (d *Manager) Redrive(ctx context.Context, stage pipeline.Stage, max int) (i
 			d.release(q.DLQURL, receipts(back))
 		}
 		if len(msgs) == 0 {
-			return moved, nil
+			if len(resp.Messages) == 0 || len(back) > 0 {
+				return nil
+			}
+			continue
 		}
 		entries := make([]types.SendMessageBatchRequestEntry, len(msgs))
 		for i, m := range msgs {
@@ -233,49 +388,54 @@ func (d *Manager) Redrive(ctx context.Context, stage pipeline.Stage, max int) (i
 			}
 			entries[i] = types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: m.Body, MessageAttributes: attrs}
 		}
-		failed, ids, sendErr := d.send(ctx, q.URL, entries)
-		for _, id := range ids {
+		res := d.send(ctx, q.URL, entries)
+		for _, id := range res.sent {
 			movedIDs[id] = true
 		}
-		if sendErr != nil {
-			sendErr = fmt.Errorf("send to %s queue: %w", stage, sendErr)
-		}
 		var done []types.Message
-		back = nil
+		page := Page{Number: rep.Pages + 1}
 		for i, m := range msgs {
-			if failed[strconv.Itoa(i)] {
-				back = append(back, m)
-			} else {
-				done = append(done, m)
+			if u, refused := res.failed[strconv.Itoa(i)]; refused {
+				u.MessageID = aws.ToString(m.MessageId)
+				rep.Unsent = append(rep.Unsent, u)
+				kept[u.MessageID] = aws.ToString(m.ReceiptHandle)
+				page.Unsent++
+				continue // not accepted: it stays in the DLQ
 			}
+			done = append(done, m)
 		}
-		d.release(q.DLQURL, receipts(back))
 		if err := d.delete(ctx, q.DLQURL, done); err != nil {
 			// Sent but still in the DLQ: a later redrive sends them again,
 			// which the idempotent handlers absorb.
-			return moved + len(done), fmt.Errorf("delete redriven messages from %s DLQ: %w", stage, err)
+			for _, m := range done {
+				rep.NotDeleted = append(rep.NotDeleted, aws.ToString(m.MessageId))
+			}
+			rep.Pages++
+			return fmt.Errorf("delete redriven messages from %s DLQ (they are in both queues): %w", stage, err)
 		}
-		moved += len(done)
-		if sendErr != nil {
-			return moved, sendErr
+		rep.Moved += len(done)
+		rep.Pages++
+		page.Moved, page.TotalMoved, page.TotalUnsent, page.Of = len(done), rep.Moved, len(rep.Unsent), max
+		if progress != nil {
+			progress(page)
+		}
+		if res.err != nil {
+			return fmt.Errorf("send to %s queue: %w", stage, res.err)
 		}
 	}
-	return moved, nil
+	return nil
 }
 
-// held returns the messages in a queue, visible or not.
-func (d *Manager) held(ctx context.Context, url string) (int, error) {
+// held returns the messages in a queue, visible or not, and the hidden.
+func (d *Manager) held(ctx context.Context, url string) (int, int, error) {
 	names := []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible}
 	out, err := d.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &url, AttributeNames: names})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	n := 0
-	for _, a := range names {
-		v, _ := strconv.Atoi(out.Attributes[string(a)])
-		n += v
-	}
-	return n, nil
+	visible, _ := strconv.Atoi(out.Attributes[string(names[0])])
+	hidden, _ := strconv.Atoi(out.Attributes[string(names[1])])
+	return visible + hidden, hidden, nil
 }
 
 // sentAfter reports whether SQS received m after t (SQS's clock; a skew
@@ -288,38 +448,115 @@ func sentAfter(m types.Message, t time.Time) bool {
 // maxBatchBytes is SendMessageBatch's limit on the sum of its messages.
 const maxBatchBytes = 256 * 1024
 
-// send sends entries in as few batches as the size limit allows and
-// returns the entry ids that were not accepted, the message ids of those
-// that were, and the first error.
-func (d *Manager) send(ctx context.Context, url string, entries []types.SendMessageBatchRequestEntry) (map[string]bool, []string, error) {
-	failed := map[string]bool{}
-	var sent []string
-	var first error
-	for len(entries) > 0 {
-		n, size := 0, 0
-		for n < len(entries) && (n == 0 || size+entryBytes(entries[n]) <= maxBatchBytes) {
-			size += entryBytes(entries[n])
-			n++
-		}
-		chunk := entries[:n]
-		entries = entries[n:]
-		out, err := d.SQS.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &url, Entries: chunk})
-		if err != nil {
-			for _, e := range chunk {
-				failed[aws.ToString(e.Id)] = true
+// EntryAttempts is how often a redrive sends an entry that SendMessageBatch
+// fails with a retryable error, unless Manager.EntryAttempts says otherwise.
+const EntryAttempts = 4
+
+type sendResult struct {
+	// failed are the entries (by entry id) not accepted, with AWS's reason.
+	failed map[string]Unsent
+	// sent are the stage queue's message ids of the accepted entries.
+	sent []string
+	// err is the error of a request that failed as a whole.
+	err error
+}
+
+// send sends entries in as few batches as the size limit allows. Entries
+// that fail with an error AWS calls retryable are sent again after a
+// back-off, up to the manager's entry attempts; a request that fails as a
+// whole (after the SDK's own retries) fails its entries and ends the send.
+func (d *Manager) send(ctx context.Context, url string, entries []types.SendMessageBatchRequestEntry) sendResult {
+	res := sendResult{failed: map[string]Unsent{}}
+	attempts := cmp.Or(d.EntryAttempts, EntryAttempts)
+	backoff := d.Backoff
+	if backoff == nil {
+		backoff = retry.NewExponentialJitterBackoff(5 * time.Second)
+	}
+	for attempt := 1; len(entries) > 0; attempt++ {
+		var again []types.SendMessageBatchRequestEntry
+		var lastErr error
+		for rest := entries; len(rest) > 0; {
+			n, size := 0, 0
+			for n < len(rest) && (n == 0 || size+entryBytes(rest[n]) <= maxBatchBytes) {
+				size += entryBytes(rest[n])
+				n++
 			}
-			first = cmp.Or(first, err)
-			continue
+			chunk := rest[:n]
+			rest = rest[n:]
+			out, err := d.SQS.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &url, Entries: chunk})
+			if err != nil {
+				// The SDK has retried it where AWS allows: the request's
+				// entries, and those not yet sent, stay in the DLQ.
+				code, msg := errorCode(err)
+				u := Unsent{Code: code, Reason: msg, Retryable: retryables.IsErrorRetryable(err).Bool()}
+				for _, e := range chunk {
+					res.failed[aws.ToString(e.Id)] = u
+				}
+				for _, e := range rest {
+					res.failed[aws.ToString(e.Id)] = u
+				}
+				res.err = err
+				return res
+			}
+			for _, ok := range out.Successful {
+				res.sent = append(res.sent, aws.ToString(ok.MessageId))
+				delete(res.failed, aws.ToString(ok.Id))
+			}
+			for _, f := range out.Failed {
+				id := aws.ToString(f.Id)
+				u := Unsent{Code: aws.ToString(f.Code), Reason: aws.ToString(f.Message), Retryable: entryRetryable(f)}
+				res.failed[id] = u
+				if u.Retryable && attempt < attempts {
+					for _, e := range chunk {
+						if aws.ToString(e.Id) == id {
+							again = append(again, e)
+						}
+					}
+					lastErr = fmt.Errorf("%s: %s", u.Code, u.Reason)
+				}
+			}
 		}
-		for _, f := range out.Failed {
-			failed[aws.ToString(f.Id)] = true
-			first = cmp.Or(first, fmt.Errorf("entry failed: %s %s", aws.ToString(f.Code), aws.ToString(f.Message)))
+		entries = again
+		if len(entries) == 0 {
+			break
 		}
-		for _, ok := range out.Successful {
-			sent = append(sent, aws.ToString(ok.MessageId))
+		delay, err := backoff.BackoffDelay(attempt, lastErr)
+		if err != nil {
+			break
+		}
+		if d.Log != nil {
+			d.Log.Warn("stage queue refused entries of a redriven page; sending them again", zap.Int("entries", len(entries)), zap.Int("attempt", attempt), zap.Duration("after", delay), zap.Error(lastErr))
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return res
+		case <-t.C:
 		}
 	}
-	return failed, sent, first
+	return res
+}
+
+// retryables are the SDK's rules for a retryable request error.
+var retryables = retry.IsErrorRetryables(retry.DefaultRetryables)
+
+// entryRetryable says whether a failed SendMessageBatch entry may be sent
+// again: AWS marks a fault of its own (not the caller's) with SenderFault
+// false; a throttled entry is retryable whoever is at fault.
+func entryRetryable(f types.BatchResultErrorEntry) bool {
+	code := aws.ToString(f.Code)
+	_, throttle := retry.DefaultThrottleErrorCodes[code]
+	return !f.SenderFault || throttle || strings.HasSuffix(code, "ThrottlingException")
+}
+
+// errorCode returns an API error's code and message, or "" and the error.
+func errorCode(err error) (string, string) {
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		return api.ErrorCode(), api.ErrorMessage()
+	}
+	return "", err.Error()
 }
 
 func entryBytes(e types.SendMessageBatchRequestEntry) int {
@@ -360,8 +597,9 @@ func (d *Manager) delete(ctx context.Context, url string, msgs []types.Message) 
 	return nil
 }
 
-// moveTask runs SQS's own redrive and waits for it to finish.
-func (d *Manager) moveTask(ctx context.Context, q Queue) (int, error) {
+// moveTask runs SQS's own redrive and waits for it to finish, reporting
+// its progress as SQS counts it.
+func (d *Manager) moveTask(ctx context.Context, q Queue, rep *Report, progress func(Page)) error {
 	arn := func(url string) (string, error) {
 		out, err := d.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &url, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn}})
 		if err != nil {
@@ -371,32 +609,41 @@ func (d *Manager) moveTask(ctx context.Context, q Queue) (int, error) {
 	}
 	src, err := arn(q.DLQURL)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	dst, err := arn(q.URL)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	if _, err := d.SQS.StartMessageMoveTask(ctx, &sqs.StartMessageMoveTaskInput{SourceArn: &src, DestinationArn: &dst}); err != nil {
-		return 0, err
+	started, err := d.SQS.StartMessageMoveTask(ctx, &sqs.StartMessageMoveTaskInput{SourceArn: &src, DestinationArn: &dst})
+	if err != nil {
+		return err
 	}
+	handle := aws.ToString(started.TaskHandle)
 	for {
 		out, err := d.SQS.ListMessageMoveTasks(ctx, &sqs.ListMessageMoveTasksInput{SourceArn: &src, MaxResults: aws.Int32(1)})
 		if err != nil {
-			return 0, err
+			return fmt.Errorf("message move task %s: %w", handle, err)
 		}
 		if len(out.Results) > 0 {
 			r := out.Results[0]
+			rep.Held, rep.Moved = int(aws.ToInt64(r.ApproximateNumberOfMessagesToMove)), int(r.ApproximateNumberOfMessagesMoved)
+			if progress != nil && rep.Moved > 0 {
+				rep.Pages++
+				progress(Page{Number: rep.Pages, TotalMoved: rep.Moved, Of: rep.Held})
+			}
 			switch aws.ToString(r.Status) {
 			case "COMPLETED":
-				return int(r.ApproximateNumberOfMessagesMoved), nil
+				return nil
 			case "FAILED", "CANCELLED":
-				return int(r.ApproximateNumberOfMessagesMoved), fmt.Errorf("message move task %s: %s", aws.ToString(r.Status), aws.ToString(r.FailureReason))
+				// SQS moved what it counts; the rest is still in the DLQ.
+				return fmt.Errorf("message move task %s %s after moving %d: %s; the messages not moved are still in the DLQ",
+					handle, aws.ToString(r.Status), rep.Moved, aws.ToString(r.FailureReason))
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return fmt.Errorf("message move task %s still running (SQS finishes it): %w", handle, ctx.Err())
 		case <-time.After(time.Second):
 		}
 	}
