@@ -138,7 +138,49 @@ func (b *bench) headline(ctx context.Context, quick bool, m Machine) error {
 		return err
 	}
 	fmt.Fprintf(b.log, "\n%s\nwrote %s\n", md.String(), b.o.headline)
+	if b.o.readme == "" {
+		return nil
+	}
+	if err := quoteHeadline(b.o.readme, md.Bytes()); err != nil {
+		return err
+	}
+	fmt.Fprintf(b.log, "quoted its summary in %s\n", b.o.readme)
 	return nil
+}
+
+// Markers around the summary: in bench/headline.md and in the README,
+// which quotes it word for word (a test compares the two).
+const (
+	headlineBegin = "<!-- headline:begin -->"
+	headlineEnd   = "<!-- headline:end -->"
+)
+
+// quoteHeadline replaces the README's text between the markers with the
+// headline's summary.
+func quoteHeadline(readme string, headline []byte) error {
+	summary, ok := between(string(headline), headlineBegin, headlineEnd)
+	if !ok {
+		return fmt.Errorf("the headline has no %s … %s block", headlineBegin, headlineEnd)
+	}
+	raw, err := os.ReadFile(readme)
+	if err != nil {
+		return err
+	}
+	text := string(raw)
+	i, j := strings.Index(text, headlineBegin), strings.Index(text, headlineEnd)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s has no %s … %s block to quote the headline in", readme, headlineBegin, headlineEnd)
+	}
+	text = text[:i+len(headlineBegin)] + summary + text[j:]
+	return os.WriteFile(readme, []byte(text), 0o644)
+}
+
+func between(s, begin, end string) (string, bool) {
+	i, j := strings.Index(s, begin), strings.Index(s, end)
+	if i < 0 || j < i {
+		return "", false
+	}
+	return s[i+len(begin) : j], true
 }
 
 // floorRun is bench/floor's CPU per call, seq and par8, by benchmark.
@@ -320,8 +362,12 @@ func (h *headlineRun) markdown(w io.Writer) {
 		summary = append(summary, fmt.Sprintf("the bill comes to about **$%.1f per million orders** at AWS list prices", e.Total))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "## Summary (quoted by the README)\n\n<!-- headline:begin -->\nMeasured by `bench/run.sh -only headline` on %s (%s, %d cores, load average %s before, %s after), commit %s: %s.\n<!-- headline:end -->\n\n",
-		m.Date, m.CPUModel, m.CPUs, m.LoadAvg, h.LoadAvgAfter, m.Commit, strings.Join(summary, "; "))
+	smoke := ""
+	if h.Quick {
+		smoke = "**Smoke run (`-quick`, small counts, a busy machine): these figures only check the machinery; they are not measurements.** "
+	}
+	fmt.Fprintf(w, "## Summary (quoted by the README)\n\n%s\n%sMeasured by `bench/run.sh -only headline` on %s (%s, %d cores, load average %s before, %s after), commit %s: %s.\n%s\n\n",
+		headlineBegin, smoke, m.Date, m.CPUModel, m.CPUs, m.LoadAvg, h.LoadAvgAfter, m.Commit, strings.Join(summary, "; "), headlineEnd)
 	h.slowOrders(w)
 }
 

@@ -64,7 +64,7 @@ const (
 
 type options struct {
 	bin, out, plot, figures string
-	headline                string
+	headline, readme        string
 	quick                   bool
 	only                    map[string]bool
 	steadyRate              float64
@@ -127,6 +127,7 @@ func parse(args []string) (options, error) {
 	fs.StringVar(&o.temporalCLI, "temporal", defaultTemporalCLI(), "the Temporal CLI the peer runs `temporal server start-dev` with (bench/run.sh installs it)")
 	fs.StringVar(&o.fromSummary, "from-summary", "", "rewrite the figures and plot from a saved bench/results/summary-*.json instead of measuring")
 	fs.StringVar(&o.headline, "headline", "bench/headline.md", "where -only headline writes its figures")
+	fs.StringVar(&o.readme, "readme", "README.md", "the README whose headline block -only headline rewrites with the summary it wrote (empty: leave it)")
 	fs.BoolVar(&quick, "quick", false, "small runs, for checking the script itself (figures are not meaningful)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
