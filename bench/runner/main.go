@@ -55,7 +55,8 @@ var (
 	naive = config{Name: "naive", Env: []string{"CLOUDCOMMERCE_BATCHING=false"}}
 )
 
-// Targets from issue 6.
+// The benchmark's targets: AWS requests and worker CPU per order at steady
+// load, and the latency goal of the throughput ladder.
 const (
 	targetRequestsPerOrder = 6.5
 	targetCPUMicros        = 300
