@@ -81,7 +81,7 @@ func (b *bench) headline(ctx context.Context, quick bool, m Machine) error {
 	h := &headlineRun{Machine: m, Quick: quick, LadderStep: 50}
 	steadyOrders, peerOrders, floorCalls := 6000, 2000, 2000
 	ladderSeconds := 8.0
-	rates := []float64{100, 150, 200, 250, 300, 350, 400, 450}
+	rates := []float64{150, 200, 250, 300, 350, 400, 450}
 	b.o.flashHot, b.o.flashOther, b.o.flashRate = 1000, 500, 300
 	if quick {
 		steadyOrders, peerOrders, floorCalls, ladderSeconds = 600, 200, 100, 3
