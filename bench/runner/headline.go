@@ -283,6 +283,8 @@ func (h *headlineRun) markdown(w io.Writer) {
 		rb, rn := bt.Load.Requests.PerOrder, nv.Load.Requests.PerOrder
 		row("AWS requests per order, naive / batched", "×"+ratio3(rn, rb),
 			fmt.Sprintf("batched %.2f, naive %.2f requests per order (%d and %d orders at 150/s offered, worker CPU %.0f and %.0f µs per order)", rb, rn, bt.Load.Placed, nv.Load.Placed, bt.WorkerCPUMicros, nv.WorkerCPUMicros))
+		row("worker CPU per order, naive / batched", "×"+ratio3(nv.WorkerCPUMicros, bt.WorkerCPUMicros),
+			fmt.Sprintf("batched %.0f µs, naive %.0f µs per order (/proc utime + stime of the worker over the measured window)", bt.WorkerCPUMicros, nv.WorkerCPUMicros))
 		summary = append(summary, fmt.Sprintf("an order costs **%.2f** AWS requests with batching, **×%s** fewer than the %.2f without", rb, ratio3(rn, rb), rn))
 	} else {
 		row("AWS requests per order, naive / batched", "–", "a steady run failed: "+errText(bt, nv))

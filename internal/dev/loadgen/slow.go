@@ -168,7 +168,7 @@ func cause(s *SlowOrder, retryBase time.Duration) string {
 		gapTotal += gap
 		backoffTotal += backoff
 		parts = append(parts, fmt.Sprintf("receive %d failed at %s (%s), back-off ≤ %s, received again %.1f s after it was visible",
-			a.ReceiveCount, a.At.Format("15:04:05.000"), short(a.Error), backoff, gap.Seconds()))
+			a.ReceiveCount, a.At.Format("15:04:05.000"), short(s.ID, a.Error), backoff, gap.Seconds()))
 	}
 	verdict := "deliberate back-off"
 	if gapTotal > 2*time.Second {
@@ -178,9 +178,13 @@ func cause(s *SlowOrder, retryBase time.Duration) string {
 		s.Slowest.Stage, backoffTotal, strings.Join(parts, "; "))
 }
 
-func short(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
+// short is an error without the order id it repeats, cut to 80 bytes.
+func short(id, err string) string {
+	if i := strings.LastIndex(err, id); i >= 0 {
+		err = strings.TrimLeft(err[i+len(id):], ": ")
 	}
-	return s
+	if len(err) > 80 {
+		return err[:80] + "…"
+	}
+	return err
 }
