@@ -370,7 +370,7 @@ func (h *headlineRun) markdown(w io.Writer) {
 	fmt.Fprintln(w)
 	smoke := ""
 	if h.Quick {
-		smoke = "**Smoke run (`-quick`, small counts, a busy machine): these figures only check the machinery; they are not measurements.** "
+		smoke = "**Smoke run (`-quick`, small counts): these figures only check the machinery; they are not measurements.** "
 	}
 	fmt.Fprintf(w, "## Summary (quoted by the README)\n\n%s\n%sMeasured by `bench/run.sh -only headline` on %s (%s, %d cores, load average %s before, %s after), commit %s: %s.\n%s\n\n",
 		headlineBegin, smoke, m.Date, m.CPUModel, m.CPUs, m.LoadAvg, h.LoadAvgAfter, m.Commit, strings.Join(summary, "; "), headlineEnd)
