@@ -435,8 +435,15 @@ func noiseBand(l ladder, step float64) string {
 // slowOrders lists the steady runs' orders over the threshold with the
 // stage and the cause.
 func (h *headlineRun) slowOrders(w io.Writer) {
-	fmt.Fprintf(w, "## Slow orders (over %s placed→final) in the steady runs\n\n", time.Duration(loadgen.DefaultSlowThreshold))
-	for _, m := range []*Measurement{h.Batched, h.Naive} {
+	writeSlow(w, "## Slow orders", []*Measurement{h.Batched, h.Naive})
+}
+
+// writeSlow lists, per run, the orders over the slow threshold with the
+// stage and the cause, the deliberate transient-payment ones after the
+// others.
+func writeSlow(w io.Writer, heading string, runs []*Measurement) {
+	fmt.Fprintf(w, "%s (over %s placed→final)\n\n", heading, time.Duration(loadgen.DefaultSlowThreshold))
+	for _, m := range runs {
 		if m == nil || m.Load == nil {
 			continue
 		}
@@ -448,8 +455,8 @@ func (h *headlineRun) slowOrders(w io.Writer) {
 				other = append(other, s)
 			}
 		}
-		fmt.Fprintf(w, "**%s at 150/s**: %d of %d orders over %s that are not a deliberate back-off; %d transient-payment orders (retried on purpose) over it.\n\n",
-			m.Config.Name, len(other), m.Load.Placed, time.Duration(loadgen.DefaultSlowThreshold), len(deliberate))
+		fmt.Fprintf(w, "**%s, %s at %.0f/s**: %d of %d orders over %s that are not a deliberate back-off; %d transient-payment orders (retried on purpose) over it.\n\n",
+			m.Scenario, m.Config.Name, m.Load.OfferedRate, len(other), m.Load.Placed, time.Duration(loadgen.DefaultSlowThreshold), len(deliberate))
 		list := append(other, deliberate...)
 		if len(list) == 0 {
 			continue

@@ -77,3 +77,23 @@ func TestQuoteHeadlineRewritesOnlyTheBlock(t *testing.T) {
 		t.Fatal("a headline without the block was quoted")
 	}
 }
+
+func TestWriteSlowListsEachOrderWithStageAndCause(t *testing.T) {
+	m := &Measurement{Scenario: "steady", Config: batched, Load: &loadgen.Result{OfferedRate: 150, Placed: 6000, Slow: []loadgen.SlowOrder{
+		{ID: "o-retried", Transient: true, TotalMs: 41000, Slowest: loadgen.Span{From: "RESERVED", To: "PAID", Stage: "payment", Ms: 40500}, Cause: "the emulator's long poll | gap 3"},
+		{ID: "o-queued", TotalMs: 6200, Slowest: loadgen.Span{From: "PAID", To: "SHIPPED", Stage: "shipping", Ms: 6100}, Cause: "queued 6.1 s in shipping"},
+	}}}
+	var b strings.Builder
+	writeSlow(&b, "### Slow orders", []*Measurement{m, nil})
+	out := b.String()
+	for _, want := range []string{"1 of 6000 orders over 5s that are not a deliberate back-off; 1 transient-payment",
+		"| o-queued | no | 6.20s | shipping (PAID→SHIPPED) | 6.10s | queued 6.1 s in shipping |",
+		"| o-retried | yes | 41s | payment (RESERVED→PAID) | 40s | the emulator's long poll / gap 3 |"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("slow-order list lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Index(out, "o-queued") > strings.Index(out, "o-retried") {
+		t.Error("the deliberate back-off is listed before the order that is not one")
+	}
+}
