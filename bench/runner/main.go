@@ -55,7 +55,8 @@ var (
 	naive = config{Name: "naive", Env: []string{"CLOUDCOMMERCE_BATCHING=false"}}
 )
 
-// Targets from issue 6.
+// The benchmark's targets: AWS requests and worker CPU per order at steady
+// load, and the latency goal of the throughput ladder.
 const (
 	targetRequestsPerOrder = 6.5
 	targetCPUMicros        = 300
@@ -64,6 +65,8 @@ const (
 
 type options struct {
 	bin, out, plot, figures string
+	headline, readme        string
+	quick                   bool
 	only                    map[string]bool
 	steadyRate              float64
 	producerLinger          time.Duration
@@ -98,7 +101,7 @@ func parse(args []string) (options, error) {
 	fs.StringVar(&o.out, "out", "bench/results", "directory for raw JSON lines and logs (git-ignored)")
 	fs.StringVar(&o.plot, "plot", "bench/plot.svg", "where to write the chart")
 	fs.StringVar(&o.figures, "figures", "bench/figures.md", "where to write the tables")
-	fs.StringVar(&only, "only", "steady,api,throughput,scaling,peer", "scenarios to run: steady (requests and CPU per order), api, throughput, scaling, peer (the same burst against CloudCommerce and against Temporal), flash (a flash sale against the per-key write limit; not in the default set)")
+	fs.StringVar(&only, "only", "steady,api,throughput,scaling,peer", "scenarios to run: steady (requests and CPU per order), api, throughput, scaling, peer (the same burst against CloudCommerce and against Temporal), flash (a flash sale against the per-key write limit; not in the default set), headline (every figure the README quotes, in one run of at most 20 minutes on 2 cores, written to -headline; alone)")
 	fs.IntVar(&o.flashHot, "flash-hot", 1000, "flash: orders for one unit each of the SKU on sale")
 	fs.Float64Var(&o.flashFraction, "flash-fraction", 0.5, "flash: the SKU's stock as a fraction of the units its orders ask for")
 	fs.IntVar(&o.flashOther, "flash-other", 500, "flash: other orders placed at the same time, spread through the sale")
@@ -124,6 +127,8 @@ func parse(args []string) (options, error) {
 	fs.IntVar(&o.peerOrders, "peer-orders", 2000, "orders of the peer burst, placed at once on each system")
 	fs.StringVar(&o.temporalCLI, "temporal", defaultTemporalCLI(), "the Temporal CLI the peer runs `temporal server start-dev` with (bench/run.sh installs it)")
 	fs.StringVar(&o.fromSummary, "from-summary", "", "rewrite the figures and plot from a saved bench/results/summary-*.json instead of measuring")
+	fs.StringVar(&o.headline, "headline", "bench/headline.md", "where -only headline writes its figures")
+	fs.StringVar(&o.readme, "readme", "README.md", "the README whose headline block -only headline rewrites with the summary it wrote (empty: leave it)")
 	fs.BoolVar(&quick, "quick", false, "small runs, for checking the script itself (figures are not meaningful)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -170,6 +175,7 @@ func parse(args []string) (options, error) {
 			return o, fmt.Errorf("-configs: unknown configuration %q", c)
 		}
 	}
+	o.quick = quick
 	if quick {
 		o.flashHot, o.flashOther = 200, 100
 		o.steadyOrders, o.apiOrders, o.stepSeconds, o.scaleSeconds, o.peerOrders = 600, 300, 4, 4, 200
@@ -234,7 +240,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return rep.write(o, stdout)
 	}
 	bins := []string{"worker", "devstack"}
-	if o.only["peer"] {
+	if o.only["peer"] || o.only["headline"] {
 		bins = append(bins, "temporal-peer")
 		if _, err := os.Stat(o.temporalCLI); err != nil {
 			return fmt.Errorf("the Temporal CLI (run bench/run.sh, which installs it): %w", err)
@@ -255,6 +261,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	m := machine()
 	fmt.Fprintf(stdout, "machine: %s\nraw results: %s, logs: %s\n", m.String(), b.jsonl, b.logDir)
 
+	if o.only["headline"] {
+		if len(o.only) > 1 {
+			return errors.New("-only headline runs alone")
+		}
+		return b.headline(ctx, o.quick, m)
+	}
 	if o.only["flash"] {
 		runs := b.flash(ctx)
 		if err := writeFlash(runs, o.out, stdout); err != nil {
@@ -495,10 +507,43 @@ func (b *bench) measure(ctx context.Context, scenario string, c config, workers 
 	}
 	m.EmulatorRSSPeakMB = float64(emuPeak) / 1024
 	m.Pass = err == nil && res.P99Ms < latencyGoalMs && res.MaxPlaceLagMs < 1000 && res.OrdersPerSecond99 >= 0.9*rate
+	b.explain(res, label, workers, env)
 	res.Print(b.log)
 	fmt.Fprintf(b.log, "worker CPU (/proc): %.0f µs/order, %.2f cores; emulator %.2f cores; load generator %.2f cores; RSS idle %v MB, peak %v MB; loadavg %s → %s\n",
 		m.WorkerCPUMicros, m.WorkerCores, m.EmulatorCores, m.LoadgenCores, mb(m.WorkerRSSIdleMB), mb(m.WorkerRSSPeakMB), m.LoadAvgStart, m.LoadAvgEnd)
 	return m
+}
+
+// explain adds to the run's slow orders what the workers logged about
+// them (bench/headline.md and the JSON lines show the cause).
+func (b *bench) explain(res *loadgen.Result, label string, workers int, env []string) {
+	if len(res.Slow) == 0 {
+		return
+	}
+	base := time.Second // the worker's default CLOUDCOMMERCE_RETRY_BASE
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "CLOUDCOMMERCE_RETRY_BASE="); ok {
+			if d, err := time.ParseDuration(v); err == nil {
+				base = d
+			}
+		}
+	}
+	var logs []io.Reader
+	for i := range workers {
+		f, err := os.Open(filepath.Join(b.logDir, fmt.Sprintf("%s-worker-%d.log", label, i+1)))
+		if err != nil {
+			fmt.Fprintf(b.log, "slow orders: %v\n", err)
+			continue
+		}
+		defer f.Close()
+		logs = append(logs, f)
+	}
+	if err := loadgen.Explain(res.Slow, base, logs...); err != nil {
+		fmt.Fprintf(b.log, "slow orders: %v\n", err)
+	}
+	for _, s := range res.Slow {
+		fmt.Fprintf(b.log, "slow order %s (transient on purpose: %v): %s, slowest %s %s→%s %s; %s\n", s.ID, s.Transient, d(s.TotalMs), s.Slowest.Stage, s.Slowest.From, s.Slowest.To, d(s.Slowest.Ms), s.Cause)
+	}
 }
 
 // saveProfile fetches a CPU profile of seconds from a worker's ops

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/loadgen"
@@ -72,6 +73,11 @@ func (b *bench) peer(ctx context.Context, stamp string) *peerRun {
 	cmd := exec.CommandContext(ctx, filepath.Join(b.o.bin, "temporal-peer"), "run", "-temporal", b.o.temporalCLI,
 		"-orders", strconv.Itoa(b.o.peerOrders), "-json", out, "-logs", logs)
 	cmd.Stdout, cmd.Stderr = b.log, b.log
+	// Out of time (the headline's budget) or interrupted: SIGTERM, on
+	// which the peer stops the Temporal server and worker it started
+	// (SIGKILL would leave them running), then SIGKILL after a grace.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 20 * time.Second
 	if err := cmd.Run(); err != nil {
 		p.TemporalError = fmt.Sprintf("temporal-peer: %v (logs in %s)", err, logs)
 		fmt.Fprintln(b.log, p.TemporalError)

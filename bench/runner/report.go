@@ -312,6 +312,7 @@ func (r *report) markdown(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 		fmt.Fprintln(w)
+		writeSlow(w, "### Slow orders", r.Steady)
 		var es []cost.Estimate
 		for _, m := range cols {
 			es = append(es, cost.Model(cost.ListPrices, costInput(m)))

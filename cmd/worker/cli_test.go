@@ -9,7 +9,7 @@ import (
 )
 
 // A command group with a positional argument, as `worker orders show ID`
-// will be: one *command value is all a new command needs.
+// is: one *command value is all a new command needs.
 func TestTreeRunsAGroupWithArguments(t *testing.T) {
 	t.Parallel()
 	var shown []string

@@ -26,8 +26,9 @@ func runArgs(args ...string) (stdout, stderr string, err error) {
 	return o.String(), e.String(), err
 }
 
-// The commands the issue names; the tree may grow, never lose one.
-var wantCommands = []string{"run", "provision", "healthcheck", "dlq list", "dlq redrive", "version"}
+// The worker's commands (the operations guide lists them); the tree may
+// grow, never lose one.
+var wantCommands = []string{"run", "provision", "healthcheck", "dlq list", "dlq redrive", "orders show", "orders list", "version"}
 
 // leaves walks the tree: every runnable command's full name and its flags.
 func leaves(c *command, prefix string, visit func(name string, flags []string)) {
@@ -219,17 +220,17 @@ func TestBinaryExitStatuses(t *testing.T) {
 	}
 }
 
-// The README's command list names commands and flags the tree has, and
-// every command of the tree, so it cannot fall behind.
-func TestReadmeListsTheCommandTree(t *testing.T) {
+// The operations guide's command list names commands and flags the tree
+// has, and every command of the tree, so it cannot fall behind.
+func TestOperationsGuideListsTheCommandTree(t *testing.T) {
 	t.Parallel()
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, section, ok := strings.Cut(string(readme), "## The worker's commands")
 	if !ok {
-		t.Fatal("README has no section \"The worker's commands\"")
+		t.Fatal("docs/operations.md has no section \"The worker's commands\"")
 	}
 	_, block, _ := strings.Cut(section, "```\n")
 	block, _, _ = strings.Cut(block, "```")
@@ -239,7 +240,7 @@ func TestReadmeListsTheCommandTree(t *testing.T) {
 	for _, line := range strings.Split(strings.TrimSpace(block), "\n") {
 		words := strings.Fields(line)
 		if len(words) < 2 || words[0] != "worker" {
-			t.Errorf("README command line %q does not start with worker", line)
+			t.Errorf("docs/operations.md: command line %q does not start with worker", line)
 			continue
 		}
 		// The longest command path the line starts with.
@@ -251,7 +252,7 @@ func TestReadmeListsTheCommandTree(t *testing.T) {
 		}
 		if name == "" {
 			if words[1] != "help" {
-				t.Errorf("README lists %q, which is not a command of the tree", line)
+				t.Errorf("docs/operations.md lists %q, which is not a command of the tree", line)
 			}
 			continue
 		}
@@ -259,13 +260,13 @@ func TestReadmeListsTheCommandTree(t *testing.T) {
 		for _, w := range words {
 			w = strings.Trim(w, "[]")
 			if strings.HasPrefix(w, "--") && !slices.Contains(flagsOf[name], w) {
-				t.Errorf("README gives `worker %s` the flag %s, which it does not have", name, w)
+				t.Errorf("docs/operations.md gives `worker %s` the flag %s, which it does not have", name, w)
 			}
 		}
 	}
 	for name := range flagsOf {
 		if !documented[name] {
-			t.Errorf("README's command list lacks `worker %s`", name)
+			t.Errorf("docs/operations.md's command list lacks `worker %s`", name)
 		}
 	}
 }

@@ -41,23 +41,11 @@ func httpClient(perHost int) *awshttp.BuildableClient {
 // without an io.WriterTo, and (when opened is set) counts the connections
 // the transport opens, by service.
 //
-// Why the body must not be an io.WriterTo: net/http writes a request body
-// from the connection's write loop, and after copying ContentLength bytes
-// it copies the rest to io.Discard to check that nothing is left
-// (net/http transfer.go, transferWriter.writeBody). A fast endpoint can
-// answer before that check runs; smithy-go's ClientHandler closes the body
-// as soon as Client.Do returns, and its closed body wrapper
-// (transport/http/internal/io/safe.go, safeWriteToReadCloser.WriteTo)
-// answers the check with io.EOF. io.Copy passes an error from WriteTo on
-// as it is, so net/http takes it for a failed write and closes the
-// connection while the caller is still reading the response: a large
-// response (a ReceiveMessage of ten orders) fails with "use of closed
-// network connection", the retryer receives a different batch, and the
-// first batch waits out its visibility timeout; a small one costs a new
-// connection. A body with only Read (and Seek, so the SDK can rewind it
-// for a retry) takes the Read path, where a closed body's io.EOF is the
-// normal end of the copy. docs/upstream-smithy-writeto.md is the report
-// for smithy-go.
+// With an io.WriterTo body, net/http's check for left-over bytes can meet
+// smithy-go's already-closed body, take its io.EOF for a failed write and
+// close the connection under a response still being read (a ReceiveMessage
+// of ten orders then fails and waits out its visibility timeout). The
+// mechanism, and the report for smithy-go: docs/upstream-smithy-writeto.md.
 //
 // It sits last in the deserialize step, right before the client handler
 // builds the net/http request, so no other middleware replaces the stream

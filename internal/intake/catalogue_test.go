@@ -179,7 +179,7 @@ func TestAdjustmentsKeepReservationsMadeMeanwhile(t *testing.T) {
 	}
 }
 
-func TestInputAcceptedAsTheIssueSays(t *testing.T) {
+func TestInputWithinTheLimitsIsAccepted(t *testing.T) {
 	t.Parallel()
 	a := newAPI(t)
 	// 150 × é is 300 bytes and 150 characters: within the 200-character limit.

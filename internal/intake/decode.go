@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	json "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -22,6 +23,64 @@ import (
 
 // MaxProblemErrors caps the errors one problem document lists.
 const MaxProblemErrors = 50
+
+// MaxDepth is the deepest nesting of arrays and objects a body may have.
+// The deepest valid order nests three levels (items[0].unit_price); a body
+// nested deeper is refused before it is decoded, with a fixed message, so
+// neither the work nor the answer grows with the depth.
+const MaxDepth = 32
+
+// errTooDeep answers a body nested deeper than MaxDepth.
+var errTooDeep = fmt.Errorf("the body nests arrays and objects more than %d levels deep", MaxDepth)
+
+// Field paths and details quote the request; both are cut to these lengths
+// (in bytes, on a character boundary) so an answer stays small whatever the
+// input.
+const (
+	maxFieldLen  = 128
+	maxDetailLen = 256
+)
+
+// clip cuts s to at most n bytes on a UTF-8 boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "…"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}
+
+// tooDeep reports whether body nests arrays and objects more than max
+// levels deep, looking only at brackets outside strings.
+func tooDeep(body []byte, max int) bool {
+	depth, inString, escaped := 0, false, false
+	for _, c := range body {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			if depth++; depth > max {
+				return true
+			}
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return false
+}
 
 // intField and strField remember whether the member was present.
 type intField struct {
@@ -54,7 +113,7 @@ type wireOrder struct {
 		Phone   strField       `json:"phone"`
 		Unknown jsontext.Value `json:",unknown"`
 	} `json:"customer"`
-	Items   []wireItem `json:"items"`
+	Items   []*wireItem `json:"items"` // a null item stays nil and is named as a whole
 	Payment *struct {
 		Token   strField       `json:"token"`
 		Unknown jsontext.Value `json:",unknown"`
@@ -97,14 +156,18 @@ func (f *fieldErrors) add(field, format string, args ...any) {
 		return
 	}
 	f.seen[field] = true
-	f.list = append(f.list, pipeline.FieldError{Field: field, Detail: fmt.Sprintf(format, args...)})
+	f.list = append(f.list, pipeline.FieldError{Field: clip(field, maxFieldLen), Detail: clip(fmt.Sprintf(format, args...), maxDetailLen)})
 }
 
 // path turns a JSON Pointer into the API's field path: /items/0/unit_price
 // → items[0].unit_price; the empty pointer (the whole document) is "body".
+// A path longer than maxFieldLen is cut there.
 func path(ptr jsontext.Pointer) string {
 	var b strings.Builder
 	for tok := range ptr.Tokens() {
+		if b.Len() > maxFieldLen {
+			break
+		}
 		if _, err := strconv.ParseUint(tok, 10, 32); err == nil && b.Len() > 0 {
 			b.WriteString("[" + tok + "]")
 			continue
@@ -117,7 +180,7 @@ func path(ptr jsontext.Pointer) string {
 	if b.Len() == 0 {
 		return "body"
 	}
-	return b.String()
+	return clip(b.String(), maxFieldLen)
 }
 
 func join(p, key string) string {
@@ -157,6 +220,10 @@ var errSyntax = errors.New("the body is not valid JSON")
 // wrapped with the position, after recording the field, when the body is
 // not well-formed JSON.
 func decode(body []byte, v any, f *fieldErrors) error {
+	if tooDeep(body, MaxDepth) {
+		f.add("body", "%s", errTooDeep.Error())
+		return fmt.Errorf("%w: %v", errSyntax, errTooDeep)
+	}
 	leaf := func(dec *jsontext.Decoder, parse func(jsontext.Value) (string, bool)) error {
 		val, err := dec.ReadValue()
 		if err != nil {
@@ -207,8 +274,9 @@ func decode(body []byte, v any, f *fieldErrors) error {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			field = "body" // truncated: the position says little
 		}
-		f.add(field, "%s", strings.TrimPrefix(syn.Error(), "jsontext: "))
-		return fmt.Errorf("%w: %s", errSyntax, strings.TrimPrefix(syn.Error(), "jsontext: "))
+		detail := clip(strings.TrimPrefix(syn.Error(), "jsontext: "), maxDetailLen)
+		f.add(field, "%s", detail)
+		return fmt.Errorf("%w: %s", errSyntax, detail)
 	case errors.As(err, &sem):
 		// A value of the wrong kind where an object or array belongs: the
 		// library reports the first; the leaves report the rest.
@@ -218,8 +286,9 @@ func decode(body []byte, v any, f *fieldErrors) error {
 		}
 		f.add(path(sem.JSONPointer), "must be a JSON %s, not %s", what, kindName(sem.JSONKind))
 	case err != nil:
-		f.add("body", "%s", err.Error())
-		return fmt.Errorf("%w: %v", errSyntax, err)
+		detail := clip(err.Error(), maxDetailLen)
+		f.add("body", "%s", detail)
+		return fmt.Errorf("%w: %s", errSyntax, detail)
 	}
 	if k := jsontext.Value(body).Kind(); k != '{' {
 		f.add("body", "must be a JSON object, not %s", kindName(k))
@@ -267,11 +336,18 @@ func decodeOrder(body []byte) (pipeline.OrderRequest, []pipeline.FieldError, err
 		f.unknown("customer", c.Unknown)
 		r.Customer = pipeline.Customer{ID: c.ID.Value, Email: c.Email.Value, Phone: c.Phone.Value}
 	}
+	var nulls []string // items that are null: named once, not by their fields
 	if len(w.Items) > pipeline.MaxItems {
 		f.add("items", "must contain at most %d items, got %d", pipeline.MaxItems, len(w.Items))
 	} else {
 		for i, it := range w.Items {
 			p := fmt.Sprintf("items[%d]", i)
+			if it == nil {
+				f.add(p, "must be a JSON object, not null")
+				nulls = append(nulls, p)
+				r.Items = append(r.Items, pipeline.Item{}) // keeps the later items' indexes
+				continue
+			}
 			f.unknown(p, it.Unknown)
 			item := pipeline.Item{SKU: it.SKU.Value, Quantity: it.Quantity.Value}
 			if it.UnitPrice == nil {
@@ -298,7 +374,13 @@ func decodeOrder(body []byte) (pipeline.OrderRequest, []pipeline.FieldError, err
 		if !errors.As(err, &ve) {
 			return r, nil, err
 		}
+	fields:
 		for _, e := range ve.Fields {
+			for _, p := range nulls {
+				if strings.HasPrefix(e.Field, p+".") {
+					continue fields
+				}
+			}
 			f.add(e.Field, "%s", e.Detail)
 		}
 	}

@@ -32,6 +32,7 @@ type hostile struct {
 	status  int
 	field   string // the problem must name this field...
 	detail  string // ...or, for answers about no field, say this
+	unnamed string // the problem must not name this field
 }
 
 // set returns a mutation that sets the value at a dotted path (items.0.x).
@@ -193,6 +194,33 @@ func hostileCases(t *testing.T) []hostile {
 		hostile{name: "wrong API key", auth: "Bearer nope", status: 401, detail: "Authorization"},
 		hostile{name: "key without scheme", auth: apiKey, status: 401, detail: "Authorization"},
 	)
+	// Bodies built to make the answer large: deep nesting, long names and
+	// values quoted back, many errors. Every answer stays under
+	// intake.MaxProblemBytes (checked for every case).
+	deep := func(n int, open, close string) []byte {
+		return []byte(`{"items":` + strings.Repeat(open, n) + `1` + strings.Repeat(close, n) + `}`)
+	}
+	longNames := map[string]any{}
+	for i := range 40 {
+		longNames[fmt.Sprintf("%03d", i)+strings.Repeat("\x01", 200)] = i
+	}
+	manyNulls := validBody()
+	manyNulls["items"] = make([]any, pipeline.MaxItems)
+	cs = append(cs,
+		hostile{name: "20,000 arrays deep", body: deep(20000, "[", "]"), status: 400, field: "body", detail: "32 levels"},
+		hostile{name: "10,000 objects deep", body: deep(10000, `{"a":`, "}"), status: 400, field: "body", detail: "32 levels"},
+		hostile{name: "33 levels deep", body: deep(32, "[", "]"), status: 400, field: "body", detail: "32 levels"},
+		hostile{name: "32 levels deep is decoded", body: deep(31, "[", "]"), status: 400, field: "items[0]"},
+		hostile{name: "deep nesting unclosed", body: []byte(`{"items":` + strings.Repeat("[", 20000)), status: 400, field: "body", detail: "32 levels"},
+		hostile{name: "brackets inside strings are not nesting", mutate: set("shipping_address.line1", strings.Repeat("[", 300)), status: 400, field: "shipping_address.line1"},
+		hostile{name: "null item", mutate: func(m map[string]any) { m["items"].([]any)[0] = nil }, status: 400, field: "items[0]", unnamed: "items[0].sku"},
+		hostile{name: "null second item", mutate: func(m map[string]any) { m["items"].([]any)[1] = nil }, status: 400, field: "items[1]", unnamed: "items[1].unit_price"},
+		hostile{name: "every item null", body: marshal(t, manyNulls), status: 400, field: "items[0]", unnamed: "items[0].quantity"},
+		hostile{name: "40 long control-character names", body: marshal(t, longNames), status: 400, field: "000" + strings.Repeat("\x01", 122) + "…"},
+		hostile{name: "a 60,000-digit amount", body: rawOrder(t, `"amount":1250`, `"amount":1`+strings.Repeat("0", 60000)+`.5`), status: 400, field: "items[0].unit_price.amount"},
+		hostile{name: "a 30,000-byte unknown member", body: rawOrder(t, `"payment":`, `"`+strings.Repeat("\u2028", 10000)+`":1,"payment":`), status: 400, field: strings.Repeat("\u2028", 41) + "…"},
+		hostile{name: "a 60,000-character path", method: "GET", path: "/v1/" + strings.Repeat("x", 60000), status: 404, detail: "no route"},
+	)
 	// Stock.
 	for name, body := range map[string]string{
 		"available missing": `{}`, "available -1": `{"available":-1}`, "available above the maximum": `{"available":1000000001}`,
@@ -353,6 +381,17 @@ func TestHostileInputIsRefusedAndWritesNothing(t *testing.T) {
 			}
 			if len(p.Errors) > intake.MaxProblemErrors {
 				t.Fatalf("%d errors listed, more than %d", len(p.Errors), intake.MaxProblemErrors)
+			}
+			if buf.Len() > intake.MaxProblemBytes {
+				t.Fatalf("problem of %d bytes, more than %d", buf.Len(), intake.MaxProblemBytes)
+			}
+			for _, e := range p.Errors {
+				if len(e.Field) > 128 || len(e.Detail) > 256 {
+					t.Fatalf("error text not cut: field of %d bytes, detail of %d", len(e.Field), len(e.Detail))
+				}
+			}
+			if c.unnamed != "" && slicesContainsField(p.Errors, c.unnamed) {
+				t.Fatalf("problem names %s: %s", c.unnamed, buf.Bytes())
 			}
 			if c.field != "" && !slicesContainsField(p.Errors, c.field) {
 				t.Fatalf("problem does not name %s: %s", c.field, buf.Bytes())

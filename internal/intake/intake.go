@@ -189,15 +189,33 @@ type Problem struct {
 	MoreErrors int                   `json:"more_errors,omitempty"`
 }
 
+// MaxProblemBytes bounds the size of a problem document, whatever the
+// request: texts that quote the request are cut (see clip) and, should the
+// listed errors still not fit, fewer are listed and counted in MoreErrors.
+const MaxProblemBytes = 16 << 10
+
 func problem(w http.ResponseWriter, status int, title, detail string, fields []pipeline.FieldError) int {
-	p := Problem{Type: "about:blank", Title: title, Status: status, Detail: detail, Errors: fields}
-	if len(fields) > MaxProblemErrors {
-		p.Errors, p.MoreErrors = fields[:MaxProblemErrors], len(fields)-MaxProblemErrors
-		p.Detail += fmt.Sprintf(" (the first %d errors are listed; %d more were found)", MaxProblemErrors, p.MoreErrors)
+	detail = clip(detail, maxDetailLen)
+	n := min(len(fields), MaxProblemErrors)
+	var b []byte
+	for {
+		p := Problem{Type: "about:blank", Title: title, Status: status, Detail: detail, Errors: make([]pipeline.FieldError, n)}
+		for i, e := range fields[:n] {
+			p.Errors[i] = pipeline.FieldError{Field: clip(e.Field, maxFieldLen), Detail: clip(e.Detail, maxDetailLen)}
+		}
+		if n < len(fields) {
+			p.MoreErrors = len(fields) - n
+			p.Detail += fmt.Sprintf(" (the first %d errors are listed; %d more were found)", n, p.MoreErrors)
+		}
+		b, _ = json.Marshal(p)
+		if len(b) < MaxProblemBytes || n == 0 {
+			break
+		}
+		n /= 2
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(p)
+	_, _ = w.Write(append(b, '\n'))
 	return status
 }
 

@@ -52,7 +52,7 @@ const (
 
 func TestComposeStackOnDocker(t *testing.T) {
 	if os.Getenv("CLOUDCOMMERCE_DOCKER_TESTS") != "1" {
-		t.Skip("set CLOUDCOMMERCE_DOCKER_TESTS=1 to run the compose stack on the Docker engine (test/compose/run.sh does)")
+		t.Skip("needs a Docker engine: set CLOUDCOMMERCE_DOCKER_TESTS=1 where one runs to run the compose stack on it (test/compose/run.sh does)")
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()

@@ -126,6 +126,7 @@ func (r *run) summarise(ctx context.Context, res *Result) error {
 	}
 	res.Placed, res.PlaceErrors = len(orders), int(r.placeErrs.Load())
 	res.ByStatus = map[string]int{}
+	res.SlowThresholdMs = ms(r.cfg.SlowThreshold)
 	res.MaxPlaceLagMs = ms(time.Duration(r.maxLag.Load()))
 	if !r.placeEnd.IsZero() && res.Placed > 0 {
 		res.PlaceRate = float64(res.Placed) / r.placeEnd.Sub(r.start).Seconds()
@@ -153,6 +154,9 @@ func (r *run) summarise(ctx context.Context, res *Result) error {
 		res.latencies = append(res.latencies, d)
 		if !o.transient {
 			happy = append(happy, d)
+		}
+		if r.cfg.SlowThreshold > 0 && d > r.cfg.SlowThreshold {
+			res.Slow = append(res.Slow, slowOrder(so.Order, o.transient))
 		}
 		done = append(done, so.UpdatedAt)
 		if first.IsZero() || so.PlacedAt.Before(first) {

@@ -89,6 +89,10 @@ type Config struct {
 	// reading the counters, so batched deletes of the last messages are
 	// counted. Default 1s.
 	Settle time.Duration
+	// SlowThreshold: every order that takes longer from placed to final
+	// is recorded in Result.Slow with its timeline. Default
+	// DefaultSlowThreshold; negative records none.
+	SlowThreshold time.Duration
 	// CheckInterval is how often pending orders are read. Default 250ms.
 	CheckInterval time.Duration
 	// BeforePlacing and AfterCounters, when set, run just before the first
@@ -148,6 +152,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Settle <= 0 {
 		c.Settle = time.Second
+	}
+	if c.SlowThreshold == 0 {
+		c.SlowThreshold = DefaultSlowThreshold
 	}
 	if c.CheckInterval <= 0 {
 		c.CheckInterval = 250 * time.Millisecond
@@ -215,6 +222,11 @@ type Result struct {
 	// CheckerRequests counts the load generator's own reads (not counted
 	// in Requests).
 	CheckerRequests int64 `json:"checker_requests"`
+	// SlowThresholdMs and Slow: every order slower than the threshold,
+	// with its history per stage, the deliberate transient-payment orders
+	// included (marked); Explain adds the worker's view.
+	SlowThresholdMs float64     `json:"slow_threshold_ms"`
+	Slow            []SlowOrder `json:"slow,omitempty"`
 
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`

@@ -26,6 +26,15 @@ func (r *Result) Print(w io.Writer) {
 	fmt.Fprintf(w, "placed→final latency: p50 %s  p95 %s  p99 %s  max %s  (p99 without transient-payment orders %s)\n",
 		fmtMs(r.P50Ms), fmtMs(r.P95Ms), fmtMs(r.P99Ms), fmtMs(r.MaxMs), fmtMs(r.P99HappyMs))
 	fmt.Fprint(w, Histogram(r.latencies))
+	if len(r.Slow) > 0 {
+		var transient int
+		for _, s := range r.Slow {
+			if s.Transient {
+				transient++
+			}
+		}
+		fmt.Fprintf(w, "over %s: %d orders (%d of them paid with the transient-failure token, which backs off on purpose)\n", fmtMs(r.SlowThresholdMs), len(r.Slow), transient)
+	}
 	fmt.Fprint(w, "final status:")
 	for _, st := range pipeline.AllStatuses {
 		if n := r.ByStatus[string(st)]; n > 0 {
