@@ -223,10 +223,7 @@ func TestEveryAWSBlockMatchesTheProviderSchema(t *testing.T) {
 	c := cfg(t)
 	s := awsSchema(t)
 	checked := map[string]int{}
-	mods := slices.Clone(c.all)
-	for _, name := range sortedKeys(c.examples) {
-		mods = append(mods, c.examples[name])
-	}
+	mods := append(slices.Clone(c.all), c.examples...)
 	for _, m := range mods {
 		for _, b := range m.blocks {
 			if (b.Type != "resource" && b.Type != "data") || !strings.HasPrefix(b.Labels[0], "aws_") {
@@ -390,10 +387,7 @@ func TestProviderPinMatchesTheSchema(t *testing.T) {
 	if parts[2] != "0" {
 		want = "~> " + s.Version
 	}
-	mods := slices.Clone(c.all)
-	for _, name := range sortedKeys(c.examples) {
-		mods = append(mods, c.examples[name])
-	}
+	mods := append(slices.Clone(c.all), c.examples...)
 	for _, m := range mods {
 		for _, tf := range m.blocksOf("terraform") {
 			for _, rp := range children(tf, "required_providers") {
