@@ -349,8 +349,9 @@ func checkObservedCalls(t *testing.T, grants map[string]map[string][]string, cal
 	}
 	// The other direction, for the task role: each action it grants on a
 	// kind of resource is used on that kind somewhere, or listed. (The
-	// Lambda roles are held to docs/lambda.md's table in TestObservedCallsAreGranted;
-	// invocation of one function, too little to say what is never called.)
+	// Lambda roles are held to docs/lambda.md's table in
+	// TestObservedCallsAreGranted; the suites run one invocation of one
+	// function, too little to say what is never called.)
 	for _, action := range sortedKeys(grants["task"]) {
 		kinds := map[string]bool{}
 		for _, r := range grants["task"][action] {
