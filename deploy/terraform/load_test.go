@@ -4,7 +4,9 @@
 //
 //   - iam_test.go: every AWS call the shipped binaries were seen making is
 //     granted by the role they run under, reading the role policies from
-//     the JSON plan Terraform makes with the real aws provider, offline;
+//     the JSON plan Terraform makes with the real aws provider, offline
+//     (plan_test.go); env_test.go holds the environments of that plan to
+//     what the binaries read;
 //   - schema_test.go: every aws_* block against the provider's published
 //     schema, for machines where the provider cannot be installed (parsed
 //     with hashicorp/hcl; nothing is evaluated).

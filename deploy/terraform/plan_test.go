@@ -29,6 +29,8 @@ const (
 )
 
 // planRun is one `run` block: a name and its variables, as HCL.
+// terraformPlans returns, per run, its resource changes and (under the
+// address "output.<name>") its output changes.
 type planRun struct {
 	name string
 	vars string
@@ -187,6 +189,9 @@ func terraformPlans(t *testing.T, c *config, runs []planRun) map[string][]resour
 			Message  string `json:"@message"`
 			TestPlan *struct {
 				ResourceChanges []resourceChange `json:"resource_changes"`
+				OutputChanges   map[string]struct {
+					After json.RawMessage `json:"after"`
+				} `json:"output_changes"`
 			} `json:"test_plan"`
 			Diagnostic *struct {
 				Summary string `json:"summary"`
@@ -199,6 +204,11 @@ func terraformPlans(t *testing.T, c *config, runs []planRun) map[string][]resour
 		switch {
 		case msg.TestPlan != nil:
 			plans[msg.Run] = msg.TestPlan.ResourceChanges
+			for name, o := range msg.TestPlan.OutputChanges {
+				rc := resourceChange{Address: "output." + name}
+				rc.Change.After = o.After
+				plans[msg.Run] = append(plans[msg.Run], rc)
+			}
 		case msg.Diagnostic != nil:
 			failures = append(failures, msg.Run+": "+msg.Diagnostic.Summary+": "+msg.Diagnostic.Detail)
 		}
