@@ -197,8 +197,13 @@ run "prometheus_workspace_rules_and_alert_manager" {
     error_message = "Each namespace must hold its rule file unchanged, in the created workspace."
   }
   assert {
-    condition     = strcontains(aws_prometheus_alert_manager_definition.this[0].definition, aws_sns_topic.alarms.arn)
-    error_message = "The alert manager must route to the alarms topic."
+    condition = alltrue([for r in yamldecode(yamldecode(aws_prometheus_alert_manager_definition.this[0].definition).alertmanager_config).receivers :
+    r.sns_configs[0].topic_arn == aws_sns_topic.alarms.arn && r.sns_configs[0].sigv4.region == var.region])
+    error_message = "Every alert manager receiver must publish to the alarms topic, signed for the region."
+  }
+  assert {
+    condition     = yamldecode(yamldecode(aws_prometheus_alert_manager_definition.this[0].definition).alertmanager_config).route.receiver == "alarms-topic"
+    error_message = "The alert manager's route must end at the alarms topic receiver."
   }
   assert {
     condition     = output.prometheus_query_url == aws_prometheus_workspace.this[0].prometheus_endpoint

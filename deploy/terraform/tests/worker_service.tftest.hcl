@@ -164,8 +164,16 @@ run "metrics_collector_sidecar_scrapes_the_ops_port_and_remote_writes" {
     error_message = "The collector scrapes the worker's ops port on 127.0.0.1."
   }
   assert {
-    condition     = strcontains(jsondecode(aws_ecs_task_definition.this.container_definitions)[1].environment[0].value, var.metrics_collector.remote_write_url)
+    condition     = yamldecode(jsondecode(aws_ecs_task_definition.this.container_definitions)[1].environment[0].value).exporters.prometheusremotewrite.endpoint == var.metrics_collector.remote_write_url
     error_message = "The collector remote-writes to the workspace."
+  }
+  assert {
+    condition     = yamldecode(jsondecode(aws_ecs_task_definition.this.container_definitions)[1].environment[0].value).service.pipelines.metrics == { receivers = ["prometheus"], processors = ["resourcedetection/ecs", "resource/instance", "batch"], exporters = ["prometheusremotewrite"] }
+    error_message = "The collector's metrics pipeline runs the scrape through the task label to the remote write."
+  }
+  assert {
+    condition     = yamldecode(jsondecode(aws_ecs_task_definition.this.container_definitions)[1].environment[0].value).extensions.sigv4auth == { region = var.region, service = "aps" }
+    error_message = "The remote write is signed for aps in the region."
   }
   assert {
     condition     = yamldecode(jsondecode(aws_ecs_task_definition.this.container_definitions)[1].environment[0].value).receivers.prometheus.config.global.scrape_interval == "30s"
