@@ -223,10 +223,7 @@ func TestEveryAWSBlockMatchesTheProviderSchema(t *testing.T) {
 	c := cfg(t)
 	s := awsSchema(t)
 	checked := map[string]int{}
-	mods := slices.Clone(c.all)
-	for _, name := range sortedKeys(c.examples) {
-		mods = append(mods, c.examples[name])
-	}
+	mods := append(slices.Clone(c.all), c.examples...)
 	for _, m := range mods {
 		for _, b := range m.blocks {
 			if (b.Type != "resource" && b.Type != "data") || !strings.HasPrefix(b.Labels[0], "aws_") {
@@ -260,28 +257,16 @@ func TestEveryAWSBlockMatchesTheProviderSchema(t *testing.T) {
 func TestProviderSchemaCheckCatchesMistakes(t *testing.T) {
 	t.Parallel()
 	s := awsSchema(t)
+	read := func(name string) []byte {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
 	queueFile, serviceFile, iamFile, mainFile := filepath.Join("modules", "queue", "main.tf"), filepath.Join("modules", "worker_service", "main.tf"), "iam.tf", "main.tf"
-	queue, err := os.ReadFile(queueFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	service, err := os.ReadFile(serviceFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	iam, err := os.ReadFile(iamFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	main, err := os.ReadFile(mainFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	scalingFile := filepath.Join("modules", "worker_service", "autoscaling.tf")
-	scaling, err := os.ReadFile(scalingFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	queue, service, iam, main, scaling := read(queueFile), read(serviceFile), read(iamFile), read(mainFile), read(scalingFile)
 	cases := []struct {
 		name      string
 		file      string
@@ -390,10 +375,7 @@ func TestProviderPinMatchesTheSchema(t *testing.T) {
 	if parts[2] != "0" {
 		want = "~> " + s.Version
 	}
-	mods := slices.Clone(c.all)
-	for _, name := range sortedKeys(c.examples) {
-		mods = append(mods, c.examples[name])
-	}
+	mods := append(slices.Clone(c.all), c.examples...)
 	for _, m := range mods {
 		for _, tf := range m.blocksOf("terraform") {
 			for _, rp := range children(tf, "required_providers") {

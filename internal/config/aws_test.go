@@ -38,40 +38,6 @@ func TestOpsAddrDefault(t *testing.T) {
 	}
 }
 
-// The defaults written in the variable table (and so in `worker help` and
-// the README) are the ones the configuration takes.
-func TestEnvTableDefaultsAreTheEffectiveDefaults(t *testing.T) {
-	t.Parallel()
-	d := config.WorkerDefaults()
-	for _, v := range config.WorkerEnv {
-		if v.Default == "" || v.Name == "AWS_REGION" || v.Name == "AWS_MAX_ATTEMPTS" {
-			continue
-		}
-		// Setting each variable to its documented default changes nothing.
-		c, err := config.WorkerFromEnv(env(map[string]string{v.Name: v.Default}))
-		if err != nil {
-			t.Errorf("%s=%s (its documented default) is refused: %v", v.Name, v.Default, err)
-			continue
-		}
-		if c.Prefix != d.Prefix || c.OpsAddr != d.OpsAddr || c.Pollers != d.Pollers || c.WaitTime != d.WaitTime ||
-			c.Visibility != d.Visibility || c.HandlerTimeout != d.HandlerTimeout || c.ShutdownTimeout != d.ShutdownTimeout ||
-			c.BatchLinger != d.BatchLinger || c.ReceiveLinger != d.ReceiveLinger || c.DeleteLinger != d.DeleteLinger ||
-			c.RetryBase != d.RetryBase || c.SweepInterval != d.SweepInterval || c.StuckAfter != d.StuckAfter ||
-			c.QueueSampleInterval != d.QueueSampleInterval || c.PublishBatch != d.PublishBatch || c.PaymentGateway != d.PaymentGateway ||
-			c.LogLevel != d.LogLevel || c.BatchingOn() != d.BatchingOn() || c.Pprof != d.Pprof || c.CarrierDelay != d.CarrierDelay {
-			t.Errorf("%s=%s, its documented default, gives %+v; the default is %+v", v.Name, v.Default, c, d)
-		}
-		for st, n := range d.Concurrency {
-			if c.Concurrency[st] != n {
-				t.Errorf("%s=%s: %s concurrency %d, default %d", v.Name, v.Default, st, c.Concurrency[st], n)
-			}
-		}
-	}
-	if d.DeleteLinger != config.DefaultDeleteLinger || d.ReceiveLinger != config.DefaultReceiveLinger {
-		t.Errorf("worker lingers %s/%s, want the shared defaults %s/%s", d.DeleteLinger, d.ReceiveLinger, config.DefaultDeleteLinger, config.DefaultReceiveLinger)
-	}
-}
-
 // The recording variable and the Lambda's stage reach every client's
 // recorder through the options; unset, nothing is recorded.
 func TestAWSPassesTheCallRecording(t *testing.T) {

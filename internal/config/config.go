@@ -13,44 +13,32 @@ import (
 	"time"
 )
 
-// Defaults shared by the worker, its stage consumers and the Lambda
-// adapter. The queue package takes its own defaults from here, so a
-// consumer built without the worker's configuration behaves as the worker
-// does.
+// Settings that are not environment variables.
 const (
-	DefaultPrefix      = "cloudcommerce"
-	DefaultOpsAddr     = ":9090"
-	DefaultConcurrency = 16
-	DefaultPollers     = 1
-	DefaultMaxReceive  = 10
-	DefaultWaitTime    = 20 * time.Second
-	DefaultVisibility  = 30 * time.Second
-	// DefaultReceiveVisibility is capped by the queue's visibility timeout.
-	DefaultReceiveVisibility = 10 * time.Second
-	DefaultHandlerTimeout    = 20 * time.Second
-	DefaultShutdownTimeout   = 25 * time.Second
-	DefaultBatchLinger       = 10 * time.Millisecond
-	DefaultReceiveLinger     = 50 * time.Millisecond
-	DefaultDeleteBatch       = 10
-	DefaultDeleteLinger      = 100 * time.Millisecond
-	DefaultRetryBase         = time.Second
-	DefaultRetryMax          = 5 * time.Minute
-	DefaultSweepInterval     = 30 * time.Second
-	DefaultStuckAfter        = 2 * time.Minute
-	DefaultSampleInterval    = 15 * time.Second
-	DefaultPublishBatch      = "auto"
-	DefaultPaymentGateway    = "sandbox"
-	DefaultLogLevel          = "info"
-
-	// Lambda-only defaults.
-	DefaultLambdaConcurrency = 10
-	DefaultDeadlineMargin    = 3 * time.Second
-	DefaultLambdaLinger      = 5 * time.Millisecond
+	// DefaultMaxReceive is a stage queue's maxReceiveCount as provisioned.
+	DefaultMaxReceive = 10
+	// DefaultRetryMax caps the back-off of a transient failure.
+	DefaultRetryMax = 5 * time.Minute
+	// DefaultDeleteBatch is the most entries of one DeleteMessageBatch.
+	DefaultDeleteBatch = 10
 )
 
-// Var is one environment variable a component reads: its name, its
-// default as written in the README ("" for none) and what it means.
-type Var struct{ Name, Default, Meaning string }
+// The worker's declared defaults (Worker's tags), which the queue package
+// takes for a consumer built without the worker's configuration, so that it
+// behaves as the worker does.
+var (
+	workerDefaults = WorkerDefaults()
+
+	DefaultOpsAddr        = workerDefaults.OpsAddr
+	DefaultConcurrency    = workerDefaults.InventoryConcurrency
+	DefaultPollers        = workerDefaults.Pollers
+	DefaultWaitTime       = workerDefaults.WaitTime
+	DefaultVisibility     = workerDefaults.Visibility
+	DefaultHandlerTimeout = workerDefaults.HandlerTimeout
+	DefaultRetryBase      = workerDefaults.RetryBase
+	DefaultReceiveLinger  = workerDefaults.ReceiveLinger
+	DefaultDeleteLinger   = workerDefaults.DeleteLinger
+)
 
 // sharedProblems checks the settings the worker and the Lambda function
 // share: the resource prefix, SNS PublishBatch and the log level.
@@ -68,4 +56,18 @@ func sharedProblems(prefix, publishBatch, logLevel string) []error {
 		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_LOG_LEVEL=%q: want debug, info, warn or error", logLevel))
 	}
 	return errs
+}
+
+// ValidPrefix reports whether p is usable as the prefix of AWS resource
+// names: 1-40 letters, digits, - or _.
+func ValidPrefix(p string) bool {
+	if p == "" || len(p) > 40 {
+		return false
+	}
+	for _, c := range p {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -11,117 +12,61 @@ import (
 	"github.com/cloudcommerce/cloudcommerce/internal/stripe"
 )
 
-// Lambda is the Lambda function's configuration. Every field is read from one
-// environment variable (named in its comment; the names and meanings are
-// the worker's where both have the setting) and zero means its default.
+// Lambda is the Lambda function's configuration. Each field is one
+// environment variable, declared by its tags (env.go); the names and
+// meanings are the worker's where both have the setting.
 type Lambda struct {
-	// Prefix of every AWS resource name. CLOUDCOMMERCE_PREFIX, default "cloudcommerce".
-	Prefix string
-	// Stage pins the function to one stage queue. CLOUDCOMMERCE_STAGE:
-	// inventory, payment or shipping; default empty, meaning any of the
-	// three, chosen per record from its eventSourceARN. When set, only that
-	// stage's queues are looked up at cold start, and a record from another
-	// stage's queue is refused (reported as a batch item failure).
-	Stage pipeline.Stage
+	Prefix string `env:"CLOUDCOMMERCE_PREFIX" envDefault:"cloudcommerce" doc:"prefix of every AWS resource name"`
+	// Stage pins the function to one stage queue: only that stage's queues
+	// are looked up at cold start, and a record from another stage's queue
+	// is refused (reported as a batch item failure).
+	Stage pipeline.Stage `env:"CLOUDCOMMERCE_STAGE" doc:"inventory, payment or shipping: the one stage queue this function serves; empty: any, by eventSourceARN"`
 	// Concurrency is how many records of one batch are handled at once.
-	// CLOUDCOMMERCE_LAMBDA_CONCURRENCY, default 10, 1..1000.
-	Concurrency int
-	// HandlerTimeout bounds one record's handling. CLOUDCOMMERCE_HANDLER_TIMEOUT, default 20s.
-	HandlerTimeout time.Duration
-	// DeadlineMargin is kept free before the invocation's deadline for
-	// dead-lettering, back-off and answering: handlers are cancelled that
-	// long before it. CLOUDCOMMERCE_DEADLINE_MARGIN, default 3s.
-	DeadlineMargin time.Duration
-	// RetryBase is the first back-off of a transient failure, doubled per
-	// receive up to RetryMax (5m). CLOUDCOMMERCE_RETRY_BASE, default 1s.
-	RetryBase time.Duration
-	RetryMax  time.Duration
-	// Batching turns event and notification batching on. CLOUDCOMMERCE_BATCHING, default true.
-	Batching *bool
-	// BatchLinger is how long a batched call waits for company. CLOUDCOMMERCE_BATCH_LINGER, default 5ms.
-	BatchLinger time.Duration
-	// TopicARN of the notifications topic. CLOUDCOMMERCE_TOPIC_ARN; when
-	// empty it is looked up by name at cold start (CreateTopic, which is
-	// idempotent but needs sns:CreateTopic): set it in production.
-	TopicARN string
-	// PublishBatch: "auto" or "off" (SNS PublishBatch). CLOUDCOMMERCE_SNS_PUBLISH_BATCH, default auto.
-	PublishBatch string
-	// PaymentGateway is "sandbox" or "stripe". CLOUDCOMMERCE_PAYMENT_GATEWAY, default sandbox.
-	PaymentGateway string
-	// StripeSecretKey is the Stripe secret key. CLOUDCOMMERCE_STRIPE_SECRET_KEY.
-	// A Lambda environment variable is stored in the function's
-	// configuration (and Terraform state), so production sets
-	// StripeSecretARN instead.
-	StripeSecretKey string
-	// StripeSecretARN is a Secrets Manager secret whose string is the Stripe
-	// secret key, read once at cold start. CLOUDCOMMERCE_STRIPE_SECRET_ARN.
-	StripeSecretARN string
-	// LogLevel is debug, info, warn or error. CLOUDCOMMERCE_LOG_LEVEL, default info.
-	LogLevel string
+	Concurrency    int           `env:"CLOUDCOMMERCE_LAMBDA_CONCURRENCY" envDefault:"10" range:"1,1000" doc:"records of one batch handled at once"`
+	HandlerTimeout time.Duration `env:"CLOUDCOMMERCE_HANDLER_TIMEOUT" envDefault:"20s" doc:"deadline of one record's handling"`
+	// DeadlineMargin: handlers are cancelled that long before the
+	// invocation's deadline, for dead-lettering, back-off and answering.
+	DeadlineMargin time.Duration `env:"CLOUDCOMMERCE_DEADLINE_MARGIN" envDefault:"3s" doc:"time kept before the invocation deadline for dead-lettering and answering"`
+	RetryBase      time.Duration `env:"CLOUDCOMMERCE_RETRY_BASE" envDefault:"1s" doc:"first back-off of a transient failure, doubled per receive up to 5m"`
+	// RetryMax caps the back-off (not an environment variable).
+	RetryMax    time.Duration
+	Batching    *bool         `env:"CLOUDCOMMERCE_BATCHING" envDefault:"true" doc:"batch events and notifications across the records of an invocation"`
+	BatchLinger time.Duration `env:"CLOUDCOMMERCE_BATCH_LINGER" envDefault:"5ms" doc:"how long a batched call waits for more entries"`
+	// TopicARN: when empty the topic is looked up by name at cold start
+	// (CreateTopic, idempotent but needs sns:CreateTopic): set it in production.
+	TopicARN       string `env:"CLOUDCOMMERCE_TOPIC_ARN" doc:"notifications topic ARN; looked up by name (sns:CreateTopic) when empty"`
+	PublishBatch   string `env:"CLOUDCOMMERCE_SNS_PUBLISH_BATCH" envDefault:"auto" doc:"auto uses SNS PublishBatch where the endpoint has it; off never"`
+	PaymentGateway string `env:"CLOUDCOMMERCE_PAYMENT_GATEWAY" envDefault:"sandbox" doc:"payment provider adapter: sandbox or stripe"`
+	// StripeSecretARN is read once at cold start. A Lambda environment
+	// variable is stored in the function's configuration (and Terraform
+	// state), so production sets it rather than StripeSecretKey.
+	StripeSecretARN string `env:"CLOUDCOMMERCE_STRIPE_SECRET_ARN" doc:"Secrets Manager secret holding the Stripe secret key (stripe gateway; preferred)"`
+	StripeSecretKey string `env:"CLOUDCOMMERCE_STRIPE_SECRET_KEY" doc:"the Stripe secret key itself (stripe gateway; for local runs)"`
+	LogLevel        string `env:"CLOUDCOMMERCE_LOG_LEVEL" envDefault:"info" doc:"debug, info, warn or error"`
 }
 
 // LambdaEnv lists every environment variable the function reads, with its
-// default and meaning, for documentation and checks.
-var LambdaEnv = []Var{
-	{"AWS_REGION", "(set by Lambda)", "AWS region (standard SDK variable)"},
-	{"CLOUDCOMMERCE_PREFIX", "cloudcommerce", "prefix of every AWS resource name"},
-	{"CLOUDCOMMERCE_STAGE", "", "inventory, payment or shipping: the one stage queue this function serves; empty: any, by eventSourceARN"},
-	{"CLOUDCOMMERCE_LAMBDA_CONCURRENCY", "10", "records of one batch handled at once"},
-	{"CLOUDCOMMERCE_HANDLER_TIMEOUT", "20s", "deadline of one record's handling"},
-	{"CLOUDCOMMERCE_DEADLINE_MARGIN", "3s", "time kept before the invocation deadline for dead-lettering and answering"},
-	{"CLOUDCOMMERCE_RETRY_BASE", "1s", "first back-off of a transient failure, doubled per receive up to 5m"},
-	{"CLOUDCOMMERCE_BATCHING", "true", "batch events and notifications across the records of an invocation"},
-	{"CLOUDCOMMERCE_BATCH_LINGER", "5ms", "how long a batched call waits for more entries"},
-	{"CLOUDCOMMERCE_TOPIC_ARN", "", "notifications topic ARN; looked up by name (sns:CreateTopic) when empty"},
-	{"CLOUDCOMMERCE_SNS_PUBLISH_BATCH", "auto", "auto uses SNS PublishBatch where the endpoint has it; off never"},
-	{"CLOUDCOMMERCE_PAYMENT_GATEWAY", "sandbox", "payment provider adapter: sandbox or stripe"},
-	{"CLOUDCOMMERCE_STRIPE_SECRET_ARN", "", "Secrets Manager secret holding the Stripe secret key (stripe gateway; preferred)"},
-	{"CLOUDCOMMERCE_STRIPE_SECRET_KEY", "", "the Stripe secret key itself (stripe gateway; for local runs)"},
-	{"CLOUDCOMMERCE_LOG_LEVEL", "info", "debug, info, warn or error"},
-}
+// default and meaning.
+var LambdaEnv = append([]Var{{"AWS_REGION", "(set by Lambda)", "AWS region (standard SDK variable)"}}, vars(reflect.TypeOf(Lambda{}))...)
 
-// Fill sets every zero field to its default.
+// Fill sets every zero field to its declared default.
 func (c *Lambda) Fill() {
-	c.Prefix = cmp.Or(c.Prefix, DefaultPrefix)
-	c.PublishBatch = cmp.Or(c.PublishBatch, DefaultPublishBatch)
-	c.PaymentGateway = cmp.Or(c.PaymentGateway, DefaultPaymentGateway)
-	c.LogLevel = cmp.Or(c.LogLevel, DefaultLogLevel)
-	c.Concurrency = cmp.Or(c.Concurrency, DefaultLambdaConcurrency)
-	c.HandlerTimeout = cmp.Or(c.HandlerTimeout, DefaultHandlerTimeout)
-	c.DeadlineMargin = cmp.Or(c.DeadlineMargin, DefaultDeadlineMargin)
-	c.RetryBase = cmp.Or(c.RetryBase, DefaultRetryBase)
+	fill(c)
 	c.RetryMax = cmp.Or(c.RetryMax, DefaultRetryMax)
-	c.BatchLinger = cmp.Or(c.BatchLinger, DefaultLambdaLinger)
-	if c.Batching == nil {
-		t := true
-		c.Batching = &t
-	}
 }
 
 // BatchingOn reports whether batching is on.
 func (c Lambda) BatchingOn() bool { return c.Batching == nil || *c.Batching }
 
-// LambdaFromEnv reads the function's configuration from getenv and validates it, reporting
-// every problem at once.
+// LambdaFromEnv reads the function's configuration from getenv and
+// validates it, reporting every problem at once.
 func LambdaFromEnv(getenv func(string) string) (Lambda, error) {
 	var c Lambda
-	r := newReader(getenv)
-	c.Prefix = r.String("CLOUDCOMMERCE_PREFIX")
-	c.Stage = pipeline.Stage(strings.TrimSpace(r.String("CLOUDCOMMERCE_STAGE")))
-	r.Int("CLOUDCOMMERCE_LAMBDA_CONCURRENCY", &c.Concurrency, 1, 1000)
-	r.Duration("CLOUDCOMMERCE_HANDLER_TIMEOUT", &c.HandlerTimeout, false)
-	r.Duration("CLOUDCOMMERCE_DEADLINE_MARGIN", &c.DeadlineMargin, false)
-	r.Duration("CLOUDCOMMERCE_RETRY_BASE", &c.RetryBase, false)
-	r.Duration("CLOUDCOMMERCE_BATCH_LINGER", &c.BatchLinger, false)
-	r.Bool("CLOUDCOMMERCE_BATCHING", &c.Batching)
-	c.TopicARN = r.String("CLOUDCOMMERCE_TOPIC_ARN")
-	c.PublishBatch = r.String("CLOUDCOMMERCE_SNS_PUBLISH_BATCH")
-	c.PaymentGateway = r.String("CLOUDCOMMERCE_PAYMENT_GATEWAY")
-	c.StripeSecretKey = r.String(stripe.EnvSecretKey)
-	c.StripeSecretARN = strings.TrimSpace(r.String("CLOUDCOMMERCE_STRIPE_SECRET_ARN"))
-	c.LogLevel = r.String("CLOUDCOMMERCE_LOG_LEVEL")
+	_, errs := load(&c, getenv)
+	c.Stage = pipeline.Stage(strings.TrimSpace(string(c.Stage)))
+	c.StripeSecretARN = strings.TrimSpace(c.StripeSecretARN)
 	c.Fill()
-	if err := errors.Join(r.Err(), c.Validate()); err != nil {
+	if err := errors.Join(errors.Join(errs...), c.Validate()); err != nil {
 		return c, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	return c, nil

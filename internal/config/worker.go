@@ -5,126 +5,66 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
+	"reflect"
 	"time"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 	"github.com/cloudcommerce/cloudcommerce/internal/stripe"
 )
 
-// Worker is the worker's configuration. Every field is read from one
-// environment variable (named in its comment) and zero means its default.
+// Worker is the worker's configuration. Each field is one environment
+// variable, declared by its tags (env.go): name, default, meaning, range.
 type Worker struct {
-	// Prefix of every AWS resource name. CLOUDCOMMERCE_PREFIX, default "cloudcommerce".
-	Prefix string
-	// OpsAddr serves /metrics, /healthz, /readyz. CLOUDCOMMERCE_OPS_ADDR, default ":9090".
-	OpsAddr string
-	// IntakeAddr, when set, serves the intake API. CLOUDCOMMERCE_INTAKE_ADDR, default off.
-	IntakeAddr string
-	// APIKey, when set, is required by the intake API. CLOUDCOMMERCE_API_KEY.
-	APIKey string
-	// Concurrency per stage: CLOUDCOMMERCE_INVENTORY_CONCURRENCY,
-	// CLOUDCOMMERCE_PAYMENT_CONCURRENCY, CLOUDCOMMERCE_SHIPPING_CONCURRENCY, default 16 each.
-	Concurrency map[pipeline.Stage]int
-	// Pollers per stage. CLOUDCOMMERCE_POLLERS, default 1.
-	Pollers int
-	// WaitTime is the long-poll wait, 1s..20s. CLOUDCOMMERCE_WAIT_TIME, default 20s.
-	WaitTime time.Duration
-	// Visibility is the stage queues' visibility timeout (as provisioned),
-	// the most ReceiveVisibility defaults to.
-	// CLOUDCOMMERCE_VISIBILITY_TIMEOUT, default 30s.
-	Visibility time.Duration
-	// ReceiveVisibility is how long a received message stays hidden: each
-	// receive asks SQS for it instead of the queue's timeout, and the
-	// heartbeat extends a message still being handled at half of it, by
-	// it. A receive whose response is lost on the way then costs this,
-	// not the queue's timeout; a handler still running costs one
-	// extension per half of it. CLOUDCOMMERCE_RECEIVE_VISIBILITY, default
-	// 10s or Visibility if shorter.
-	ReceiveVisibility time.Duration
-	// HandlerTimeout bounds one message's handling. CLOUDCOMMERCE_HANDLER_TIMEOUT, default 20s.
-	HandlerTimeout time.Duration
-	// ShutdownTimeout is how long in-flight handlers may run after SIGTERM.
-	// CLOUDCOMMERCE_SHUTDOWN_TIMEOUT, default 25s (ECS waits 30s).
-	ShutdownTimeout time.Duration
-	// Batching turns receive/delete/event/notification batching on.
-	// CLOUDCOMMERCE_BATCHING, default true.
-	Batching *bool
-	// BatchLinger is how long a batched call waits for company. CLOUDCOMMERCE_BATCH_LINGER, default 10ms.
-	BatchLinger time.Duration
-	// ReceiveLinger is how long a poller waits after a receive that came
-	// back partly filled before the next, so receives carry more messages.
-	// CLOUDCOMMERCE_RECEIVE_LINGER, default 50ms; 0 turns it off.
-	ReceiveLinger time.Duration
-	// DeleteLinger is how long an acknowledgement waits for company in a
-	// DeleteMessageBatch; it never holds up a handler.
-	// CLOUDCOMMERCE_DELETE_LINGER, default 100ms.
-	DeleteLinger time.Duration
-	// RetryBase is the first back-off of a transient failure (doubling per
-	// receive, up to 5m). CLOUDCOMMERCE_RETRY_BASE, default 1s.
-	RetryBase time.Duration
-	// SweepInterval is how often stuck orders are looked for; "off" disables.
-	// CLOUDCOMMERCE_SWEEP_INTERVAL, default 30s.
-	SweepInterval time.Duration
-	// StuckAfter is how long an order may sit in a non-final status before
-	// the sweep re-publishes its event. CLOUDCOMMERCE_STUCK_AFTER, default 2m.
-	StuckAfter time.Duration
-	// QueueSampleInterval is how often queue depths are sampled.
-	// CLOUDCOMMERCE_QUEUE_SAMPLE_INTERVAL, default 15s.
-	QueueSampleInterval time.Duration
-	// TopicARN of the notifications topic; when empty it is looked up by
-	// name (CreateTopic is idempotent). CLOUDCOMMERCE_TOPIC_ARN.
-	TopicARN string
-	// PublishBatch: "auto" or "off" (SNS PublishBatch). CLOUDCOMMERCE_SNS_PUBLISH_BATCH, default auto.
-	PublishBatch string
-	// PaymentGateway is "sandbox" or "stripe". CLOUDCOMMERCE_PAYMENT_GATEWAY, default sandbox.
-	PaymentGateway string
-	// StripeSecretKey is the Stripe API key, for the stripe gateway.
-	// CLOUDCOMMERCE_STRIPE_SECRET_KEY (from a secret store; never logged).
-	StripeSecretKey string
-	// CarrierDelay makes the sandbox carrier slow. CLOUDCOMMERCE_CARRIER_DELAY, default 0.
-	CarrierDelay time.Duration
-	// Pprof serves net/http/pprof at /debug/pprof/ on the ops address.
-	// CLOUDCOMMERCE_PPROF, default false.
-	Pprof bool
-	// LogLevel is debug, info, warn or error. CLOUDCOMMERCE_LOG_LEVEL, default info.
-	LogLevel string
+	Prefix     string `env:"CLOUDCOMMERCE_PREFIX" envDefault:"cloudcommerce" doc:"prefix of every AWS resource name"`
+	OpsAddr    string `env:"CLOUDCOMMERCE_OPS_ADDR" envDefault:":9090" doc:"address of /metrics, /healthz, /readyz"`
+	IntakeAddr string `env:"CLOUDCOMMERCE_INTAKE_ADDR" doc:"address of the intake API; empty turns it off"`
+	APIKey     string `env:"CLOUDCOMMERCE_API_KEY" doc:"when set, the intake API requires Authorization: Bearer <key>"`
+
+	InventoryConcurrency int `env:"CLOUDCOMMERCE_INVENTORY_CONCURRENCY" envDefault:"16" range:"1,1000" doc:"inventory handlers running at once"`
+	PaymentConcurrency   int `env:"CLOUDCOMMERCE_PAYMENT_CONCURRENCY" envDefault:"16" range:"1,1000" doc:"payment handlers running at once"`
+	ShippingConcurrency  int `env:"CLOUDCOMMERCE_SHIPPING_CONCURRENCY" envDefault:"16" range:"1,1000" doc:"shipping handlers running at once"`
+	// Concurrency is the three above by stage (Fill sets it from them).
+	Concurrency map[pipeline.Stage]int `env:"-"`
+
+	Pollers    int           `env:"CLOUDCOMMERCE_POLLERS" envDefault:"1" range:"1,32" doc:"concurrent long-polls per stage (raise only when receives come back full)"`
+	WaitTime   time.Duration `env:"CLOUDCOMMERCE_WAIT_TIME" envDefault:"20s" doc:"long-poll wait (1s..20s)"`
+	Visibility time.Duration `env:"CLOUDCOMMERCE_VISIBILITY_TIMEOUT" envDefault:"30s" doc:"the stage queues' visibility timeout; caps the default of CLOUDCOMMERCE_RECEIVE_VISIBILITY"`
+	// ReceiveVisibility is asked for on each receive instead of the queue's
+	// timeout, and the heartbeat extends a message still being handled at
+	// half of it, by it: a receive whose response is lost costs this, not
+	// the queue's timeout. Unset, it is at most Visibility.
+	ReceiveVisibility time.Duration `env:"CLOUDCOMMERCE_RECEIVE_VISIBILITY" envDefault:"10s" doc:"how long a received message stays hidden (asked for on each receive, so a lost receive costs this, not the queue's timeout); handlers still running at half of it are extended by it; at most CLOUDCOMMERCE_VISIBILITY_TIMEOUT by default"`
+	HandlerTimeout    time.Duration `env:"CLOUDCOMMERCE_HANDLER_TIMEOUT" envDefault:"20s" doc:"deadline of one message's handling"`
+	ShutdownTimeout   time.Duration `env:"CLOUDCOMMERCE_SHUTDOWN_TIMEOUT" envDefault:"25s" doc:"time in-flight work gets after SIGTERM (keep below the ECS stopTimeout of 30s)"`
+	Batching          *bool         `env:"CLOUDCOMMERCE_BATCHING" envDefault:"true" doc:"batch receives, deletes, events and notifications; false for one per call"`
+	BatchLinger       time.Duration `env:"CLOUDCOMMERCE_BATCH_LINGER" envDefault:"10ms" doc:"how long a batched PutEvents or SNS PublishBatch waits for more entries"`
+	ReceiveLinger     time.Duration `env:"CLOUDCOMMERCE_RECEIVE_LINGER" envDefault:"50ms" off:"true" doc:"wait after a partly filled receive before the next, so receives (and the deletes and events after them) carry more messages; 0 turns it off"`
+	DeleteLinger      time.Duration `env:"CLOUDCOMMERCE_DELETE_LINGER" envDefault:"100ms" doc:"how long an acknowledgement waits for more in a DeleteMessageBatch; it never delays a handler"`
+	RetryBase         time.Duration `env:"CLOUDCOMMERCE_RETRY_BASE" envDefault:"1s" doc:"first back-off of a transient failure, doubled per receive up to 5m"`
+	SweepInterval     time.Duration `env:"CLOUDCOMMERCE_SWEEP_INTERVAL" envDefault:"30s" off:"true" doc:"how often stuck orders are re-published; off disables"`
+	StuckAfter        time.Duration `env:"CLOUDCOMMERCE_STUCK_AFTER" envDefault:"2m" doc:"age at which a non-final order counts as stuck"`
+	// QueueSampleInterval: "off" or "0" turns the sampling off.
+	QueueSampleInterval time.Duration `env:"CLOUDCOMMERCE_QUEUE_SAMPLE_INTERVAL" envDefault:"15s" off:"true" doc:"how often queue depths are sampled for metrics"`
+	TopicARN            string        `env:"CLOUDCOMMERCE_TOPIC_ARN" doc:"notifications topic ARN; looked up by name when empty"`
+	PublishBatch        string        `env:"CLOUDCOMMERCE_SNS_PUBLISH_BATCH" envDefault:"auto" doc:"auto uses SNS PublishBatch where the endpoint has it; off never"`
+	PaymentGateway      string        `env:"CLOUDCOMMERCE_PAYMENT_GATEWAY" envDefault:"sandbox" doc:"payment provider adapter: sandbox or stripe (docs/stripe.md)"`
+	// StripeSecretKey comes from a secret store and is never logged.
+	StripeSecretKey string        `env:"CLOUDCOMMERCE_STRIPE_SECRET_KEY" doc:"Stripe secret key, required with the stripe gateway (inject it from a secret store)"`
+	CarrierDelay    time.Duration `env:"CLOUDCOMMERCE_CARRIER_DELAY" envDefault:"0s" zero:"ok" doc:"artificial delay of the sandbox carrier (for testing slow handlers)"`
+	LogLevel        string        `env:"CLOUDCOMMERCE_LOG_LEVEL" envDefault:"info" doc:"debug, info, warn or error"`
+	Pprof           bool          `env:"CLOUDCOMMERCE_PPROF" envDefault:"false" doc:"serve Go's profiler at /debug/pprof/ on the ops address (keep that address private)"`
 }
 
 // WorkerEnv lists every environment variable the worker reads, with its
-// default and meaning, for documentation and checks.
-var WorkerEnv = []Var{
-	{"AWS_REGION", "us-east-1", "AWS region (standard SDK variable)"},
-	{"AWS_ENDPOINT_URL", "", "AWS endpoint override, e.g. LocalStack or the devstack emulator (standard SDK variable)"},
-	{"AWS_MAX_ATTEMPTS", "3", "attempts per AWS call by the SDK's retryer, the only retry below the queue's (standard SDK variable)"},
-	{"CLOUDCOMMERCE_PREFIX", "cloudcommerce", "prefix of every AWS resource name"},
-	{"CLOUDCOMMERCE_OPS_ADDR", ":9090", "address of /metrics, /healthz, /readyz"},
-	{"CLOUDCOMMERCE_INTAKE_ADDR", "", "address of the intake API; empty turns it off"},
-	{"CLOUDCOMMERCE_API_KEY", "", "when set, the intake API requires Authorization: Bearer <key>"},
-	{"CLOUDCOMMERCE_INVENTORY_CONCURRENCY", "16", "inventory handlers running at once"},
-	{"CLOUDCOMMERCE_PAYMENT_CONCURRENCY", "16", "payment handlers running at once"},
-	{"CLOUDCOMMERCE_SHIPPING_CONCURRENCY", "16", "shipping handlers running at once"},
-	{"CLOUDCOMMERCE_POLLERS", "1", "concurrent long-polls per stage (raise only when receives come back full)"},
-	{"CLOUDCOMMERCE_WAIT_TIME", "20s", "long-poll wait (1s..20s)"},
-	{"CLOUDCOMMERCE_VISIBILITY_TIMEOUT", "30s", "the stage queues' visibility timeout; caps the default of CLOUDCOMMERCE_RECEIVE_VISIBILITY"},
-	{"CLOUDCOMMERCE_RECEIVE_VISIBILITY", "10s", "how long a received message stays hidden (asked for on each receive, so a lost receive costs this); handlers still running at half of it are extended by it; at most CLOUDCOMMERCE_VISIBILITY_TIMEOUT by default"},
-	{"CLOUDCOMMERCE_HANDLER_TIMEOUT", "20s", "deadline of one message's handling"},
-	{"CLOUDCOMMERCE_SHUTDOWN_TIMEOUT", "25s", "time in-flight work gets after SIGTERM (keep below ECS stopTimeout)"},
-	{"CLOUDCOMMERCE_BATCHING", "true", "batch receives, deletes, events and notifications; false for one per call"},
-	{"CLOUDCOMMERCE_BATCH_LINGER", "10ms", "how long a batched PutEvents or PublishBatch waits for more entries"},
-	{"CLOUDCOMMERCE_RECEIVE_LINGER", "50ms", "wait after a partly filled receive before the next, so receives carry more messages; 0 turns it off"},
-	{"CLOUDCOMMERCE_DELETE_LINGER", "100ms", "how long an acknowledgement waits for more in a DeleteMessageBatch (never delays a handler)"},
-	{"CLOUDCOMMERCE_RETRY_BASE", "1s", "first back-off of a transient failure, doubled per receive up to 5m"},
-	{"CLOUDCOMMERCE_SWEEP_INTERVAL", "30s", "how often stuck orders are re-published; off disables"},
-	{"CLOUDCOMMERCE_STUCK_AFTER", "2m", "age at which a non-final order counts as stuck"},
-	{"CLOUDCOMMERCE_QUEUE_SAMPLE_INTERVAL", "15s", "how often queue depths are sampled for metrics"},
-	{"CLOUDCOMMERCE_TOPIC_ARN", "", "notifications topic ARN; looked up by name when empty"},
-	{"CLOUDCOMMERCE_SNS_PUBLISH_BATCH", "auto", "auto uses SNS PublishBatch where the endpoint has it; off never"},
-	{"CLOUDCOMMERCE_PAYMENT_GATEWAY", "sandbox", "payment provider adapter: sandbox or stripe"},
-	{"CLOUDCOMMERCE_STRIPE_SECRET_KEY", "", "Stripe secret key, required with the stripe gateway (inject from a secret store)"},
-	{"CLOUDCOMMERCE_CARRIER_DELAY", "0s", "artificial delay of the sandbox carrier (for testing slow handlers)"},
-	{"CLOUDCOMMERCE_LOG_LEVEL", "info", "debug, info, warn or error"},
-	{"CLOUDCOMMERCE_PPROF", "false", "serve Go's profiler at /debug/pprof/ on the ops address (keep that address private)"},
+// default and meaning: the SDK's own, then Worker's declarations.
+var WorkerEnv = append(vars(reflect.TypeOf(SDK{})), vars(reflect.TypeOf(Worker{}))...)
+
+// SDK declares, for documentation, the standard variables the AWS SDK
+// reads itself (AWS reads the region and endpoint from them too).
+type SDK struct {
+	Region      string `env:"AWS_REGION" envDefault:"us-east-1" doc:"AWS region (standard SDK variable)"`
+	Endpoint    string `env:"AWS_ENDPOINT_URL" doc:"endpoint override: LocalStack, the devstack emulator (standard SDK variable)"`
+	MaxAttempts int    `env:"AWS_MAX_ATTEMPTS" envDefault:"3" doc:"attempts per AWS call by the SDK's retryer, the only retry below the queue's (standard SDK variable)"`
 }
 
 // WorkerDefaults returns the worker's configuration with every default
@@ -135,35 +75,19 @@ func WorkerDefaults() Worker {
 	return c
 }
 
-// Fill sets every zero field to its default.
+// Fill sets every zero field to its declared default; the per-stage
+// concurrency map is completed from the per-stage fields.
 func (c *Worker) Fill() {
-	c.Prefix = cmp.Or(c.Prefix, DefaultPrefix)
-	c.OpsAddr = cmp.Or(c.OpsAddr, DefaultOpsAddr)
-	c.PublishBatch = cmp.Or(c.PublishBatch, DefaultPublishBatch)
-	c.PaymentGateway = cmp.Or(c.PaymentGateway, DefaultPaymentGateway)
-	c.LogLevel = cmp.Or(c.LogLevel, DefaultLogLevel)
+	receiveVisibilityUnset := c.ReceiveVisibility == 0
+	fill(c)
+	if receiveVisibilityUnset {
+		c.ReceiveVisibility = min(c.ReceiveVisibility, c.Visibility)
+	}
 	if c.Concurrency == nil {
 		c.Concurrency = map[pipeline.Stage]int{}
 	}
-	for _, st := range pipeline.Stages {
-		c.Concurrency[st] = cmp.Or(c.Concurrency[st], DefaultConcurrency)
-	}
-	c.Pollers = cmp.Or(c.Pollers, DefaultPollers)
-	c.WaitTime = cmp.Or(c.WaitTime, DefaultWaitTime)
-	c.Visibility = cmp.Or(c.Visibility, DefaultVisibility)
-	c.ReceiveVisibility = cmp.Or(c.ReceiveVisibility, min(DefaultReceiveVisibility, c.Visibility))
-	c.HandlerTimeout = cmp.Or(c.HandlerTimeout, DefaultHandlerTimeout)
-	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
-	c.BatchLinger = cmp.Or(c.BatchLinger, DefaultBatchLinger)
-	c.ReceiveLinger = cmp.Or(c.ReceiveLinger, DefaultReceiveLinger)
-	c.DeleteLinger = cmp.Or(c.DeleteLinger, DefaultDeleteLinger)
-	c.RetryBase = cmp.Or(c.RetryBase, DefaultRetryBase)
-	c.SweepInterval = cmp.Or(c.SweepInterval, DefaultSweepInterval)
-	c.StuckAfter = cmp.Or(c.StuckAfter, DefaultStuckAfter)
-	c.QueueSampleInterval = cmp.Or(c.QueueSampleInterval, DefaultSampleInterval)
-	if c.Batching == nil {
-		t := true
-		c.Batching = &t
+	for st, n := range map[pipeline.Stage]int{pipeline.StageInventory: c.InventoryConcurrency, pipeline.StagePayment: c.PaymentConcurrency, pipeline.StageShipping: c.ShippingConcurrency} {
+		c.Concurrency[st] = cmp.Or(c.Concurrency[st], n)
 	}
 }
 
@@ -184,46 +108,16 @@ func (c Worker) AWSCalls() int {
 	return n
 }
 
-// WorkerFromEnv reads the worker's configuration from getenv and validates it, reporting
-// every problem at once.
+// WorkerFromEnv reads the worker's configuration from getenv and validates
+// it, reporting every problem at once.
 func WorkerFromEnv(getenv func(string) string) (Worker, error) {
 	var c Worker
-	r := newReader(getenv)
-	c.Prefix = r.String("CLOUDCOMMERCE_PREFIX")
-	c.OpsAddr = r.String("CLOUDCOMMERCE_OPS_ADDR")
-	c.IntakeAddr = r.String("CLOUDCOMMERCE_INTAKE_ADDR")
-	c.APIKey = r.String("CLOUDCOMMERCE_API_KEY")
-	c.TopicARN = r.String("CLOUDCOMMERCE_TOPIC_ARN")
-	c.PublishBatch = r.String("CLOUDCOMMERCE_SNS_PUBLISH_BATCH")
-	c.PaymentGateway = r.String("CLOUDCOMMERCE_PAYMENT_GATEWAY")
-	c.StripeSecretKey = r.String(stripe.EnvSecretKey)
-	c.LogLevel = r.String("CLOUDCOMMERCE_LOG_LEVEL")
-	c.Concurrency = map[pipeline.Stage]int{}
-	for _, st := range pipeline.Stages {
-		n := 0
-		r.Int("CLOUDCOMMERCE_"+strings.ToUpper(string(st))+"_CONCURRENCY", &n, 1, 1000)
-		c.Concurrency[st] = n
+	set, errs := load(&c, getenv)
+	if !set["CLOUDCOMMERCE_RECEIVE_VISIBILITY"] {
+		c.ReceiveVisibility = 0 // its default depends on the visibility timeout
 	}
-	r.Int("CLOUDCOMMERCE_POLLERS", &c.Pollers, 1, 32)
-	r.Duration("CLOUDCOMMERCE_WAIT_TIME", &c.WaitTime, false)
-	r.Duration("CLOUDCOMMERCE_VISIBILITY_TIMEOUT", &c.Visibility, false)
-	r.Duration("CLOUDCOMMERCE_RECEIVE_VISIBILITY", &c.ReceiveVisibility, false)
-	r.Duration("CLOUDCOMMERCE_HANDLER_TIMEOUT", &c.HandlerTimeout, false)
-	r.Duration("CLOUDCOMMERCE_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, false)
-	r.Duration("CLOUDCOMMERCE_BATCH_LINGER", &c.BatchLinger, false)
-	r.Duration("CLOUDCOMMERCE_RECEIVE_LINGER", &c.ReceiveLinger, true)
-	r.Duration("CLOUDCOMMERCE_DELETE_LINGER", &c.DeleteLinger, false)
-	r.Duration("CLOUDCOMMERCE_RETRY_BASE", &c.RetryBase, false)
-	r.Duration("CLOUDCOMMERCE_SWEEP_INTERVAL", &c.SweepInterval, true)
-	r.Duration("CLOUDCOMMERCE_STUCK_AFTER", &c.StuckAfter, false)
-	r.Duration("CLOUDCOMMERCE_QUEUE_SAMPLE_INTERVAL", &c.QueueSampleInterval, true)
-	r.NonNegativeDuration("CLOUDCOMMERCE_CARRIER_DELAY", &c.CarrierDelay)
-	r.Bool("CLOUDCOMMERCE_BATCHING", &c.Batching)
-	var pprof *bool
-	r.Bool("CLOUDCOMMERCE_PPROF", &pprof)
-	c.Pprof = pprof != nil && *pprof
 	c.Fill()
-	if err := errors.Join(r.Err(), c.Validate()); err != nil {
+	if err := errors.Join(errors.Join(errs...), c.Validate()); err != nil {
 		return c, fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	return c, nil

@@ -208,19 +208,12 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("runtime stage = %+v\nwant %+v", sh, want)
 	}
 
-	// The build compiles ./cmd/worker statically and nothing of the emulator.
-	var built bool
+	// Nothing of the emulator goes in. (That the build is static and
+	// runs is TestDockerfileImageRunsTheWorker's: it builds the image.)
 	for _, s := range d.stages {
 		for _, r := range commands[*instructions.RunCommand](s) {
-			line := strings.Join(r.CmdLine, " ")
-			if strings.Contains(line, "devstack") {
+			if line := strings.Join(r.CmdLine, " "); strings.Contains(line, "devstack") {
 				t.Errorf("Dockerfile builds the emulator: %s", line)
-			}
-			if strings.Contains(line, "go build") && strings.Contains(line, "./cmd/worker") {
-				built = true
-				if !strings.Contains(line, "CGO_ENABLED=0") {
-					t.Errorf("the worker is not built static (CGO_ENABLED=0): %s", line)
-				}
 			}
 		}
 		for _, c := range commands[*instructions.CopyCommand](s) {
@@ -230,9 +223,6 @@ func TestDockerfile(t *testing.T) {
 				}
 			}
 		}
-	}
-	if !built {
-		t.Error("no stage runs `go build ... ./cmd/worker`")
 	}
 }
 

@@ -8,6 +8,8 @@
 #
 # Installs what is missing first, from the Go module proxy and Debian only:
 #   - the CA bundle the worker image copies in    (apt: ca-certificates)
+#   - a static busybox for the local Go build image the Dockerfile test
+#     builds FROM scratch                         (apt: busybox-static)
 #   - Prometheus, Alertmanager, promtool, amtool for their local images
 #     (apt: prometheus prometheus-alertmanager)
 #   - Compose v2, what users run: built from its Go module as a Docker CLI
@@ -44,6 +46,9 @@ fi
 
 if [[ ! -s /etc/ssl/certs/ca-certificates.crt ]]; then
 	apt_install ca-certificates
+fi
+if [[ ! -x /bin/busybox ]]; then
+	apt_install busybox-static
 fi
 # Prometheus and Alertmanager images are built from Debian's binaries
 # (deploy/prometheus/local-images.sh): nothing to pull.

@@ -24,6 +24,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/intake"
@@ -270,22 +273,18 @@ func (s *stack) inFlight(ctx context.Context, id string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var sum float64
-	var found bool
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, "cloudcommerce_stage_in_flight_messages") {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			return 0, fmt.Errorf("metrics line %q: %w", line, err)
-		}
-		sum += v
-		found = true
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		return 0, fmt.Errorf("%s /metrics: %w", c.Name, err)
 	}
-	if !found {
+	mf := mfs["cloudcommerce_stage_in_flight_messages"]
+	if mf == nil {
 		return 0, fmt.Errorf("%s exposes no cloudcommerce_stage_in_flight_messages", c.Name)
+	}
+	var sum float64
+	for _, m := range mf.GetMetric() {
+		sum += m.GetGauge().GetValue()
 	}
 	return sum, nil
 }

@@ -191,17 +191,12 @@ func runFaults(r *rt, m mix) {
 func nonOK(w *worker) map[string]float64 {
 	_, body := httpGet("http://" + w.ops + "/metrics")
 	out := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, "cloudcommerce_aws_requests_total{") || strings.Contains(line, `outcome="ok"`) {
-			continue
+	for _, m := range metricFamilies(string(body))["cloudcommerce_aws_requests_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "outcome" && l.GetValue() != "ok" {
+				out[l.GetValue()] += m.GetCounter().GetValue()
+			}
 		}
-		i := strings.Index(line, `outcome="`)
-		if i < 0 {
-			continue
-		}
-		o := line[i+len(`outcome="`):]
-		o = o[:strings.Index(o, `"`)]
-		out[o] += sumMetric(line, "cloudcommerce_aws_requests_total")
 	}
 	return out
 }

@@ -14,6 +14,10 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 )
@@ -153,35 +157,45 @@ func metric(ops, name string, labels ...string) float64 {
 	return sumMetric(string(body), name, labels...)
 }
 
+// sumMetric sums the samples of the counter or gauge family name in a
+// Prometheus text exposition, parsed with expfmt, whose labels include every
+// given name="value" pair. An exposition that does not parse is a broken
+// /metrics endpoint: it panics, failing the test that asked.
 func sumMetric(text, name string, labels ...string) float64 {
+	mf := metricFamilies(text)[name]
 	total := 0.0
-	for _, line := range strings.Split(text, "\n") {
-		if !strings.HasPrefix(line, name) || strings.HasPrefix(line, "#") {
-			continue
-		}
-		rest := line[len(name):]
-		if rest == "" || (rest[0] != '{' && rest[0] != ' ') {
-			continue // a longer metric name with this prefix
-		}
-		match := true
-		for i := 0; i+1 < len(labels); i += 2 {
-			if !strings.Contains(rest, labels[i]+`="`+labels[i+1]+`"`) {
-				match = false
-			}
-		}
-		if !match {
-			continue
-		}
-		f := strings.Fields(rest[strings.LastIndex(rest, "}")+1:])
-		if len(f) == 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[0], 64)
-		if err == nil {
-			total += v
+	for _, m := range mf.GetMetric() {
+		if hasLabels(m, labels...) {
+			total += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
 		}
 	}
 	return total
+}
+
+// metricFamilies parses a Prometheus text exposition.
+func metricFamilies(text string) map[string]*dto.MetricFamily {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		panic(fmt.Sprintf("parse /metrics: %v", err))
+	}
+	return mfs
+}
+
+// hasLabels reports whether m has every given name="value" label pair.
+func hasLabels(m *dto.Metric, labels ...string) bool {
+	for i := 0; i+1 < len(labels); i += 2 {
+		found := false
+		for _, l := range m.GetLabel() {
+			if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // ctxTimeout is a short-hand for a bounded background context.

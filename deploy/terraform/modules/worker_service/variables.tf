@@ -186,7 +186,7 @@ variable "metrics_collector" {
   default = null
 
   validation {
-    condition     = var.metrics_collector == null || (var.metrics_collector.scrape_interval_seconds >= 10 && var.metrics_collector.scrape_interval_seconds <= 300)
+    condition     = var.metrics_collector == null ? true : var.metrics_collector.scrape_interval_seconds >= 10 && var.metrics_collector.scrape_interval_seconds <= 300
     error_message = "metrics_collector.scrape_interval_seconds must be from 10 to 300."
   }
 }
