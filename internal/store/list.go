@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -66,11 +65,6 @@ func row(o pipeline.Order) OrderRow {
 	return OrderRow{ID: o.ID, Status: o.Status, CustomerID: o.Customer.ID, Total: o.Total, PlacedAt: o.PlacedAt, UpdatedAt: o.UpdatedAt}
 }
 
-// idPattern is the form of customer and order ids (pipeline validates
-// them the same way): a key that does not have it is never sent to
-// DynamoDB.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-
 // ByCustomer returns up to limit (1..MaxPage) of the customer's orders,
 // newest placed first, starting after cursor ("" for the first page). The
 // order of the pages is fixed by placed_at, which never changes, so orders
@@ -81,7 +75,7 @@ func (st *Store) ByCustomer(ctx context.Context, customerID string, limit int, c
 	if limit < 1 || limit > MaxPage {
 		return OrderPage{}, fmt.Errorf("list orders of customer %s: limit %d is outside 1..%d", customerID, limit, MaxPage)
 	}
-	if !idPattern.MatchString(customerID) {
+	if !pipeline.ValidID(customerID) {
 		return OrderPage{}, fmt.Errorf("list orders of customer %q: not a valid customer id", customerID)
 	}
 	start, err := decodeCursor(cursor, "customer_id", customerID, "placed_at")
@@ -228,11 +222,49 @@ func decodeCursor(cursor, hashName, hashValue, rangeName string) (map[string]typ
 	if err := json.Unmarshal(b, &key); err != nil || len(key) != 3 {
 		return nil, ErrBadCursor
 	}
-	if key[hashName] != hashValue || !idPattern.MatchString(key["order_id"]) {
+	if key[hashName] != hashValue || !pipeline.ValidID(key["order_id"]) {
 		return nil, ErrBadCursor
 	}
 	if t, err := time.Parse(timeLayout, key[rangeName]); err != nil || t.UTC().Format(timeLayout) != key[rangeName] {
 		return nil, ErrBadCursor
 	}
 	return map[string]types.AttributeValue{"order_id": s(key["order_id"]), hashName: s(hashValue), rangeName: s(key[rangeName])}, nil
+}
+
+// ListByStatus implements pipeline.Store.
+func (st *Store) ListByStatus(ctx context.Context, status pipeline.Status, after, before time.Time, limit int) ([]pipeline.Order, error) {
+	key := "#s = :s AND updated_at < :before"
+	vals := map[string]types.AttributeValue{":s": s(string(status)), ":before": s(before.UTC().Format(timeLayout))}
+	if !after.IsZero() {
+		key = "#s = :s AND updated_at BETWEEN :after AND :before"
+		vals[":after"] = s(after.UTC().Format(timeLayout))
+	}
+	var out []pipeline.Order
+	var start map[string]types.AttributeValue
+	for len(out) < limit {
+		page, err := st.db.Query(ctx, &dynamodb.QueryInput{
+			TableName:                 &st.tables.Orders,
+			IndexName:                 aws.String(StatusIndex),
+			KeyConditionExpression:    aws.String(key),
+			ExpressionAttributeNames:  map[string]string{"#s": "status"},
+			ExpressionAttributeValues: vals,
+			Limit:                     aws.Int32(int32(min(limit-len(out), 1000))),
+			ExclusiveStartKey:         start,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list %s orders: %w", status, err)
+		}
+		for _, it := range page.Items {
+			o, err := decodeOrder(it)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, o)
+		}
+		if page.LastEvaluatedKey == nil {
+			break
+		}
+		start = page.LastEvaluatedKey
+	}
+	return out, nil
 }
