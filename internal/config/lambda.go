@@ -46,6 +46,10 @@ type Lambda struct {
 	TopicARN string
 	// PublishBatch: "auto" or "off" (SNS PublishBatch). CLOUDCOMMERCE_SNS_PUBLISH_BATCH, default auto.
 	PublishBatch string
+	// OrderFormat is how orders are written: "json" (readable by the
+	// previous release) or "compact" (step two of the storage rollout, see
+	// docs/deploying.md). CLOUDCOMMERCE_ORDER_FORMAT, default json.
+	OrderFormat string
 	// PaymentGateway is "sandbox" or "stripe". CLOUDCOMMERCE_PAYMENT_GATEWAY, default sandbox.
 	PaymentGateway string
 	// StripeSecretKey is the Stripe secret key. CLOUDCOMMERCE_STRIPE_SECRET_KEY.
@@ -74,6 +78,7 @@ var LambdaEnv = []Var{
 	{"CLOUDCOMMERCE_BATCH_LINGER", "5ms", "how long a batched call waits for more entries"},
 	{"CLOUDCOMMERCE_TOPIC_ARN", "", "notifications topic ARN; looked up by name (sns:CreateTopic) when empty"},
 	{"CLOUDCOMMERCE_SNS_PUBLISH_BATCH", "auto", "auto uses SNS PublishBatch where the endpoint has it; off never"},
+	{"CLOUDCOMMERCE_ORDER_FORMAT", "json", "how orders are stored: json (every release reads it) or compact (smaller items; only once no release older than this one runs, see docs/deploying.md)"},
 	{"CLOUDCOMMERCE_PAYMENT_GATEWAY", "sandbox", "payment provider adapter: sandbox or stripe"},
 	{"CLOUDCOMMERCE_STRIPE_SECRET_ARN", "", "Secrets Manager secret holding the Stripe secret key (stripe gateway; preferred)"},
 	{"CLOUDCOMMERCE_STRIPE_SECRET_KEY", "", "the Stripe secret key itself (stripe gateway; for local runs)"},
@@ -84,6 +89,7 @@ var LambdaEnv = []Var{
 func (c *Lambda) Fill() {
 	c.Prefix = cmp.Or(c.Prefix, DefaultPrefix)
 	c.PublishBatch = cmp.Or(c.PublishBatch, DefaultPublishBatch)
+	c.OrderFormat = cmp.Or(c.OrderFormat, DefaultOrderFormat)
 	c.PaymentGateway = cmp.Or(c.PaymentGateway, DefaultPaymentGateway)
 	c.LogLevel = cmp.Or(c.LogLevel, DefaultLogLevel)
 	c.Concurrency = cmp.Or(c.Concurrency, DefaultLambdaConcurrency)
@@ -116,6 +122,7 @@ func LambdaFromEnv(getenv func(string) string) (Lambda, error) {
 	r.Bool("CLOUDCOMMERCE_BATCHING", &c.Batching)
 	c.TopicARN = r.String("CLOUDCOMMERCE_TOPIC_ARN")
 	c.PublishBatch = r.String("CLOUDCOMMERCE_SNS_PUBLISH_BATCH")
+	c.OrderFormat = r.String("CLOUDCOMMERCE_ORDER_FORMAT")
 	c.PaymentGateway = r.String("CLOUDCOMMERCE_PAYMENT_GATEWAY")
 	c.StripeSecretKey = r.String(stripe.EnvSecretKey)
 	c.StripeSecretARN = strings.TrimSpace(r.String("CLOUDCOMMERCE_STRIPE_SECRET_ARN"))
@@ -157,7 +164,7 @@ func (c Lambda) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_PAYMENT_GATEWAY=%q: want sandbox or stripe", c.PaymentGateway))
 	}
-	errs = append(errs, sharedProblems(c.Prefix, c.PublishBatch, c.LogLevel)...)
+	errs = append(errs, sharedProblems(c.Prefix, c.PublishBatch, c.LogLevel, c.OrderFormat)...)
 	return errors.Join(errs...)
 }
 

@@ -77,6 +77,10 @@ type Worker struct {
 	TopicARN string
 	// PublishBatch: "auto" or "off" (SNS PublishBatch). CLOUDCOMMERCE_SNS_PUBLISH_BATCH, default auto.
 	PublishBatch string
+	// OrderFormat is how orders are written: "json" (readable by the
+	// previous release) or "compact" (step two of the storage rollout, see
+	// docs/deploying.md). CLOUDCOMMERCE_ORDER_FORMAT, default json.
+	OrderFormat string
 	// PaymentGateway is "sandbox" or "stripe". CLOUDCOMMERCE_PAYMENT_GATEWAY, default sandbox.
 	PaymentGateway string
 	// StripeSecretKey is the Stripe API key, for the stripe gateway.
@@ -120,6 +124,7 @@ var WorkerEnv = []Var{
 	{"CLOUDCOMMERCE_QUEUE_SAMPLE_INTERVAL", "15s", "how often queue depths are sampled for metrics"},
 	{"CLOUDCOMMERCE_TOPIC_ARN", "", "notifications topic ARN; looked up by name when empty"},
 	{"CLOUDCOMMERCE_SNS_PUBLISH_BATCH", "auto", "auto uses SNS PublishBatch where the endpoint has it; off never"},
+	{"CLOUDCOMMERCE_ORDER_FORMAT", "json", "how orders are stored: json (every release reads it) or compact (smaller items; only once no release older than this one runs, see docs/deploying.md)"},
 	{"CLOUDCOMMERCE_PAYMENT_GATEWAY", "sandbox", "payment provider adapter: sandbox or stripe"},
 	{"CLOUDCOMMERCE_STRIPE_SECRET_KEY", "", "Stripe secret key, required with the stripe gateway (inject from a secret store)"},
 	{"CLOUDCOMMERCE_CARRIER_DELAY", "0s", "artificial delay of the sandbox carrier (for testing slow handlers)"},
@@ -140,6 +145,7 @@ func (c *Worker) Fill() {
 	c.Prefix = cmp.Or(c.Prefix, DefaultPrefix)
 	c.OpsAddr = cmp.Or(c.OpsAddr, DefaultOpsAddr)
 	c.PublishBatch = cmp.Or(c.PublishBatch, DefaultPublishBatch)
+	c.OrderFormat = cmp.Or(c.OrderFormat, DefaultOrderFormat)
 	c.PaymentGateway = cmp.Or(c.PaymentGateway, DefaultPaymentGateway)
 	c.LogLevel = cmp.Or(c.LogLevel, DefaultLogLevel)
 	if c.Concurrency == nil {
@@ -195,6 +201,7 @@ func WorkerFromEnv(getenv func(string) string) (Worker, error) {
 	c.APIKey = r.String("CLOUDCOMMERCE_API_KEY")
 	c.TopicARN = r.String("CLOUDCOMMERCE_TOPIC_ARN")
 	c.PublishBatch = r.String("CLOUDCOMMERCE_SNS_PUBLISH_BATCH")
+	c.OrderFormat = r.String("CLOUDCOMMERCE_ORDER_FORMAT")
 	c.PaymentGateway = r.String("CLOUDCOMMERCE_PAYMENT_GATEWAY")
 	c.StripeSecretKey = r.String(stripe.EnvSecretKey)
 	c.LogLevel = r.String("CLOUDCOMMERCE_LOG_LEVEL")
@@ -261,6 +268,6 @@ func (c Worker) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_PAYMENT_GATEWAY=%q: want sandbox or stripe", c.PaymentGateway))
 	}
-	errs = append(errs, sharedProblems(c.Prefix, c.PublishBatch, c.LogLevel)...)
+	errs = append(errs, sharedProblems(c.Prefix, c.PublishBatch, c.LogLevel, c.OrderFormat)...)
 	return errors.Join(errs...)
 }

@@ -127,7 +127,7 @@ func (st *Store) current(ctx context.Context, ids []string) (map[string]pipeline
 		return got, nil
 	}
 	req := map[string]types.KeysAndAttributes{st.tables.Orders: {
-		Keys: orderKeys(ids), ProjectionExpression: aws.String("#o"), ExpressionAttributeNames: map[string]string{"#o": "order"},
+		Keys: orderKeys(ids), ProjectionExpression: aws.String("#o, #d"), ExpressionAttributeNames: map[string]string{"#o": jsonDocAttr, "#d": compactDocAttr},
 	}}
 	for attempt := 0; len(req) > 0; attempt++ {
 		if attempt == 5 {
@@ -147,49 +147,6 @@ func (st *Store) current(ctx context.Context, ids []string) (map[string]pipeline
 		req = out.UnprocessedKeys
 	}
 	return got, nil
-}
-
-// ByStatus returns up to limit (1..MaxPage) orders in status, the most
-// recently changed first, starting after cursor ("" for the first page),
-// from the status index (which projects the whole item: no second read).
-// An order that changes status while a client pages leaves this listing.
-func (st *Store) ByStatus(ctx context.Context, status pipeline.Status, limit int, cursor string) (OrderPage, error) {
-	if limit < 1 || limit > MaxPage {
-		return OrderPage{}, fmt.Errorf("list %s orders: limit %d is outside 1..%d", status, limit, MaxPage)
-	}
-	if !status.Valid() {
-		return OrderPage{}, fmt.Errorf("list orders: %q is not a status", status)
-	}
-	start, err := decodeCursor(cursor, "status", string(status), "updated_at")
-	if err != nil {
-		return OrderPage{}, err
-	}
-	out, err := st.db.Query(ctx, &dynamodb.QueryInput{
-		TableName: &st.tables.Orders, IndexName: aws.String(StatusIndex), ScanIndexForward: aws.Bool(false),
-		KeyConditionExpression:    aws.String("#s = :s"),
-		ExpressionAttributeNames:  map[string]string{"#s": "status", "#o": "order"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":s": s(string(status))},
-		ProjectionExpression:      aws.String("order_id, #s, updated_at, #o"),
-		Limit:                     aws.Int32(int32(limit + 1)),
-		ExclusiveStartKey:         start,
-	})
-	if err != nil {
-		return OrderPage{}, fmt.Errorf("list %s orders: %w", status, err)
-	}
-	items := out.Items
-	var page OrderPage
-	if len(items) > limit {
-		items = items[:limit]
-		page.Next = encodeCursor(items[limit-1], "order_id", "status", "updated_at")
-	}
-	for _, it := range items {
-		o, err := decodeOrder(it)
-		if err != nil {
-			return OrderPage{}, fmt.Errorf("list %s orders: %w", status, err)
-		}
-		page.Orders = append(page.Orders, row(o))
-	}
-	return page, nil
 }
 
 // encodeCursor is the base64url form of the key attributes of item that
@@ -229,42 +186,4 @@ func decodeCursor(cursor, hashName, hashValue, rangeName string) (map[string]typ
 		return nil, ErrBadCursor
 	}
 	return map[string]types.AttributeValue{"order_id": s(key["order_id"]), hashName: s(hashValue), rangeName: s(key[rangeName])}, nil
-}
-
-// ListByStatus implements pipeline.Store.
-func (st *Store) ListByStatus(ctx context.Context, status pipeline.Status, after, before time.Time, limit int) ([]pipeline.Order, error) {
-	key := "#s = :s AND updated_at < :before"
-	vals := map[string]types.AttributeValue{":s": s(string(status)), ":before": s(before.UTC().Format(timeLayout))}
-	if !after.IsZero() {
-		key = "#s = :s AND updated_at BETWEEN :after AND :before"
-		vals[":after"] = s(after.UTC().Format(timeLayout))
-	}
-	var out []pipeline.Order
-	var start map[string]types.AttributeValue
-	for len(out) < limit {
-		page, err := st.db.Query(ctx, &dynamodb.QueryInput{
-			TableName:                 &st.tables.Orders,
-			IndexName:                 aws.String(StatusIndex),
-			KeyConditionExpression:    aws.String(key),
-			ExpressionAttributeNames:  map[string]string{"#s": "status"},
-			ExpressionAttributeValues: vals,
-			Limit:                     aws.Int32(int32(min(limit-len(out), 1000))),
-			ExclusiveStartKey:         start,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("list %s orders: %w", status, err)
-		}
-		for _, it := range page.Items {
-			o, err := decodeOrder(it)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, o)
-		}
-		if page.LastEvaluatedKey == nil {
-			break
-		}
-		start = page.LastEvaluatedKey
-	}
-	return out, nil
 }

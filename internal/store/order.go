@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,33 +12,35 @@ import (
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 )
 
-func orderItem(o pipeline.Order, doc string) (map[string]types.AttributeValue, error) {
+// orderItem is the stored item of o: the attributes conditions and
+// indexes need, the sparse index keys of its status, and the document
+// (doc, or o encoded) in the store's format.
+func (st *Store) orderItem(o pipeline.Order, doc string) (map[string]types.AttributeValue, error) {
 	if doc == "" {
 		var err error
 		if doc, err = pipeline.EncodeOrder(o); err != nil {
 			return nil, err
 		}
 	}
-	return map[string]types.AttributeValue{
+	item := map[string]types.AttributeValue{
 		"order_id":    s(o.ID),
 		"status":      s(string(o.Status)),
-		"updated_at":  s(o.UpdatedAt.UTC().Format(timeLayout)),
 		"customer_id": s(o.Customer.ID),
 		"placed_at":   s(o.PlacedAt.UTC().Format(timeLayout)),
-		"order":       s(doc),
-	}, nil
-}
-
-func decodeOrder(item map[string]types.AttributeValue) (pipeline.Order, error) {
-	doc, ok := item["order"].(*types.AttributeValueMemberS)
-	if !ok {
-		return pipeline.Order{}, errors.New("stored order has no order document")
 	}
-	var o pipeline.Order
-	if err := json.Unmarshal([]byte(doc.Value), &o); err != nil {
-		return pipeline.Order{}, fmt.Errorf("decode stored order: %w", err)
+	if o.Status.Final() {
+		item[outcomeAttr] = s(string(o.Status))
+		item[closedAtAttr] = s(o.UpdatedAt.UTC().Format(timeLayout))
+	} else {
+		item[openAttr] = s(openValue)
 	}
-	return o, nil
+	if st.format == FormatCompact {
+		item[compactDocAttr] = &types.AttributeValueMemberB{Value: compressDoc(doc)}
+	} else {
+		item["updated_at"] = s(o.UpdatedAt.UTC().Format(timeLayout))
+		item[jsonDocAttr] = s(doc)
+	}
+	return item, nil
 }
 
 // Get implements pipeline.Store.
@@ -60,7 +61,7 @@ func (st *Store) Get(ctx context.Context, id string) (pipeline.Order, error) {
 
 // Create implements pipeline.Store.
 func (st *Store) Create(ctx context.Context, o pipeline.Order, key, fingerprint string) (string, error) {
-	item, err := orderItem(o, "")
+	item, err := st.orderItem(o, "")
 	if err != nil {
 		return "", err
 	}
@@ -143,7 +144,7 @@ func (st *Store) Apply(ctx context.Context, ch pipeline.Change) error {
 // it returns the cancellation reasons (and no error) for Reserve to decide
 // what to try next.
 func (st *Store) apply(ctx context.Context, ch pipeline.Change, ks []int) ([]types.CancellationReason, error) {
-	item, err := orderItem(ch.Order, ch.Doc)
+	item, err := st.orderItem(ch.Order, ch.Doc)
 	if err != nil {
 		return nil, err
 	}
