@@ -1,11 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"hash/fnv"
-	"strconv"
-	"sync"
+	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -31,64 +30,6 @@ import (
 // shardsAttr holds the shard count on every shard of a sharded SKU.
 const shardsAttr = "shards"
 
-// shardKey is the inventory key of shard i of sku.
-func shardKey(sku string, i int) string {
-	if i == 0 {
-		return sku
-	}
-	return sku + "#" + strconv.Itoa(i)
-}
-
-// baseSKU is the SKU a shard key belongs to.
-func baseSKU(key string) string {
-	for i := 0; i < len(key); i++ {
-		if key[i] == '#' {
-			return key[:i]
-		}
-	}
-	return key
-}
-
-// firstShard is the shard an order's reservation of a SKU tries first:
-// a hash of the order id, so a retry of the same order reaches the same
-// shard first and different orders spread evenly.
-func firstShard(orderID string, k int) int {
-	if k <= 1 {
-		return 0
-	}
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(orderID))
-	return int(h.Sum32() % uint32(k))
-}
-
-// shardCounts remembers the shard count of each SKU this process has seen.
-type shardCounts struct{ m sync.Map }
-
-func (c *shardCounts) get(sku string) int {
-	if v, ok := c.m.Load(sku); ok {
-		return v.(int)
-	}
-	return 1
-}
-
-func (c *shardCounts) set(sku string, k int) {
-	if k <= 1 {
-		c.m.Delete(sku)
-		return
-	}
-	c.m.Store(sku, k)
-}
-
-// itemShards is the shard count an inventory item records.
-func itemShards(item map[string]types.AttributeValue) int {
-	if a, ok := item[shardsAttr].(*types.AttributeValueMemberN); ok {
-		if k, err := strconv.Atoi(a.Value); err == nil && k >= 1 {
-			return k
-		}
-	}
-	return 1
-}
-
 // reservation is where one reserve line currently stands.
 type reservation struct {
 	line pipeline.Line
@@ -100,13 +41,73 @@ type reservation struct {
 	snaps int // snapshots taken
 	// moved is set once the line had to look past its first shard.
 	moved bool
+	// split, when set, takes the line's units from several shards (no
+	// one shard could cover it); cur and next are then unused.
+	split []part
 }
 
-func (r *reservation) shard() int { return r.cur }
+// part is a quantity taken from one shard.
+type part struct {
+	shard int
+	qty   int64
+}
+
+// shard is the shard the order records for the line (StockShards): with a
+// split, the one it takes the most from. A release returns the whole line
+// there; units are never created or lost, and a rebalance spreads them.
+func (r *reservation) shard() int {
+	if len(r.split) > 0 {
+		return r.split[0].shard
+	}
+	return r.cur
+}
+
+// lines are the line's updates in the transaction: one per shard it takes
+// from.
+func (r *reservation) lines() []pipeline.Line {
+	if len(r.split) == 0 {
+		l := r.line
+		l.Shard = r.cur
+		return []pipeline.Line{l}
+	}
+	out := make([]pipeline.Line, len(r.split))
+	for i, p := range r.split {
+		out[i] = r.line
+		out[i].Shard, out[i].Quantity = p.shard, p.qty
+	}
+	return out
+}
 
 // restart assumes k shards and starts again from the order's first shard.
 func (r *reservation) restart(orderID string, k int) {
-	r.k, r.cur, r.next, r.snaps = k, firstShard(orderID, k), nil, 0
+	r.k, r.cur, r.next, r.snaps, r.split = k, firstShard(orderID, k), nil, 0, nil
+}
+
+// maxTransactItems is DynamoDB's limit on the actions of one
+// TransactWriteItems.
+const maxTransactItems = 100
+
+// splitOver plans taking qty units from the fullest shards first, at most
+// budget parts, or returns nil when they cannot cover it.
+func splitOver(levels []int64, qty int64, budget int) []part {
+	order := make([]int, len(levels))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(levels[b], levels[a]) })
+	var out []part
+	for _, i := range order {
+		if qty == 0 || len(out) == budget || levels[i] <= 0 {
+			break
+		}
+		take := min(qty, levels[i])
+		out = append(out, part{shard: i, qty: take})
+		qty -= take
+	}
+	if qty > 0 {
+		return nil
+	}
+	return out
 }
 
 // maxSnapshots bounds the snapshots of one line's shards: each one that
@@ -123,9 +124,12 @@ func maxRounds(lines int) int { return lines*pipeline.MaxShards*maxSnapshots + 4
 // in the one transaction that moves the order. When a line's shard cannot
 // cover it (its condition fails on the level), one snapshot of the SKU's
 // shards (TransactGetItems) names the shards that can, and they are tried
-// in turn, a transaction each; the order is out of stock only when a
-// snapshot shows that no shard can. An unsharded SKU's failed condition
-// says so by itself, as ever.
+// in turn, a transaction each. When no one shard can but the shards
+// together can, the line takes from several (the fullest first), still in
+// the one transaction, up to DynamoDB's 100 actions per transaction; the
+// order is out of stock only when a snapshot shows that all the shards
+// together cannot cover it. An unsharded SKU's failed condition says so by
+// itself, as ever.
 func (st *Store) Reserve(ctx context.Context, ch pipeline.Change) (pipeline.Order, error) {
 	if len(ch.Reserve) == 0 {
 		return ch.Order, st.Apply(ctx, ch)
@@ -149,19 +153,17 @@ func (st *Store) Reserve(ctx context.Context, ch pipeline.Change) (pipeline.Orde
 				o.StockShards[r.line.SKU] = sh
 			}
 		}
-		lines := make([]pipeline.Line, len(res))
+		var lines []pipeline.Line
+		var ks, owner []int
 		for i, r := range res {
-			lines[i] = r.line
-			lines[i].Shard = r.shard()
+			for _, l := range r.lines() {
+				lines, ks, owner = append(lines, l), append(ks, r.k), append(owner, i)
+			}
 		}
 		step := ch
 		step.Order, step.Reserve = o, lines
-		ks := make([]int, len(res))
-		for i, r := range res {
-			ks[i] = r.k
-		}
-		reasons, err := st.apply(ctx, step, ks)
-		if reasons == nil {
+		items, err := st.apply(ctx, step, ks)
+		if items == nil {
 			if err != nil {
 				return pipeline.Order{}, err
 			}
@@ -172,7 +174,15 @@ func (st *Store) Reserve(ctx context.Context, ch pipeline.Change) (pipeline.Orde
 			}
 			return o, nil
 		}
-		retry, err := st.nextShards(ctx, ch.Order.ID, res, reasons)
+		// The first failed condition of each line, and its shard.
+		reasons := make([]types.CancellationReason, len(res))
+		failed := make([]int, len(res))
+		for j, rs := range items[:min(len(items), len(lines))] {
+			if i := owner[j]; aws.ToString(rs.Code) == "ConditionalCheckFailed" && aws.ToString(reasons[i].Code) == "" {
+				reasons[i], failed[i] = rs, lines[j].Shard
+			}
+		}
+		retry, err := st.nextShards(ctx, ch.Order.ID, res, reasons, failed)
 		if err != nil {
 			return pipeline.Order{}, err
 		}
@@ -183,16 +193,17 @@ func (st *Store) Reserve(ctx context.Context, ch pipeline.Change) (pipeline.Orde
 	return pipeline.Order{}, fmt.Errorf("reserve stock for order %s: the shards kept changing; retry", ch.Order.ID)
 }
 
-// nextShards moves every line whose condition failed to its next shard,
-// or learns the SKU's shard count. It returns a *StockError when no shard
-// can cover a line, a *PriceError on a price mismatch.
-func (st *Store) nextShards(ctx context.Context, orderID string, res []*reservation, reasons []types.CancellationReason) (bool, error) {
+// nextShards moves every line whose condition failed (reasons[i], on
+// shard failed[i]) to its next shard or shards, or learns the SKU's shard
+// count. It returns a *StockError when the shards together cannot cover a
+// line, a *PriceError on a price mismatch.
+func (st *Store) nextShards(ctx context.Context, orderID string, res []*reservation, reasons []types.CancellationReason, failed []int) (bool, error) {
 	var short error
 	for i, r := range res {
-		if i >= len(reasons) || aws.ToString(reasons[i].Code) != "ConditionalCheckFailed" {
+		if aws.ToString(reasons[i].Code) != "ConditionalCheckFailed" {
 			continue
 		}
-		sh := r.shard()
+		sh := failed[i]
 		old := reasons[i].Item
 		if old == nil {
 			out, err := st.db.GetItem(ctx, &dynamodb.GetItemInput{
@@ -231,6 +242,10 @@ func (st *Store) nextShards(ctx context.Context, orderID string, res []*reservat
 			continue
 		}
 		r.moved = true
+		if len(r.split) > 0 {
+			// A part's shard moved on since the snapshot: take a new one.
+			r.split, r.next = nil, nil
+		}
 		if r.k == 1 {
 			if short == nil {
 				short = &pipeline.StockError{SKU: r.line.SKU, Requested: r.line.Quantity, Available: it.Available}
@@ -256,8 +271,19 @@ func (st *Store) nextShards(ctx context.Context, orderID string, res []*reservat
 				}
 			}
 			if len(r.next) == 0 {
-				if short == nil {
-					short = &pipeline.StockError{SKU: r.line.SKU, Requested: r.line.Quantity, Available: snap.Available}
+				// No one shard can: the shards together, if they can,
+				// within the transaction's limit (the order and one
+				// update per other line besides).
+				budget := maxTransactItems - 1
+				for _, o := range res {
+					if o != r {
+						budget -= len(o.lines())
+					}
+				}
+				if r.split = splitOver(levels, r.line.Quantity, budget); r.split == nil {
+					if short == nil {
+						short = &pipeline.StockError{SKU: r.line.SKU, Requested: r.line.Quantity, Available: snap.Available}
+					}
 				}
 				continue
 			}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -11,6 +14,64 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 )
+
+// shardKey is the inventory key of shard i of sku.
+func shardKey(sku string, i int) string {
+	if i == 0 {
+		return sku
+	}
+	return sku + "#" + strconv.Itoa(i)
+}
+
+// baseSKU is the SKU a shard key belongs to.
+func baseSKU(key string) string {
+	for i := 0; i < len(key); i++ {
+		if key[i] == '#' {
+			return key[:i]
+		}
+	}
+	return key
+}
+
+// firstShard is the shard an order's reservation of a SKU tries first:
+// a hash of the order id, so a retry of the same order reaches the same
+// shard first and different orders spread evenly.
+func firstShard(orderID string, k int) int {
+	if k <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(orderID))
+	return int(h.Sum32() % uint32(k))
+}
+
+// shardCounts remembers the shard count of each SKU this process has seen.
+type shardCounts struct{ m sync.Map }
+
+func (c *shardCounts) get(sku string) int {
+	if v, ok := c.m.Load(sku); ok {
+		return v.(int)
+	}
+	return 1
+}
+
+func (c *shardCounts) set(sku string, k int) {
+	if k <= 1 {
+		c.m.Delete(sku)
+		return
+	}
+	c.m.Store(sku, k)
+}
+
+// itemShards is the shard count an inventory item records.
+func itemShards(item map[string]types.AttributeValue) int {
+	if a, ok := item[shardsAttr].(*types.AttributeValueMemberN); ok {
+		if k, err := strconv.Atoi(a.Value); err == nil && k >= 1 {
+			return k
+		}
+	}
+	return 1
+}
 
 // shardLevels reads the inventory of sku and the level of each of its
 // shards: one strongly consistent GetItem of the SKU's item, and for a
