@@ -31,8 +31,10 @@ import (
 // delivered again and handled idempotently). The emulator and the fault
 // endpoint run in this process too, so goroutines are counted where the
 // batchers run them.
+//
+// Not parallel: the goroutines and the heap are the process's, so the test
+// runs alone (Go starts the parallel tests after the others).
 func TestSlowDeletesKeepGoroutinesAndHeapBounded(t *testing.T) {
-	t.Parallel()
 	env := testkit.Provision(t)
 	proxy, err := awsfault.New(os.Getenv("AWS_ENDPOINT_URL"))
 	if err != nil {
