@@ -2,14 +2,14 @@
 // million orders at AWS list prices, so the effect of batching can be read
 // as money. It is a model, not a bill: it prices what the benchmark
 // measures (the worker's calls by operation, the events it puts, the
-// messages EventBridge delivers, the CPU it burns) and states every
-// assumption as a field with a default.
+// messages EventBridge delivers, the write units its recorded DynamoDB
+// writes cost, the CPU it burns) and states every assumption as a field
+// with a default.
 package cost
 
 import (
 	"fmt"
 	"io"
-	"math"
 	"sort"
 	"strings"
 )
@@ -69,21 +69,11 @@ type Input struct {
 	// Notifications is SNS messages published per order (Publish calls
 	// plus PublishBatch entries); when 0, the SNS Publish count.
 	Notifications float64
-	// OrderItemBytes is the stored order's size; LinesPerOrder the stock
-	// items a reservation or release updates.
-	OrderItemBytes float64
-	LinesPerOrder  float64
-	// IndexWritesPerOrderWrite is how many global-secondary-index writes an
-	// order write causes: the by_status index projects ALL attributes and
-	// its key (status) changes on every transition, so DynamoDB deletes
-	// the old index entry and puts the new one. Default 2 (conservative:
-	// the write that creates the order only puts).
-	IndexWritesPerOrderWrite float64
-	// CustomerIndexWrites is how many by_customer index entries an order
-	// costs: 1 since that index exists (the creating write puts the
-	// entry; its keys never change and it projects nothing else, so no
-	// later write touches it). An entry is a few hundred bytes: 1 WRU.
-	CustomerIndexWrites float64
+	// WriteUnits are the DynamoDB write units per order by table and index
+	// ("orders", "orders/by_open"), from the run's recorded writes
+	// (RecordedWriteUnits): nothing about item sizes or index behaviour is
+	// assumed. Without them the model prices no writes.
+	WriteUnits map[string]float64
 	// CPUMicrosPerOrder is the worker's CPU per order.
 	CPUMicrosPerOrder float64
 	// TaskVCPU, TaskGB and Utilization size the Fargate tasks the CPU runs
@@ -92,9 +82,6 @@ type Input struct {
 }
 
 func (in *Input) defaults() {
-	if in.IndexWritesPerOrderWrite == 0 {
-		in.IndexWritesPerOrderWrite = 2
-	}
 	if in.TaskVCPU == 0 {
 		in.TaskVCPU = 0.5
 	}
@@ -103,9 +90,6 @@ func (in *Input) defaults() {
 	}
 	if in.Utilization == 0 {
 		in.Utilization = 0.6
-	}
-	if in.OrderItemBytes == 0 {
-		in.OrderItemBytes = 1024
 	}
 }
 
@@ -126,8 +110,6 @@ type Estimate struct {
 	Total float64
 }
 
-func ceilKB(bytes float64) float64 { return math.Max(1, math.Ceil(bytes/1024)) }
-
 // Model prices in.
 func Model(p Prices, in Input) Estimate {
 	in.defaults()
@@ -141,9 +123,7 @@ func Model(p Prices, in Input) Estimate {
 		e.Total += l.PerMillion
 	}
 	sqs, sns := 0.0, 0.0
-	var wru, rru float64
-	itemWRU := ceilKB(in.OrderItemBytes)
-	indexWRU := itemWRU * in.IndexWritesPerOrderWrite
+	var rru float64
 	keys := make([]string, 0, len(in.Requests))
 	for k := range in.Requests {
 		keys = append(keys, k)
@@ -157,14 +137,6 @@ func Model(p Prices, in Input) Estimate {
 			sqs += n
 		case svc == "SNS" && op == "Publish":
 			sns += n
-		case svc == "DynamoDB" && op == "PutItem":
-			wru += n * (itemWRU + indexWRU)
-		case svc == "DynamoDB" && op == "TransactWriteItems":
-			// The order plus one stock item per line at twice the standard
-			// price; the index writes it causes at the standard price (a
-			// cancelled transaction is counted as if it had written:
-			// conservative).
-			wru += n * (2*(itemWRU+in.LinesPerOrder) + indexWRU)
 		case svc == "DynamoDB" && (op == "GetItem" || op == "Query" || op == "BatchGetItem"):
 			rru += n
 		}
@@ -172,8 +144,14 @@ func Model(p Prices, in Input) Estimate {
 	add("SQS requests (receive, delete, visibility, DLQ, sampling)", "requests", sqs, p.SQSPerMillion)
 	add("SQS SendMessage by EventBridge (stage deliveries)", "requests", in.Deliveries, p.SQSPerMillion)
 	add("EventBridge custom events", "events", in.Events, p.EventBridgePerMillion)
-	add("DynamoDB writes (order item + by_status index, stock)", "WRU", wru, p.DynamoDBWRUPerMillion)
-	add("DynamoDB by_customer index (one entry per order)", "WRU", in.CustomerIndexWrites, p.DynamoDBWRUPerMillion)
+	targets := make([]string, 0, len(in.WriteUnits))
+	for k := range in.WriteUnits {
+		targets = append(targets, k)
+	}
+	sort.Strings(targets)
+	for _, k := range targets {
+		add("DynamoDB writes: "+k+" (recorded)", "WRU", in.WriteUnits[k], p.DynamoDBWRUPerMillion)
+	}
 	add("DynamoDB reads", "RRU", rru, p.DynamoDBRRUPerMillion)
 	if in.Notifications > 0 {
 		sns = in.Notifications

@@ -21,11 +21,9 @@ func TestModelPricesEachUnit(t *testing.T) {
 		{"one event", cost.Input{Events: 1}, 1.00},
 		{"one publish", cost.Input{Requests: map[string]float64{"SNS Publish": 1}}, 0.50},
 		{"PublishBatch entries", cost.Input{Requests: map[string]float64{"SNS PublishBatch": 0.2}, Notifications: 2}, 1.00},
-		// 1.5 KB item: 2 WRU in the table, 2×2 in the by_status index.
-		{"order put", cost.Input{Requests: map[string]float64{"DynamoDB PutItem": 1}, OrderItemBytes: 1500}, 6 * 0.625},
-		// (2 + 2 lines) × 2 for the transaction, + 2×2 index WRU.
-		{"reservation", cost.Input{Requests: map[string]float64{"DynamoDB TransactWriteItems": 1}, OrderItemBytes: 1500, LinesPerOrder: 2}, 12 * 0.625},
-		{"by_customer index entry", cost.Input{CustomerIndexWrites: 1}, 0.625},
+		// Writes are priced from the recorded units only, not by request.
+		{"order put", cost.Input{Requests: map[string]float64{"DynamoDB PutItem": 1}}, 0},
+		{"recorded write units", cost.Input{WriteUnits: map[string]float64{"orders": 6, "orders/by_open": 2}}, 8 * 0.625},
 		{"consistent read", cost.Input{Requests: map[string]float64{"DynamoDB GetItem": 1}}, 0.125},
 		// 1000 µs per order on 0.5 vCPU at 60%: 1e6 orders = 1000 CPU-s
 		// = 3333 task-s at (0.5×0.04048 + 1×0.004445)/3600 $ per task-s.
@@ -49,7 +47,8 @@ func Example() {
 			"SNS Publish": 1.88, "SQS ReceiveMessage": 0.95, "SQS DeleteMessageBatch": 0.36,
 			"EventBridge PutEvents": 0.30, "producer EventBridge PutEvents": 0.10,
 		},
-		Events: 3.9, Deliveries: 2.85, OrderItemBytes: 1400, LinesPerOrder: 1.7, CPUMicrosPerOrder: 1500, CustomerIndexWrites: 1,
+		Events: 3.9, Deliveries: 2.85, CPUMicrosPerOrder: 1500,
+		WriteUnits: map[string]float64{"orders": 5, "inventory": 3.2, "orders/by_customer": 1, "orders/by_open": 2, "orders/by_outcome": 1},
 	}
 	cost.Print(os.Stdout, cost.ListPrices, cost.Model(cost.ListPrices, in))
 	// Output:
@@ -58,10 +57,13 @@ func Example() {
 	// | SQS requests (receive, delete, visibility, DLQ, sampling) | 0.52 (1.31 requests) |
 	// | SQS SendMessage by EventBridge (stage deliveries) | 1.14 (2.85 requests) |
 	// | EventBridge custom events | 3.90 (3.9 events) |
-	// | DynamoDB writes (order item + by_status index, stock) | 14.34 (23 WRU) |
-	// | DynamoDB by_customer index (one entry per order) | 0.62 (1 WRU) |
+	// | DynamoDB writes: inventory (recorded) | 2.00 (3.2 WRU) |
+	// | DynamoDB writes: orders (recorded) | 3.12 (5 WRU) |
+	// | DynamoDB writes: orders/by_customer (recorded) | 0.62 (1 WRU) |
+	// | DynamoDB writes: orders/by_open (recorded) | 1.25 (2 WRU) |
+	// | DynamoDB writes: orders/by_outcome (recorded) | 0.62 (1 WRU) |
 	// | DynamoDB reads | 0.01 (0.08 RRU) |
 	// | SNS publishes | 0.94 (1.88 publishes) |
 	// | Fargate (0.5 vCPU / 1 GB tasks at 60% CPU) | 0.03 (0.005 task-s) |
-	// | **total** | **21.52** |
+	// | **total** | **14.17** |
 }

@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cloudcommerce/cloudcommerce/bench/cost"
 	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/loadgen"
 )
@@ -53,6 +54,10 @@ var (
 	// pollers per stage), to show what the lingers buy.
 	eager = config{Name: "eager", Env: []string{"CLOUDCOMMERCE_RECEIVE_LINGER=0", "CLOUDCOMMERCE_DELETE_LINGER=5ms", "CLOUDCOMMERCE_POLLERS=2"}}
 	naive = config{Name: "naive", Env: []string{"CLOUDCOMMERCE_BATCHING=false"}}
+	// compact is batched with orders stored in the compact format (step
+	// two of the storage rollout): the write units after the change, the
+	// batched run's JSON format before it.
+	compact = config{Name: "batched-compact", Env: []string{"CLOUDCOMMERCE_ORDER_FORMAT=compact"}}
 )
 
 // The benchmark's targets: AWS requests and worker CPU per order at steady
@@ -206,8 +211,11 @@ type Measurement struct {
 	EmulatorRSSPeakMB  float64   `json:"emulator_rss_peak_mb"`
 	LoadAvgStart       string    `json:"loadavg_start"`
 	LoadAvgEnd         string    `json:"loadavg_end"`
-	Pass               bool      `json:"pass"`
-	Started            time.Time `json:"started"`
+	// Writes are the DynamoDB write units of the run's orders, from the
+	// workers' recorded writes (steady scenarios).
+	Writes  *cost.WriteUnits `json:"writes,omitempty"`
+	Pass    bool             `json:"pass"`
+	Started time.Time        `json:"started"`
 }
 
 type bench struct {
@@ -288,6 +296,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 				rate, orders = o.naiveRate, min(o.steadyOrders, int(o.naiveRate*40))
 			}
 			rep.Steady = append(rep.Steady, b.measure(ctx, "steady", c, 1, false, rate, orders, loadgen.DefaultMix()))
+		}
+		if o.configs[0].Name == batched.Name {
+			rep.Steady = append(rep.Steady, b.measure(ctx, "steady", compact, 1, false, o.steadyRate, o.steadyOrders, loadgen.DefaultMix()))
 		}
 		// The configuration under test once more with a smooth producer
 		// (one event per PutEvents at these rates, as single clients
@@ -371,9 +382,14 @@ func (b *bench) measure(ctx context.Context, scenario string, c config, workers 
 	if c.Bin != "" {
 		workerBin = c.Bin
 	}
-	env := c.Env
+	env := append([]string(nil), c.Env...)
 	if b.o.pprofSeconds > 0 {
-		env = append(append([]string(nil), env...), "CLOUDCOMMERCE_PPROF=true")
+		env = append(env, "CLOUDCOMMERCE_PPROF=true")
+	}
+	var recording string
+	if strings.HasPrefix(scenario, "steady") || scenario == "api" {
+		recording = filepath.Join(b.logDir, label+"-writes.jsonl")
+		env = append(env, recordEnv(recording)...)
 	}
 	st, err := startStack(ctx, b.o.bin, workerBin, b.logDir, label, workers, env, api, nil)
 	if err != nil {
@@ -453,6 +469,14 @@ func (b *bench) measure(ctx context.Context, scenario string, c config, workers 
 	profiled := make(chan struct{})
 	cfg.BeforePlacing = func() {
 		snap(&wStart, &eStart, &tStart)
+		if recording != "" {
+			// The warm-up's orders are final: what is recorded from now
+			// on is the measured run's (the workers append; O_APPEND
+			// writes go to the new end).
+			if err := os.Truncate(recording, 0); err != nil {
+				fmt.Fprintf(b.log, "recorded writes: %v\n", err)
+			}
+		}
 		if b.o.pprofSeconds <= 0 {
 			close(profiled)
 			return
@@ -506,6 +530,17 @@ func (b *bench) measure(ctx context.Context, scenario string, c config, workers 
 		m.WorkerRSSPeakMB = append(m.WorkerRSSPeakMB, float64(p)/1024)
 	}
 	m.EmulatorRSSPeakMB = float64(emuPeak) / 1024
+	if recording != "" {
+		if m.Writes, err = recordedWriteUnits(recording, st.prefix); err != nil {
+			fmt.Fprintf(b.log, "recorded writes: %v\n", err)
+		} else {
+			fmt.Fprintf(b.log, "recorded writes: %.2f WRU per order over %d orders (%s)\n", m.Writes.Total(), m.Writes.Orders, recording)
+		}
+		err = nil
+		if m.Error != "" {
+			err = fmt.Errorf("%s", m.Error)
+		}
+	}
 	m.Pass = err == nil && res.P99Ms < latencyGoalMs && res.MaxPlaceLagMs < 1000 && res.OrdersPerSecond99 >= 0.9*rate
 	b.explain(res, label, workers, env)
 	res.Print(b.log)

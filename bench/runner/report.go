@@ -219,8 +219,10 @@ func bestAttempts(steps []*Measurement) []*Measurement {
 func costInput(m *Measurement) cost.Input {
 	l := m.Load
 	in := cost.Input{Name: m.Config.Name, Requests: l.Requests.ByOperation, Deliveries: l.Requests.Deliveries,
-		OrderItemBytes: l.AvgOrderItemBytes, LinesPerOrder: l.AvgLines, CPUMicrosPerOrder: m.WorkerCPUMicros,
-		CustomerIndexWrites: 1} // every order is created once, and only its creation writes by_customer
+		CPUMicrosPerOrder: m.WorkerCPUMicros}
+	if m.Writes != nil {
+		in.WriteUnits = m.Writes.PerOrder()
+	}
 	switch m.Scenario {
 	case "api":
 		in.Name += " (intake API)"
@@ -316,6 +318,20 @@ func (r *report) markdown(w io.Writer) {
 		var es []cost.Estimate
 		for _, m := range cols {
 			es = append(es, cost.Model(cost.ListPrices, costInput(m)))
+		}
+		var wnames []string
+		var wrus []cost.WriteUnits
+		for _, m := range cols {
+			if m.Writes != nil {
+				wnames = append(wnames, m.Scenario+"/"+m.Config.Name)
+				wrus = append(wrus, *m.Writes)
+			}
+		}
+		if len(wrus) > 0 {
+			fmt.Fprintln(w, "### DynamoDB write units per order (recorded writes, by table and index)")
+			fmt.Fprintln(w)
+			cost.PrintWriteUnits(w, wnames, wrus)
+			fmt.Fprintln(w)
 		}
 		if len(es) > 0 {
 			fmt.Fprintln(w, "### Cost per million orders (bench/cost, from the runs above)")

@@ -55,7 +55,7 @@ func exitStatus(err error) int {
 
 // commands is the CLI tree under `worker`, in the order help lists it.
 func commands() []*command {
-	return []*command{runCmd, provisionCmd, healthcheckCmd, dlqCmd, ordersCmd, versionCmd}
+	return []*command{runCmd, provisionCmd, migrateCmd, healthcheckCmd, dlqCmd, ordersCmd, versionCmd}
 }
 
 func root() *command {

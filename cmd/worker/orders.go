@@ -68,19 +68,32 @@ var ordersCmd = &command{
 
 // ordersCommand reads the orders table named by the environment.
 func ordersCommand(ctx context.Context, e env) (orders.Command, error) {
-	cfg, err := config.WorkerFromEnv(e.getenv)
+	st, err := envStore(ctx, e)
 	if err != nil {
 		return orders.Command{}, err
+	}
+	return orders.Command{Store: st, Out: e.stdout}, nil
+}
+
+// envStore is the store on the tables the environment names, writing in
+// the order format it sets.
+func envStore(ctx context.Context, e env) (*store.Store, error) {
+	cfg, err := config.WorkerFromEnv(e.getenv)
+	if err != nil {
+		return nil, err
+	}
+	format, err := store.ParseFormat(cfg.OrderFormat)
+	if err != nil {
+		return nil, err
 	}
 	awsCfg, err := awsconf.Load(ctx, config.AWS(e.getenv))
 	if err != nil {
-		return orders.Command{}, err
+		return nil, err
 	}
 	topo, err := topology.Load()
 	if err != nil {
-		return orders.Command{}, err
+		return nil, err
 	}
 	names := topo.Names(cfg.Prefix)
-	st := store.New(awsconf.DynamoDB(awsCfg), store.Tables{Orders: names.Tables["orders"], Inventory: names.Tables["inventory"], Idempotency: names.Tables["idempotency"]})
-	return orders.Command{Store: st, Out: e.stdout}, nil
+	return store.NewFormat(awsconf.DynamoDB(awsCfg), store.Tables{Orders: names.Tables["orders"], Inventory: names.Tables["inventory"], Idempotency: names.Tables["idempotency"]}, format), nil
 }

@@ -38,7 +38,7 @@ func runWorker(ctx context.Context, getenv func(string) string) error {
 	defer func() { _ = log.Sync() }()
 	m := metrics.New()
 	conn := config.AWS(getenv)
-	conn.Requests, conn.Connections = m.AWSRequests, m.AWSConnections
+	conn.Requests, conn.Contention, conn.Connections = m.AWSRequests, m.AWSContention, m.AWSConnections
 	conn.IdleConnsPerHost, conn.Logger = cfg.AWSCalls(), log
 	awsCfg, err := awsconf.Load(ctx, conn)
 	if err != nil {

@@ -45,6 +45,9 @@ type Options struct {
 	StaticCredentials bool
 	// Requests, if set, counts every attempt by service, operation, outcome.
 	Requests *prometheus.CounterVec
+	// Contention, if set with Requests, also counts the attempts that lost
+	// to contention (Contention) by service, operation and reason.
+	Contention *prometheus.CounterVec
 	// ServiceLabel, if set, replaces the service label of counted requests
 	// (the sandbox payment ledger counts as "sandbox-ledger", standing for
 	// an external provider, not as the pipeline's DynamoDB).
@@ -70,6 +73,9 @@ type Options struct {
 	// config sets it from RecordCallsEnv, so every client of a binary run
 	// with the variable set records).
 	RecordTo string
+	// RecordWrites makes RecordTo's recorder also record each DynamoDB
+	// write request (package config sets it from RecordWritesEnv).
+	RecordWrites bool
 	// RecordStage is recorded with every call of RecordTo's recorder:
 	// CLOUDCOMMERCE_STAGE, which pins a Lambda function to its stage.
 	RecordStage string
@@ -90,12 +96,12 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 	opts = append(opts, config.WithHTTPClient(httpClient(o.IdleConnsPerHost)))
 	apiOptions := []func(*middleware.Stack) error{sendBody(o.Connections, o.ServiceLabel)}
 	if o.Requests != nil {
-		apiOptions = append(apiOptions, countRequests(o.Requests, o.ServiceLabel))
+		apiOptions = append(apiOptions, countRequests(o.Requests, o.Contention, o.ServiceLabel))
 	}
 	rec := o.Record
 	if rec == nil && o.RecordTo != "" {
 		var err error
-		if rec, err = processRecorder(o.RecordTo, o.RecordStage); err != nil {
+		if rec, err = processRecorder(o.RecordTo, o.RecordStage, o.RecordWrites); err != nil {
 			return aws.Config{}, err
 		}
 	}
@@ -121,11 +127,15 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 // countRequests adds a deserialize-step middleware: it runs once per
 // attempt (below the retryer), so retries are counted as the requests they
 // are.
-func countRequests(c *prometheus.CounterVec, label string) func(*middleware.Stack) error {
+func countRequests(c, contention *prometheus.CounterVec, label string) func(*middleware.Stack) error {
 	// Every call is counted: its counter is looked up once per service,
 	// operation and outcome, not hashed from the labels each time.
 	type key struct{ svc, op, outcome string }
 	counters := metrics.NewChildren(func(k key) prometheus.Counter { return c.WithLabelValues(k.svc, k.op, k.outcome) })
+	var lost *metrics.Children[key, prometheus.Counter]
+	if contention != nil {
+		lost = metrics.NewChildren(func(k key) prometheus.Counter { return contention.WithLabelValues(k.svc, k.op, k.outcome) })
+	}
 	return func(s *middleware.Stack) error {
 		return s.Deserialize.Add(middleware.DeserializeMiddlewareFunc("cloudcommerceCountRequests",
 			func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
@@ -134,17 +144,24 @@ func countRequests(c *prometheus.CounterVec, label string) func(*middleware.Stac
 				if svc == "" {
 					svc = awsmiddleware.GetServiceID(ctx)
 				}
-				counters.Get(key{svc, awsmiddleware.GetOperationName(ctx), Outcome(err)}).Inc()
+				k := key{svc, awsmiddleware.GetOperationName(ctx), Outcome(err)}
+				counters.Get(k).Inc()
+				if _, ok := Contention(err); ok && lost != nil {
+					lost.Get(k).Inc()
+				}
 				return out, md, err
 			}), middleware.Before)
 	}
 }
 
-// Outcome names an AWS call's outcome: "ok", the API error code, or
-// "network" for transport failures.
+// Outcome names an AWS call's outcome: "ok", the contention reason
+// (Contention), the API error code, or "network" for transport failures.
 func Outcome(err error) string {
 	if err == nil {
 		return "ok"
+	}
+	if reason, ok := Contention(err); ok {
+		return reason
 	}
 	var api smithy.APIError
 	if errors.As(err, &api) {

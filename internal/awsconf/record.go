@@ -41,6 +41,12 @@ type Call struct {
 	// For TransactWriteItems and TransactGetItems, "<ItemAction>@table:<name>"
 	// per item kind.
 	Resources []string `json:"resources,omitempty"`
+	// Writes, on a line of its own per DynamoDB write request when the
+	// recorder records writes, are the items the request wrote; Failed
+	// says the request returned an error (a failed condition, a cancelled
+	// transaction: DynamoDB still charges the write units of the items).
+	Writes []Write `json:"writes,omitempty"`
+	Failed bool    `json:"failed,omitempty"`
 }
 
 // Recorder appends calls to a file. Safe for concurrent use; each distinct
@@ -52,6 +58,8 @@ type Recorder struct {
 	process string
 	command string
 	stage   string
+	// writes: also record each DynamoDB write request (Call.Writes).
+	writes bool
 }
 
 var (
@@ -61,7 +69,7 @@ var (
 
 // processRecorder returns the process's one recorder for path and stage,
 // so that every client a binary builds records through it.
-func processRecorder(path, stage string) (*Recorder, error) {
+func processRecorder(path, stage string, writes bool) (*Recorder, error) {
 	processRecordersMu.Lock()
 	defer processRecordersMu.Unlock()
 	key := [2]string{path, stage}
@@ -72,6 +80,7 @@ func processRecorder(path, stage string) (*Recorder, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.writes = writes
 	processRecorders[key] = r
 	return r, nil
 }
@@ -107,6 +116,9 @@ func NewRecorder(path, stage string) (*Recorder, error) {
 	return r, nil
 }
 
+// RecordWrites makes r also record each DynamoDB write request.
+func (r *Recorder) RecordWrites() { r.writes = true }
+
 func (r *Recorder) record(c Call) {
 	c.Process, c.Command, c.Stage = r.process, r.command, r.stage
 	b, err := json.Marshal(c)
@@ -115,10 +127,12 @@ func (r *Recorder) record(c Call) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.seen[string(b)] {
-		return
+	if c.Writes == nil {
+		if r.seen[string(b)] {
+			return
+		}
+		r.seen[string(b)] = true
 	}
-	r.seen[string(b)] = true
 	// One write per line: O_APPEND keeps concurrent processes' lines whole.
 	_, _ = r.f.Write(append(b, '\n'))
 }
@@ -136,9 +150,16 @@ func (r *Recorder) middleware(s *middleware.Stack) error {
 	}
 	return s.Initialize.Add(middleware.InitializeMiddlewareFunc(recordCallsID,
 		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-			op := awsmiddleware.GetOperationName(ctx)
-			r.record(Call{Service: awsmiddleware.GetServiceID(ctx), Operation: op, Resources: callResources(op, in.Parameters)})
-			return next.HandleInitialize(ctx, in)
+			op, svc := awsmiddleware.GetOperationName(ctx), awsmiddleware.GetServiceID(ctx)
+			r.record(Call{Service: svc, Operation: op, Resources: callResources(op, in.Parameters)})
+			if !r.writes || svc != "DynamoDB" {
+				return next.HandleInitialize(ctx, in)
+			}
+			out, md, err := next.HandleInitialize(ctx, in)
+			if w := writesOf(in.Parameters); len(w) > 0 {
+				r.record(Call{Service: svc, Operation: op, Writes: w, Failed: err != nil})
+			}
+			return out, md, err
 		}), middleware.After)
 }
 

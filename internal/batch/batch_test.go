@@ -157,3 +157,74 @@ func TestFlushesRunConcurrentlyAndReuseIdleFlushers(t *testing.T) {
 		t.Fatalf("submit after close: %v, want ErrClosed", err)
 	}
 }
+
+// A flush that does not return (a service in a brownout) holds at most
+// MaxFlushes goroutines in flush and MaxItems items: later submitters wait
+// for room instead of piling up, and once the service answers every item
+// gets its outcome, none lost.
+func TestSlowFlushesAreBoundedAndSubmittersWait(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var mu sync.Mutex
+	inFlush, peakFlush, done := 0, 0, 0
+	flush := func(_ context.Context, items []int) []error {
+		mu.Lock()
+		inFlush++
+		peakFlush = max(peakFlush, inFlush)
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		inFlush--
+		mu.Unlock()
+		return nil
+	}
+	b := New(Config{Max: 10, Linger: time.Millisecond, MaxFlushes: 3, MaxItems: 60}, flush)
+	const items = 500
+	var submitted sync.WaitGroup
+	var returned sync.WaitGroup
+	var submittedCount sync.Mutex
+	n := 0
+	for i := range items {
+		submitted.Add(1)
+		returned.Add(1)
+		go func() {
+			defer returned.Done()
+			ch := b.Submit(i)
+			submittedCount.Lock()
+			n++
+			submittedCount.Unlock()
+			submitted.Done()
+			if err := <-ch; err != nil {
+				t.Errorf("item %d: %v", i, err)
+			}
+			mu.Lock()
+			done++
+			mu.Unlock()
+		}()
+	}
+	// While the service hangs, exactly MaxItems submissions are accepted
+	// and MaxFlushes flushes start; the rest wait.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		submittedCount.Lock()
+		got := n
+		submittedCount.Unlock()
+		mu.Lock()
+		flushing := inFlush
+		mu.Unlock()
+		if got == 60 && flushing == 3 {
+			break
+		}
+		if got > 60 || flushing > 3 || time.Now().After(deadline) {
+			t.Fatalf("with the service hanging: %d items accepted, %d flushes running; want 60 and 3", got, flushing)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	submitted.Wait()
+	returned.Wait()
+	b.Close()
+	if done != items || peakFlush > 3 {
+		t.Fatalf("%d of %d items got their outcome, at most %d flushes at once; want all, at most 3", done, items, peakFlush)
+	}
+}

@@ -30,6 +30,7 @@ func AWS(getenv func(string) string) awsconf.Options {
 		Endpoint:          endpoint,
 		StaticCredentials: endpoint != "" && getenv("AWS_ACCESS_KEY_ID") == "" && getenv("AWS_PROFILE") == "",
 		RecordTo:          getenv(awsconf.RecordCallsEnv),
+		RecordWrites:      getenv(awsconf.RecordWritesEnv) != "",
 		RecordStage:       strings.TrimSpace(getenv("CLOUDCOMMERCE_STAGE")),
 	}
 }

@@ -41,14 +41,18 @@ var (
 )
 
 // sharedProblems checks the settings the worker and the Lambda function
-// share: the resource prefix, SNS PublishBatch and the log level.
-func sharedProblems(prefix, publishBatch, logLevel string) []error {
+// share: the resource prefix, SNS PublishBatch, the log level and the
+// order format.
+func sharedProblems(prefix, publishBatch, logLevel, orderFormat string) []error {
 	var errs []error
 	if !ValidPrefix(prefix) {
 		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_PREFIX=%q: want 1-40 letters, digits, - or _", prefix))
 	}
 	if publishBatch != "auto" && publishBatch != "off" {
 		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_SNS_PUBLISH_BATCH=%q: want auto or off", publishBatch))
+	}
+	if orderFormat != "json" && orderFormat != "compact" {
+		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_ORDER_FORMAT=%q: want json or compact", orderFormat))
 	}
 	switch logLevel {
 	case "debug", "info", "warn", "error":

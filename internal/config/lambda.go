@@ -36,6 +36,7 @@ type Lambda struct {
 	// (CreateTopic, idempotent but needs sns:CreateTopic): set it in production.
 	TopicARN       string `env:"CLOUDCOMMERCE_TOPIC_ARN" doc:"notifications topic ARN; looked up by name (sns:CreateTopic) when empty"`
 	PublishBatch   string `env:"CLOUDCOMMERCE_SNS_PUBLISH_BATCH" envDefault:"auto" doc:"auto uses SNS PublishBatch where the endpoint has it; off never"`
+	OrderFormat    string `env:"CLOUDCOMMERCE_ORDER_FORMAT" envDefault:"json" doc:"how orders are stored: json (every release reads it) or compact (smaller items; only once no release older than this one runs, see docs/deploying.md)"`
 	PaymentGateway string `env:"CLOUDCOMMERCE_PAYMENT_GATEWAY" envDefault:"sandbox" doc:"payment provider adapter: sandbox or stripe"`
 	// StripeSecretARN is read once at cold start. A Lambda environment
 	// variable is stored in the function's configuration (and Terraform
@@ -102,7 +103,7 @@ func (c Lambda) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_PAYMENT_GATEWAY=%q: want sandbox or stripe", c.PaymentGateway))
 	}
-	errs = append(errs, sharedProblems(c.Prefix, c.PublishBatch, c.LogLevel)...)
+	errs = append(errs, sharedProblems(c.Prefix, c.PublishBatch, c.LogLevel, c.OrderFormat)...)
 	return errors.Join(errs...)
 }
 

@@ -47,6 +47,7 @@ type Worker struct {
 	QueueSampleInterval time.Duration `env:"CLOUDCOMMERCE_QUEUE_SAMPLE_INTERVAL" envDefault:"15s" off:"true" doc:"how often queue depths are sampled for metrics"`
 	TopicARN            string        `env:"CLOUDCOMMERCE_TOPIC_ARN" doc:"notifications topic ARN; looked up by name when empty"`
 	PublishBatch        string        `env:"CLOUDCOMMERCE_SNS_PUBLISH_BATCH" envDefault:"auto" doc:"auto uses SNS PublishBatch where the endpoint has it; off never"`
+	OrderFormat         string        `env:"CLOUDCOMMERCE_ORDER_FORMAT" envDefault:"json" doc:"how orders are stored: json (every release reads it) or compact (smaller items; only once no release older than this one runs, see docs/deploying.md)"`
 	PaymentGateway      string        `env:"CLOUDCOMMERCE_PAYMENT_GATEWAY" envDefault:"sandbox" doc:"payment provider adapter: sandbox or stripe (docs/stripe.md)"`
 	// StripeSecretKey comes from a secret store and is never logged.
 	StripeSecretKey string        `env:"CLOUDCOMMERCE_STRIPE_SECRET_KEY" doc:"Stripe secret key, required with the stripe gateway (inject it from a secret store)"`
@@ -155,6 +156,6 @@ func (c Worker) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("CLOUDCOMMERCE_PAYMENT_GATEWAY=%q: want sandbox or stripe", c.PaymentGateway))
 	}
-	errs = append(errs, sharedProblems(c.Prefix, c.PublishBatch, c.LogLevel)...)
+	errs = append(errs, sharedProblems(c.Prefix, c.PublishBatch, c.LogLevel, c.OrderFormat)...)
 	return errors.Join(errs...)
 }

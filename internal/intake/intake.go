@@ -49,7 +49,7 @@ type NotificationLog = notify.Log
 // but Notifications and APIKey.
 type Server struct {
 	Service   *pipeline.Service
-	Store     pipeline.Store
+	Store     pipeline.IntakeStore
 	Publisher pipeline.Publisher
 	Log       *zap.Logger
 	Metrics   *metrics.Metrics
@@ -368,17 +368,15 @@ func View(o pipeline.Order) OrderView {
 		Refunded: o.RefundID != "", PlacedAt: o.PlacedAt, UpdatedAt: o.UpdatedAt, History: o.Timeline()}
 }
 
-// orderIDPattern is the form of every order id (pipeline.NewOrder refuses
-// others): an id that does not have it names no order, and is never sent
-// to DynamoDB, which refuses keys over 2048 bytes with a ValidationException.
-var orderIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-
+// noSuchOrder answers for an id no order has. An id that is not
+// pipeline.ValidID names no order, and is never sent to DynamoDB, which
+// refuses keys over 2048 bytes with a ValidationException.
 func noSuchOrder(w http.ResponseWriter) int {
 	return problem(w, http.StatusNotFound, "Not Found", "no order with this id", nil)
 }
 
 func (s *Server) getOrder(w http.ResponseWriter, r *http.Request) (int, error) {
-	if !orderIDPattern.MatchString(r.PathValue("id")) {
+	if !pipeline.ValidID(r.PathValue("id")) {
 		return noSuchOrder(w), nil
 	}
 	o, err := s.Store.Get(r.Context(), r.PathValue("id"))
@@ -392,7 +390,7 @@ func (s *Server) getOrder(w http.ResponseWriter, r *http.Request) (int, error) {
 }
 
 func (s *Server) cancelOrder(w http.ResponseWriter, r *http.Request) (int, error) {
-	if !orderIDPattern.MatchString(r.PathValue("id")) {
+	if !pipeline.ValidID(r.PathValue("id")) {
 		return noSuchOrder(w), nil
 	}
 	o, err := s.Service.Cancel(r.Context(), r.PathValue("id"))

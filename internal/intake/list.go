@@ -42,10 +42,7 @@ type OrderList struct {
 	NextCursor *string        `json:"next_cursor"`
 }
 
-var (
-	customerIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-	limitPattern      = regexp.MustCompile(`^[0-9]{1,3}$`)
-)
+var limitPattern = regexp.MustCompile(`^[0-9]{1,3}$`)
 
 // listOrders answers GET /v1/orders?customer_id=ID[&limit=N][&cursor=C].
 // Every parameter is checked before the store is asked, and each problem
@@ -67,7 +64,7 @@ func (s *Server) listOrders(w http.ResponseWriter, r *http.Request) (int, error)
 	switch {
 	case customer == "":
 		bad("customer_id", "is required")
-	case !customerIDPattern.MatchString(customer):
+	case !pipeline.ValidID(customer):
 		bad("customer_id", "must be 1-128 letters, digits or ._:-")
 	}
 	limit := DefaultListLimit

@@ -39,6 +39,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/store"
 	"github.com/cloudcommerce/cloudcommerce/internal/wire"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -104,8 +105,12 @@ func New(ctx context.Context, cfg config.Lambda, d Deps) (*Handler, error) {
 		h.settlers[st] = &delivery.Settler{SQS: h.sqs, Stage: st, QueueURL: queues[st].URL, DLQURL: queues[st].DLQURL,
 			RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, Metrics: d.Metrics}
 	}
+	format, err := store.ParseFormat(cfg.OrderFormat)
+	if err != nil {
+		return nil, err
+	}
 	sc := wire.Config{Names: names, TopicARN: cfg.TopicARN, Batching: cfg.BatchingOn(), Linger: cfg.BatchLinger,
-		PublishBatch: cfg.PublishBatch, PaymentGateway: cfg.PaymentGateway}
+		PublishBatch: cfg.PublishBatch, PaymentGateway: cfg.PaymentGateway, OrderFormat: format}
 	if cfg.PaymentGateway == "stripe" && d.Payments == nil {
 		key := cfg.StripeSecretKey
 		if cfg.StripeSecretARN != "" {

@@ -30,8 +30,12 @@ type Metrics struct {
 	OrderLatency *prometheus.HistogramVec // status
 	Transitions  *prometheus.CounterVec   // from, to
 
-	AWSRequests *prometheus.CounterVec   // service, operation, outcome
-	BatchSize   *prometheus.HistogramVec // kind
+	AWSRequests *prometheus.CounterVec // service, operation, outcome
+	// AWSContention counts the requests that lost to contention (a failed
+	// condition, a transaction conflict): expected under a flash sale and
+	// resolved by the pipeline, so apart from errors.
+	AWSContention *prometheus.CounterVec   // service, operation, reason
+	BatchSize     *prometheus.HistogramVec // kind
 
 	// AWSConnections counts connections opened to AWS endpoints, by
 	// service: flat under steady load when connections are reused.
@@ -84,6 +88,8 @@ func New() *Metrics {
 		Help: "Order status transitions written."}, []string{"from", "to"})
 	m.AWSRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "aws", Name: "requests_total",
 		Help: "AWS API requests (each attempt), by service, operation and outcome (ok or the error code)."}, []string{"service", "operation", "outcome"})
+	m.AWSContention = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "aws", Name: "contention_total",
+		Help: "AWS requests (each attempt) that lost to contention, by service, operation and reason (ConditionalCheckFailed, TransactionConflict); also counted in cloudcommerce_aws_requests_total with the reason as outcome, and not errors."}, []string{"service", "operation", "reason"})
 	m.AWSConnections = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "aws", Name: "connections_opened_total",
 		Help: "New connections the AWS clients opened (each one a dial, and a TLS handshake on AWS), by service."}, []string{"service"})
 	r.MustRegister(m.AWSConnections)
@@ -100,7 +106,7 @@ func New() *Metrics {
 	m.Ready = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: "worker", Name: "ready",
 		Help: "1 when the worker is ready (receiving), 0 when starting, draining or failing."})
 	for _, c := range []prometheus.Collector{m.Received, m.Handled, m.HandlerDuration, m.PoolSize, m.Panics, m.DeadLettered, m.Extended,
-		m.AckFailures, m.OrderLatency, m.Transitions, m.AWSRequests, m.BatchSize, m.QueueMessages, m.QueueOldest, m.Republished, m.Intake, m.Ready} {
+		m.AckFailures, m.OrderLatency, m.Transitions, m.AWSRequests, m.AWSContention, m.BatchSize, m.QueueMessages, m.QueueOldest, m.Republished, m.Intake, m.Ready} {
 		f(c)
 	}
 	m.initSeries()

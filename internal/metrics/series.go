@@ -90,6 +90,10 @@ func (m *Metrics) initSeries() {
 			m.AWSRequests.WithLabelValues(svc, op, "ok")
 		}
 	}
+	for _, op := range []string{"PutItem", "UpdateItem", "TransactWriteItems"} {
+		m.AWSContention.WithLabelValues("DynamoDB", op, "ConditionalCheckFailed")
+	}
+	m.AWSContention.WithLabelValues("DynamoDB", "TransactWriteItems", "TransactionConflict")
 	for _, k := range BatchKinds {
 		m.BatchSize.WithLabelValues(k)
 	}

@@ -111,7 +111,6 @@ const (
 
 var (
 	skuPattern   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-	idPattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 	phonePattern = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
 	countryCode  = regexp.MustCompile(`^[A-Z]{2}$`)
 )

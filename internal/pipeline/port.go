@@ -24,18 +24,22 @@ type Change struct {
 	Doc string
 }
 
-// Store keeps orders and stock. Implementations are safe for concurrent use;
-// ctx bounds each call. Errors other than the documented sentinels and types
-// are transient (throttling, network) and worth retrying.
-type Store interface {
+// The store port is split by consumer: each declares only what it uses.
+// Implementations are safe for concurrent use; ctx bounds each call. Errors
+// other than the documented sentinels and types are transient (throttling,
+// network) and worth retrying.
+
+// OrderReader reads one order.
+type OrderReader interface {
 	// Get returns the stored order, or ErrNotFound. Reads are strongly
 	// consistent.
 	Get(ctx context.Context, id string) (Order, error)
-	// Create stores a new PLACED order. With a non-empty idempotency key it
-	// records key → (fingerprint, order id) in the same write; when the key
-	// exists already it stores nothing and returns the existing order id,
-	// or ErrIdempotencyMismatch if the fingerprint differs.
-	Create(ctx context.Context, o Order, idempotencyKey, fingerprint string) (existingID string, err error)
+}
+
+// Orders is what the stage handlers need: read an order, and move it with
+// one conditional write.
+type Orders interface {
+	OrderReader
 	// Reserve performs a change with Reserve lines like Apply and returns
 	// the order as written: it records in StockShards the stock shard each
 	// line's units were taken from, chosen inside the write.
@@ -44,6 +48,26 @@ type Store interface {
 	// condition fails and *StockError when a reservation cannot be met; in
 	// both cases nothing was written.
 	Apply(ctx context.Context, ch Change) error
+}
+
+// OrderCreator stores new orders (the intake API).
+type OrderCreator interface {
+	// Create stores a new PLACED order. With a non-empty idempotency key it
+	// records key → (fingerprint, order id) in the same write; when the key
+	// exists already it stores nothing and returns the existing order id,
+	// or ErrIdempotencyMismatch if the fingerprint differs.
+	Create(ctx context.Context, o Order, idempotencyKey, fingerprint string) (existingID string, err error)
+}
+
+// Catalogue reads catalogue prices (the intake API's early price check).
+type Catalogue interface {
+	// Prices returns the catalogue price of each of skus that has one; a
+	// SKU without a price or without an inventory item is absent.
+	Prices(ctx context.Context, skus []string) (map[string]Money, error)
+}
+
+// StockKeeper reads and sets stock (operator tools, seeding).
+type StockKeeper interface {
 	// SetStock sets the units of sku available for sale, replacing the
 	// inventory item (so removing any catalogue price).
 	SetStock(ctx context.Context, sku string, available int64) error
@@ -61,12 +85,31 @@ type Store interface {
 	// for an unknown SKU and *LevelError, writing nothing, when the level
 	// would leave 0..MaxAvailable.
 	AdjustStock(ctx context.Context, sku string, delta int64) (int64, error)
-	// Prices returns the catalogue price of each of skus that has one; a
-	// SKU without a price or without an inventory item is absent.
-	Prices(ctx context.Context, skus []string) (map[string]Money, error)
+}
+
+// OrderLister lists orders by status (the stuck-order sweep, the console).
+type OrderLister interface {
 	// ListByStatus returns up to limit orders in status last changed before
 	// (and, when after is not zero, after) the given times, oldest first.
 	ListByStatus(ctx context.Context, status Status, after, before time.Time, limit int) ([]Order, error)
+}
+
+// IntakeStore is what the intake API needs.
+type IntakeStore interface {
+	OrderReader
+	OrderCreator
+	Catalogue
+	StockKeeper
+}
+
+// Store is every part of the port together, as the DynamoDB store
+// implements it.
+type Store interface {
+	Orders
+	OrderCreator
+	Catalogue
+	StockKeeper
+	OrderLister
 }
 
 // MaxAvailable is the largest stock level of a SKU. Levels stay far below

@@ -80,7 +80,7 @@ type Handler func(ctx context.Context, m Message) (Outcome, error)
 
 // Service holds the stage handlers' dependencies.
 type Service struct {
-	Store     Store
+	Store     Orders
 	Publisher Publisher
 	Notifier  Notifier
 	Payments  PaymentGateway

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -66,11 +65,6 @@ func row(o pipeline.Order) OrderRow {
 	return OrderRow{ID: o.ID, Status: o.Status, CustomerID: o.Customer.ID, Total: o.Total, PlacedAt: o.PlacedAt, UpdatedAt: o.UpdatedAt}
 }
 
-// idPattern is the form of customer and order ids (pipeline validates
-// them the same way): a key that does not have it is never sent to
-// DynamoDB.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-
 // ByCustomer returns up to limit (1..MaxPage) of the customer's orders,
 // newest placed first, starting after cursor ("" for the first page). The
 // order of the pages is fixed by placed_at, which never changes, so orders
@@ -81,7 +75,7 @@ func (st *Store) ByCustomer(ctx context.Context, customerID string, limit int, c
 	if limit < 1 || limit > MaxPage {
 		return OrderPage{}, fmt.Errorf("list orders of customer %s: limit %d is outside 1..%d", customerID, limit, MaxPage)
 	}
-	if !idPattern.MatchString(customerID) {
+	if !pipeline.ValidID(customerID) {
 		return OrderPage{}, fmt.Errorf("list orders of customer %q: not a valid customer id", customerID)
 	}
 	start, err := decodeCursor(cursor, "customer_id", customerID, "placed_at")
@@ -133,7 +127,7 @@ func (st *Store) current(ctx context.Context, ids []string) (map[string]pipeline
 		return got, nil
 	}
 	req := map[string]types.KeysAndAttributes{st.tables.Orders: {
-		Keys: orderKeys(ids), ProjectionExpression: aws.String("#o"), ExpressionAttributeNames: map[string]string{"#o": "order"},
+		Keys: orderKeys(ids), ProjectionExpression: aws.String("#o, #d"), ExpressionAttributeNames: map[string]string{"#o": jsonDocAttr, "#d": compactDocAttr},
 	}}
 	for attempt := 0; len(req) > 0; attempt++ {
 		if attempt == 5 {
@@ -153,49 +147,6 @@ func (st *Store) current(ctx context.Context, ids []string) (map[string]pipeline
 		req = out.UnprocessedKeys
 	}
 	return got, nil
-}
-
-// ByStatus returns up to limit (1..MaxPage) orders in status, the most
-// recently changed first, starting after cursor ("" for the first page),
-// from the status index (which projects the whole item: no second read).
-// An order that changes status while a client pages leaves this listing.
-func (st *Store) ByStatus(ctx context.Context, status pipeline.Status, limit int, cursor string) (OrderPage, error) {
-	if limit < 1 || limit > MaxPage {
-		return OrderPage{}, fmt.Errorf("list %s orders: limit %d is outside 1..%d", status, limit, MaxPage)
-	}
-	if !status.Valid() {
-		return OrderPage{}, fmt.Errorf("list orders: %q is not a status", status)
-	}
-	start, err := decodeCursor(cursor, "status", string(status), "updated_at")
-	if err != nil {
-		return OrderPage{}, err
-	}
-	out, err := st.db.Query(ctx, &dynamodb.QueryInput{
-		TableName: &st.tables.Orders, IndexName: aws.String(StatusIndex), ScanIndexForward: aws.Bool(false),
-		KeyConditionExpression:    aws.String("#s = :s"),
-		ExpressionAttributeNames:  map[string]string{"#s": "status", "#o": "order"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":s": s(string(status))},
-		ProjectionExpression:      aws.String("order_id, #s, updated_at, #o"),
-		Limit:                     aws.Int32(int32(limit + 1)),
-		ExclusiveStartKey:         start,
-	})
-	if err != nil {
-		return OrderPage{}, fmt.Errorf("list %s orders: %w", status, err)
-	}
-	items := out.Items
-	var page OrderPage
-	if len(items) > limit {
-		items = items[:limit]
-		page.Next = encodeCursor(items[limit-1], "order_id", "status", "updated_at")
-	}
-	for _, it := range items {
-		o, err := decodeOrder(it)
-		if err != nil {
-			return OrderPage{}, fmt.Errorf("list %s orders: %w", status, err)
-		}
-		page.Orders = append(page.Orders, row(o))
-	}
-	return page, nil
 }
 
 // encodeCursor is the base64url form of the key attributes of item that
@@ -228,7 +179,7 @@ func decodeCursor(cursor, hashName, hashValue, rangeName string) (map[string]typ
 	if err := json.Unmarshal(b, &key); err != nil || len(key) != 3 {
 		return nil, ErrBadCursor
 	}
-	if key[hashName] != hashValue || !idPattern.MatchString(key["order_id"]) {
+	if key[hashName] != hashValue || !pipeline.ValidID(key["order_id"]) {
 		return nil, ErrBadCursor
 	}
 	if t, err := time.Parse(timeLayout, key[rangeName]); err != nil || t.UTC().Format(timeLayout) != key[rangeName] {

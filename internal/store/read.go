@@ -12,38 +12,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 )
 
 // Reads for operator and development tools (the console, the load
 // generator), so that they need not know the tables' layout.
-
-// CountByStatus counts the orders in status on the status index (a COUNT
-// query reads the index but returns no items). It stops once it has counted
-// at least max (max 0: no limit) and then reports capped.
-func (st *Store) CountByStatus(ctx context.Context, status pipeline.Status, max int) (count int, capped bool, err error) {
-	var start map[string]types.AttributeValue
-	for {
-		page, err := st.db.Query(ctx, &dynamodb.QueryInput{
-			TableName: &st.tables.Orders, IndexName: aws.String(StatusIndex), Select: types.SelectCount,
-			KeyConditionExpression:    aws.String("#s = :s"),
-			ExpressionAttributeNames:  map[string]string{"#s": "status"},
-			ExpressionAttributeValues: map[string]types.AttributeValue{":s": s(string(status))},
-			ExclusiveStartKey:         start,
-		})
-		if err != nil {
-			return count, false, fmt.Errorf("count %s orders: %w", status, err)
-		}
-		count += int(page.Count)
-		if page.LastEvaluatedKey == nil {
-			return count, false, nil
-		}
-		if max > 0 && count >= max {
-			return count, true, nil
-		}
-		start = page.LastEvaluatedKey
-	}
-}
 
 // OrderSummary is an order's row in a listing.
 type OrderSummary struct {
@@ -51,28 +25,6 @@ type OrderSummary struct {
 	Status     pipeline.Status
 	CustomerID string
 	UpdatedAt  time.Time
-}
-
-// RecentByStatus returns up to limit orders in status, the most recently
-// changed first, reading only what a listing shows.
-func (st *Store) RecentByStatus(ctx context.Context, status pipeline.Status, limit int) ([]OrderSummary, error) {
-	out, err := st.db.Query(ctx, &dynamodb.QueryInput{
-		TableName: &st.tables.Orders, IndexName: aws.String(StatusIndex), ScanIndexForward: aws.Bool(false), Limit: aws.Int32(int32(limit)),
-		KeyConditionExpression:    aws.String("#s = :s"),
-		ProjectionExpression:      aws.String("order_id, customer_id, updated_at"),
-		ExpressionAttributeNames:  map[string]string{"#s": "status"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":s": s(string(status))},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list %s orders: %w", status, err)
-	}
-	rows := make([]OrderSummary, 0, len(out.Items))
-	for _, it := range out.Items {
-		row := OrderSummary{ID: str(it["order_id"]), Status: status, CustomerID: str(it["customer_id"])}
-		row.UpdatedAt, _ = time.Parse(time.RFC3339Nano, str(it["updated_at"]))
-		rows = append(rows, row)
-	}
-	return rows, nil
 }
 
 func str(v types.AttributeValue) string {
@@ -212,19 +164,5 @@ func (st *Store) GetMany(ctx context.Context, ids []string, parallel int) (map[s
 	return out, int(requests.Load()), firstErr
 }
 
-// itemSize is a DynamoDB item's size as capacity units count it: the
-// lengths of attribute names and string values (numbers count their digits,
-// roughly).
-func itemSize(item map[string]types.AttributeValue) int {
-	n := 0
-	for k, v := range item {
-		n += len(k)
-		switch a := v.(type) {
-		case *types.AttributeValueMemberS:
-			n += len(a.Value)
-		case *types.AttributeValueMemberN:
-			n += len(a.Value)
-		}
-	}
-	return n
-}
+// itemSize is a DynamoDB item's size as capacity units count it.
+func itemSize(item map[string]types.AttributeValue) int { return awsconf.ItemSize(item) }

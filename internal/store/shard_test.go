@@ -253,3 +253,57 @@ func TestRebalanceMovesUnitsToEmptyShards(t *testing.T) {
 		t.Fatalf("levels after rebalancing = %v, want 9 units, none below 2", levels)
 	}
 }
+
+// An order larger than any one shard takes its units from several shards
+// in its one transaction; one larger than all of them together is out of
+// stock and takes nothing; a release returns the whole line, none lost.
+func TestOrderLargerThanAnyShardTakesFromSeveral(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	env := testkit.Provision(t)
+	admin := env.Store()
+	const k, units = 8, 40 // 5 a shard
+	if err := admin.PutInventory(ctx, pipeline.InventoryItem{SKU: "BULK", Available: units, Shards: k}); err != nil {
+		t.Fatal(err)
+	}
+	st := env.Store()
+	big, err := reserve(t, st, "bulk-1", "BULK", 23)
+	if err != nil {
+		t.Fatalf("23 of 40 units over 8 shards of 5: %v", err)
+	}
+	levels, _ := admin.ShardLevels(ctx, "BULK")
+	if sum(levels) != units-23 {
+		t.Fatalf("after taking 23: shards %v (total %d), want %d", levels, sum(levels), units-23)
+	}
+	for _, v := range levels {
+		if v < 0 {
+			t.Fatalf("a shard went negative: %v", levels)
+		}
+	}
+	if stored, err := admin.Get(ctx, "bulk-1"); err != nil || stored.Status != pipeline.StatusReserved {
+		t.Fatalf("stored order %+v, %v", stored, err)
+	}
+	// 17 left: 18 is out of stock and takes nothing.
+	_, err = reserve(t, st, "bulk-2", "BULK", units-23+1)
+	var se *pipeline.StockError
+	if !errors.As(err, &se) || se.Available != units-23 {
+		t.Fatalf("18 of 17 left: err = %v, want a StockError with 17 available", err)
+	}
+	if after, _ := admin.ShardLevels(ctx, "BULK"); !slices.Equal(after, levels) {
+		t.Fatalf("a rejected order moved stock: %v → %v", levels, after)
+	}
+	// Exactly what is left, spread over several shards, is sold.
+	if _, err := reserve(t, st, "bulk-3", "BULK", units-23); err != nil {
+		t.Fatalf("the last %d units: %v", units-23, err)
+	}
+	if after, _ := admin.ShardLevels(ctx, "BULK"); sum(after) != 0 {
+		t.Fatalf("after selling out: %v", after)
+	}
+	// The release of the big order returns all 23 units.
+	if err := st.Apply(ctx, pipeline.Change{Order: moved(t, big, pipeline.StatusCancelled), From: pipeline.StatusReserved, Release: big.Lines()}); err != nil {
+		t.Fatal(err)
+	}
+	if it, _ := admin.Inventory(ctx, "BULK"); it.Available != 23 {
+		t.Fatalf("after releasing the big order %d available, want 23", it.Available)
+	}
+}

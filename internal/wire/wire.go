@@ -42,6 +42,8 @@ type Config struct {
 	PublishBatch string
 	// PaymentGateway is "sandbox" (the default) or "stripe".
 	PaymentGateway string
+	// OrderFormat is how the store writes orders (default store.FormatJSON).
+	OrderFormat store.Format
 	// Stripe configures the stripe gateway.
 	Stripe stripe.Config
 }
@@ -95,7 +97,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Components, error) {
 		c.TopicARN = aws.ToString(out.TopicArn)
 	}
 	db := awsconf.DynamoDB(d.AWS)
-	c.Store = store.New(db, store.Tables{Orders: names.Tables["orders"], Inventory: names.Tables["inventory"], Idempotency: names.Tables["idempotency"]})
+	c.Store = store.NewFormat(db, store.Tables{Orders: names.Tables["orders"], Inventory: names.Tables["inventory"], Idempotency: names.Tables["idempotency"]}, cfg.OrderFormat)
 	batchMax, linger := 10, cfg.Linger
 	if !cfg.Batching {
 		batchMax, linger = 1, -1

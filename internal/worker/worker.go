@@ -86,8 +86,12 @@ func New(ctx context.Context, cfg config.Worker, d Deps) (*Worker, error) {
 	if carrier == nil {
 		carrier = sandbox.Carrier{Delay: cfg.CarrierDelay}
 	}
+	format, err := store.ParseFormat(cfg.OrderFormat)
+	if err != nil {
+		return nil, err
+	}
 	comp, err := wire.New(ctx, wire.Config{Names: names, TopicARN: cfg.TopicARN, Batching: cfg.BatchingOn(), Linger: cfg.BatchLinger,
-		PublishBatch: cfg.PublishBatch, PaymentGateway: cfg.PaymentGateway, Stripe: stripe.Config{SecretKey: cfg.StripeSecretKey}},
+		PublishBatch: cfg.PublishBatch, PaymentGateway: cfg.PaymentGateway, Stripe: stripe.Config{SecretKey: cfg.StripeSecretKey}, OrderFormat: format},
 		withCarrier(d, carrier))
 	if err != nil {
 		return nil, err

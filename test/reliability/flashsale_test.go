@@ -177,3 +177,113 @@ func TestFlashSaleWithSIGKILLsSellsExactlyTheStock(t *testing.T) {
 	logSummary(r, w1)
 	logSummary(r, w2)
 }
+
+// TestFlashSaleOrderLargerThanAnyShard: a flash sale of one SKU whose 48
+// units are held in 8 shards of 6, for two worker processes. First three
+// orders of 12 units each (twice any shard) go on the bus with seven
+// orders of one unit: 43 units, which the stock covers, so every one of
+// them must ship, the big ones reserved across several shards in their one
+// transaction. Then 53 orders of one unit and two more of 12 race for the
+// 5 units left. At the end the units are conserved (settle: available +
+// held = stocked) and no order was rejected while the shards together
+// could still cover it: stock only goes down in this sale, so a rejected
+// order must ask for more than is left at the end.
+func TestFlashSaleOrderLargerThanAnyShard(t *testing.T) {
+	t.Parallel()
+	r := newRT(t)
+	const (
+		sku           = "FLASHBULK"
+		units, shards = 48, 8
+		bigQty        = 12
+	)
+	c := newCluster(r, "CLOUDCOMMERCE_INVENTORY_CONCURRENCY=16")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	store := c.env.Store()
+	if err := store.PutInventory(ctx, pipeline.InventoryItem{SKU: sku, Available: units, Shards: shards}); err != nil {
+		r.Fatal(err)
+	}
+	w1, w2 := c.worker(), c.worker()
+	w1.start()
+	w2.start()
+	tag := fmt.Sprintf("%x", r.IntN(1<<30))
+	accepted := map[string]*planned{}
+	qty := map[string]int64{}
+	n := 0
+	// place puts orders of the given quantities on the bus, ten an event
+	// batch, and returns their ids.
+	place := func(quantities ...int64) []string {
+		var ids []string
+		var entries []ebtypes.PutEventsRequestEntry
+		for i, q := range quantities {
+			id := fmt.Sprintf("bulk-%s-%d", tag, n)
+			n++
+			req := testkit.Order(sandbox.TokenVisa, sku)
+			req.Items[0].Quantity = q
+			o, err := pipeline.NewOrder(id, req, time.Now())
+			if err != nil {
+				r.Fatal(err)
+			}
+			e, err := bus.Entry(c.env.Prov.Names.Bus, pipeline.Event{Type: pipeline.EventOrderPlaced, Order: o})
+			if err != nil {
+				r.Fatal(err)
+			}
+			accepted[id], qty[id], ids = &planned{id: id}, q, append(ids, id)
+			if entries = append(entries, e); len(entries) == 10 || i == len(quantities)-1 {
+				out, err := c.env.EB.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: entries})
+				if err != nil || out.FailedEntryCount != 0 {
+					r.Fatalf("PutEvents: %v %+v", err, out)
+				}
+				entries = entries[:0]
+			}
+		}
+		return ids
+	}
+	first := place(bigQty, 1, bigQty, 1, 1, bigQty, 1, 1, 1, 1)
+	testkit.Eventually(r, "the first ten orders final", time.Minute, func() bool {
+		got, _, err := store.Statuses(ctx, first)
+		if err != nil {
+			r.Fatal(err)
+		}
+		for _, id := range first {
+			if !got[id].Final() {
+				return false
+			}
+		}
+		return true
+	})
+	for _, id := range first {
+		if o, err := store.Get(ctx, id); err != nil || o.Status != pipeline.StatusShipped {
+			r.Fatalf("order %s for %d units (any shard holds %d) is %s (%v); the stock covered it: want SHIPPED", id, qty[id], units/shards, o.Status, err)
+		}
+	}
+	rest := make([]int64, 55)
+	for i := range rest {
+		rest[i] = 1
+	}
+	rest[3], rest[30] = bigQty, bigQty
+	place(rest...)
+
+	final := settle(c, expect{stock: map[string]int64{sku: units}, accepted: accepted})
+	it, err := store.Inventory(ctx, sku)
+	if err != nil {
+		r.Fatal(err)
+	}
+	var sold int64
+	for id, o := range final {
+		switch o.Status {
+		case pipeline.StatusShipped:
+			sold += qty[id]
+		case pipeline.StatusRejected:
+			if qty[id] <= it.Available {
+				r.Errorf("order %s for %d units was rejected, yet %d are left over the shards", id, qty[id], it.Available)
+			}
+		default:
+			r.Errorf("order %s ended %s", id, o.Status)
+		}
+	}
+	if sold+it.Available != units || it.Available < 0 {
+		r.Fatalf("%d units sold + %d left != %d stocked", sold, it.Available, units)
+	}
+	r.Logf("final statuses %s; %d units sold, %d left", statusCounts(final), sold, it.Available)
+}

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Response is one HTTP answer.
@@ -43,6 +44,9 @@ type Rule struct {
 	// Times is how many matching requests get the fault; 0 means all.
 	Times    int
 	Response Response
+	// Delay, when set, makes the fault a slow service: a matching request
+	// is held that long and then forwarded (Response is not used).
+	Delay time.Duration
 
 	hits atomic.Int64
 }
@@ -62,6 +66,9 @@ type Proxy struct {
 	throttle *Throttle
 	// entryFaults fail single entries of batch requests (AddEntries).
 	entryFaults []*EntryFault
+	// open and peak count the requests being answered, and the most at
+	// once, by service.operation.
+	open, peak map[string]int
 }
 
 // New starts a fault endpoint forwarding to target.
@@ -70,7 +77,7 @@ func New(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse fault endpoint target: %w", err)
 	}
-	p := &Proxy{seen: map[string]int{}}
+	p := &Proxy{seen: map[string]int{}, open: map[string]int{}, peak: map[string]int{}}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	// One upstream connection per request: a pooled keep-alive connection
 	// that the endpoint closes as it is reused cuts a response short now
@@ -86,6 +93,15 @@ func New(target string) (*Proxy, error) {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
 		svc, op := Operation(r, body)
+		p.mu.Lock()
+		p.open[svc+"."+op]++
+		p.peak[svc+"."+op] = max(p.peak[svc+"."+op], p.open[svc+"."+op])
+		p.mu.Unlock()
+		defer func() {
+			p.mu.Lock()
+			p.open[svc+"."+op]--
+			p.mu.Unlock()
+		}()
 		answer := func(resp Response) {
 			for k, vs := range resp.Header {
 				w.Header()[k] = vs
@@ -102,8 +118,15 @@ func New(target string) (*Proxy, error) {
 			return
 		}
 		if rule := p.match(svc, op, body); rule != nil {
-			answer(rule.Response)
-			return
+			if rule.Delay <= 0 {
+				answer(rule.Response)
+				return
+			}
+			select {
+			case <-time.After(rule.Delay):
+			case <-r.Context().Done():
+				return
+			}
 		}
 		if p.serveEntries(w, r, svc, op, body, rp) {
 			return
@@ -135,6 +158,14 @@ func (p *Proxy) Remove(r *Rule) {
 			return
 		}
 	}
+}
+
+// PeakConcurrent returns the most requests for service.operation that were
+// being answered at once.
+func (p *Proxy) PeakConcurrent(service, operation string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.peak[service+"."+operation]
 }
 
 // Requests returns how many requests for service.operation arrived,

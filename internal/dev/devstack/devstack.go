@@ -67,7 +67,7 @@ func Provision(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	s := &Stack{Emulator: em, Metrics: metrics.New(), log: o.Log}
-	s.AWS, err = awsconf.Load(ctx, awsconf.Options{Endpoint: em.DirectURL, Region: "us-east-1", StaticCredentials: true, Requests: s.Metrics.AWSRequests, Connections: s.Metrics.AWSConnections, Logger: o.Log})
+	s.AWS, err = awsconf.Load(ctx, awsconf.Options{Endpoint: em.DirectURL, Region: "us-east-1", StaticCredentials: true, Requests: s.Metrics.AWSRequests, Contention: s.Metrics.AWSContention, Connections: s.Metrics.AWSConnections, Logger: o.Log})
 	if err != nil {
 		return nil, err
 	}

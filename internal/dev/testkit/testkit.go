@@ -68,10 +68,13 @@ func Provision(t testing.TB) *Env {
 	return e
 }
 
-// Store returns a store on the env's tables.
-func (e *Env) Store() *store.Store {
+// Store returns a store on the env's tables (writing store.FormatJSON).
+func (e *Env) Store() *store.Store { return e.StoreFormat(store.FormatJSON) }
+
+// StoreFormat returns a store on the env's tables writing orders in f.
+func (e *Env) StoreFormat(f store.Format) *store.Store {
 	n := e.Prov.Names
-	return store.New(e.DDB, store.Tables{Orders: n.Tables["orders"], Inventory: n.Tables["inventory"], Idempotency: n.Tables["idempotency"]})
+	return store.NewFormat(e.DDB, store.Tables{Orders: n.Tables["orders"], Inventory: n.Tables["inventory"], Idempotency: n.Tables["idempotency"]}, f)
 }
 
 // QueueURL returns the URL of a stage queue or its DLQ.

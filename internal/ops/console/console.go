@@ -45,11 +45,12 @@ import (
 	"github.com/cloudcommerce/cloudcommerce/internal/store"
 )
 
-// Store is what the console reads orders and stock through: the
-// pipeline's store and the listing reads of the DynamoDB store, which
+// Store is what the console reads orders and stock through: an order by
+// id, orders by status, and the listing reads of the DynamoDB store, which
 // alone knows the tables' layout. Safe for concurrent use.
 type Store interface {
-	pipeline.Store
+	pipeline.OrderReader
+	pipeline.OrderLister
 	CountByStatus(ctx context.Context, status pipeline.Status, max int) (count int, capped bool, err error)
 	RecentByStatus(ctx context.Context, status pipeline.Status, limit int) ([]store.OrderSummary, error)
 	ListStock(ctx context.Context, limit int) ([]store.StockLevel, error)

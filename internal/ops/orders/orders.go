@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -45,8 +44,6 @@ type Command struct {
 
 // ErrUnknownOrder is returned by Show for an id no order has.
 var ErrUnknownOrder = errors.New("no such order")
-
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 
 // Notice is a customer notification the pipeline sent for a transition.
 type Notice struct {
@@ -84,7 +81,7 @@ func Notices(o pipeline.Order) []Notice {
 // Show prints the order with id, or returns an error wrapping
 // ErrUnknownOrder.
 func (c Command) Show(ctx context.Context, id string, asJSON bool) error {
-	if !idPattern.MatchString(id) {
+	if !pipeline.ValidID(id) {
 		return fmt.Errorf("order %q: %w (order ids are 1-128 letters, digits or ._:-)", id, ErrUnknownOrder)
 	}
 	o, err := c.Store.Get(ctx, id)
@@ -161,7 +158,7 @@ func (c Command) ListByStatus(ctx context.Context, status pipeline.Status, limit
 // ListByCustomer prints up to limit (1..MaxList) of the customer's
 // orders, the most recently placed first.
 func (c Command) ListByCustomer(ctx context.Context, customerID string, limit int, asJSON bool) error {
-	if !idPattern.MatchString(customerID) {
+	if !pipeline.ValidID(customerID) {
 		return fmt.Errorf("--customer %q: customer ids are 1-128 letters, digits or ._:-", customerID)
 	}
 	return c.list(limit, asJSON, func(n int, cursor string) (store.OrderPage, error) {

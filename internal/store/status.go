@@ -1,0 +1,294 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
+)
+
+// Listing orders by status. In FormatJSON every order (also those the
+// previous release writes) is on by_status, which these read as before.
+// In FormatCompact an order in progress is on by_open (keyed by when it was
+// placed: its status is read per page, one BatchGetItem) and a finished
+// one on by_outcome (keyed by its final status and when it got there).
+// Each listing page is one Query and one BatchGetItem.
+
+// statusIndex is the sparse index that holds the orders of status and
+// the names and value of its keys.
+func statusIndex(status pipeline.Status) (index, hashName, hashValue, rangeName string) {
+	if status.Final() {
+		return OutcomeIndex, outcomeAttr, string(status), closedAtAttr
+	}
+	return OpenIndex, openAttr, openValue, "placed_at"
+}
+
+// ByStatus returns up to limit (1..MaxPage) orders in status, newest first,
+// starting after cursor ("" for the first page). In FormatCompact a page
+// of an in-progress status may hold fewer orders than limit (the orders on
+// by_open in other statuses are left out) and still carry a cursor. An
+// order that changes status while a client pages leaves this listing.
+func (st *Store) ByStatus(ctx context.Context, status pipeline.Status, limit int, cursor string) (OrderPage, error) {
+	if limit < 1 || limit > MaxPage {
+		return OrderPage{}, fmt.Errorf("list %s orders: limit %d is outside 1..%d", status, limit, MaxPage)
+	}
+	if !status.Valid() {
+		return OrderPage{}, fmt.Errorf("list orders: %q is not a status", status)
+	}
+	if st.format == FormatJSON {
+		return st.byStatusIndex(ctx, status, limit, cursor)
+	}
+	index, hashName, hashValue, rangeName := statusIndex(status)
+	start, err := decodeCursor(cursor, hashName, hashValue, rangeName)
+	if err != nil {
+		return OrderPage{}, err
+	}
+	out, err := st.db.Query(ctx, &dynamodb.QueryInput{
+		TableName: &st.tables.Orders, IndexName: aws.String(index), ScanIndexForward: aws.Bool(false),
+		KeyConditionExpression:    aws.String("#h = :h"),
+		ExpressionAttributeNames:  map[string]string{"#h": hashName},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":h": s(hashValue)},
+		Limit:                     aws.Int32(int32(limit + 1)),
+		ExclusiveStartKey:         start,
+	})
+	if err != nil {
+		return OrderPage{}, fmt.Errorf("list %s orders: %w", status, err)
+	}
+	items := out.Items
+	var page OrderPage
+	if len(items) > limit {
+		items = items[:limit]
+		page.Next = encodeCursor(items[limit-1], "order_id", hashName, rangeName)
+	}
+	ids := make([]string, 0, len(items))
+	for _, it := range items {
+		ids = append(ids, str(it["order_id"]))
+	}
+	orders, err := st.current(ctx, ids)
+	if err != nil {
+		return OrderPage{}, fmt.Errorf("list %s orders: %w", status, err)
+	}
+	for _, id := range ids {
+		if o, ok := orders[id]; ok && o.Status == status {
+			page.Orders = append(page.Orders, row(o))
+		}
+	}
+	return page, nil
+}
+
+// byStatusIndex is ByStatus on by_status, which projects the whole item:
+// no second read.
+func (st *Store) byStatusIndex(ctx context.Context, status pipeline.Status, limit int, cursor string) (OrderPage, error) {
+	start, err := decodeCursor(cursor, "status", string(status), "updated_at")
+	if err != nil {
+		return OrderPage{}, err
+	}
+	out, err := st.db.Query(ctx, &dynamodb.QueryInput{
+		TableName: &st.tables.Orders, IndexName: aws.String(StatusIndex), ScanIndexForward: aws.Bool(false),
+		KeyConditionExpression:    aws.String("#s = :s"),
+		ExpressionAttributeNames:  map[string]string{"#s": "status"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":s": s(string(status))},
+		Limit:                     aws.Int32(int32(limit + 1)),
+		ExclusiveStartKey:         start,
+	})
+	if err != nil {
+		return OrderPage{}, fmt.Errorf("list %s orders: %w", status, err)
+	}
+	items := out.Items
+	var page OrderPage
+	if len(items) > limit {
+		items = items[:limit]
+		page.Next = encodeCursor(items[limit-1], "order_id", "status", "updated_at")
+	}
+	for _, it := range items {
+		o, err := decodeOrder(it)
+		if err != nil {
+			return OrderPage{}, fmt.Errorf("list %s orders: %w", status, err)
+		}
+		page.Orders = append(page.Orders, row(o))
+	}
+	return page, nil
+}
+
+// ListByStatus implements pipeline.OrderLister: up to limit orders in
+// status last changed before (and, when after is not zero, at or after)
+// the given times, oldest first. In FormatCompact it reads the status's
+// sparse index a page at a time (an in-progress order placed before
+// `before` may have changed since; its status and time are read with the
+// page) and, for an in-progress status, by_status too while that index
+// exists: an order the previous release wrote last lost its by_open key
+// (a whole-item PutItem erases attributes that release does not know)
+// until `worker migrate` restores it.
+func (st *Store) ListByStatus(ctx context.Context, status pipeline.Status, after, before time.Time, limit int) ([]pipeline.Order, error) {
+	if st.format == FormatJSON {
+		return st.listStatusIndex(ctx, status, after, before, limit)
+	}
+	index, hashName, hashValue, rangeName := statusIndex(status)
+	key := "#h = :h AND #r < :before"
+	vals := map[string]types.AttributeValue{":h": s(hashValue), ":before": s(before.UTC().Format(timeLayout))}
+	if status.Final() && !after.IsZero() {
+		key = "#h = :h AND #r BETWEEN :after AND :before"
+		vals[":after"] = s(after.UTC().Format(timeLayout))
+	}
+	found := map[string]pipeline.Order{}
+	var start map[string]types.AttributeValue
+	for len(found) < limit {
+		page, err := st.db.Query(ctx, &dynamodb.QueryInput{
+			TableName: &st.tables.Orders, IndexName: aws.String(index),
+			KeyConditionExpression:    aws.String(key),
+			ExpressionAttributeNames:  map[string]string{"#h": hashName, "#r": rangeName},
+			ExpressionAttributeValues: vals,
+			Limit:                     aws.Int32(int32(MaxPage)),
+			ExclusiveStartKey:         start,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list %s orders: %w", status, err)
+		}
+		ids := make([]string, 0, len(page.Items))
+		for _, it := range page.Items {
+			ids = append(ids, str(it["order_id"]))
+		}
+		orders, err := st.current(ctx, ids)
+		if err != nil {
+			return nil, fmt.Errorf("list %s orders: %w", status, err)
+		}
+		for _, id := range ids {
+			o, ok := orders[id]
+			if ok && o.Status == status && o.UpdatedAt.Before(before) && (after.IsZero() || !o.UpdatedAt.Before(after)) && len(found) < limit {
+				found[id] = o
+			}
+		}
+		if page.LastEvaluatedKey == nil {
+			break
+		}
+		start = page.LastEvaluatedKey
+	}
+	if !status.Final() {
+		legacy, err := st.listStatusIndex(ctx, status, after, before, limit)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range legacy {
+			found[o.ID] = o
+		}
+	}
+	out := make([]pipeline.Order, 0, len(found))
+	for _, o := range found {
+		out = append(out, o)
+	}
+	slices.SortFunc(out, func(a, b pipeline.Order) int { return a.UpdatedAt.Compare(b.UpdatedAt) })
+	return out[:min(len(out), limit)], nil
+}
+
+// listStatusIndex is ListByStatus on by_status.
+func (st *Store) listStatusIndex(ctx context.Context, status pipeline.Status, after, before time.Time, limit int) ([]pipeline.Order, error) {
+	key := "#s = :s AND updated_at < :before"
+	vals := map[string]types.AttributeValue{":s": s(string(status)), ":before": s(before.UTC().Format(timeLayout))}
+	if !after.IsZero() {
+		key = "#s = :s AND updated_at BETWEEN :after AND :before"
+		vals[":after"] = s(after.UTC().Format(timeLayout))
+	}
+	var out []pipeline.Order
+	var start map[string]types.AttributeValue
+	for len(out) < limit {
+		page, err := st.db.Query(ctx, &dynamodb.QueryInput{
+			TableName:                 &st.tables.Orders,
+			IndexName:                 aws.String(StatusIndex),
+			KeyConditionExpression:    aws.String(key),
+			ExpressionAttributeNames:  map[string]string{"#s": "status"},
+			ExpressionAttributeValues: vals,
+			Limit:                     aws.Int32(int32(min(limit-len(out), 1000))),
+			ExclusiveStartKey:         start,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list %s orders: %w", status, err)
+		}
+		for _, it := range page.Items {
+			o, err := decodeOrder(it)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, o)
+		}
+		if page.LastEvaluatedKey == nil {
+			break
+		}
+		start = page.LastEvaluatedKey
+	}
+	return out, nil
+}
+
+// CountByStatus counts the orders in status (max 0: no limit; past max it
+// stops and reports capped). On by_status and by_outcome a COUNT query
+// reads the index but returns no items; an in-progress status in
+// FormatCompact reads the statuses of the orders on by_open a page at a
+// time.
+func (st *Store) CountByStatus(ctx context.Context, status pipeline.Status, max int) (count int, capped bool, err error) {
+	index, hashName, hashValue := StatusIndex, "status", string(status)
+	if st.format == FormatCompact {
+		index, hashName, hashValue, _ = statusIndex(status)
+	}
+	var start map[string]types.AttributeValue
+	for {
+		in := &dynamodb.QueryInput{
+			TableName: &st.tables.Orders, IndexName: aws.String(index), Select: types.SelectCount,
+			KeyConditionExpression:    aws.String("#h = :h"),
+			ExpressionAttributeNames:  map[string]string{"#h": hashName},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":h": s(hashValue)},
+			ExclusiveStartKey:         start,
+		}
+		filter := index == OpenIndex
+		if filter {
+			in.Select, in.Limit = types.SelectAllProjectedAttributes, aws.Int32(int32(batchGetMax))
+		}
+		page, err := st.db.Query(ctx, in)
+		if err != nil {
+			return count, false, fmt.Errorf("count %s orders: %w", status, err)
+		}
+		if filter {
+			ids := make([]string, 0, len(page.Items))
+			for _, it := range page.Items {
+				ids = append(ids, str(it["order_id"]))
+			}
+			got, _, err := st.Statuses(ctx, ids)
+			if err != nil {
+				return count, false, fmt.Errorf("count %s orders: %w", status, err)
+			}
+			for _, s := range got {
+				if s == status {
+					count++
+				}
+			}
+		} else {
+			count += int(page.Count)
+		}
+		if page.LastEvaluatedKey == nil {
+			return count, false, nil
+		}
+		if max > 0 && count >= max {
+			return count, true, nil
+		}
+		start = page.LastEvaluatedKey
+	}
+}
+
+// RecentByStatus returns up to limit (1..MaxPage) orders in status, the
+// most recently changed first (in FormatCompact an in-progress status's
+// most recently placed), reading only what a listing shows.
+func (st *Store) RecentByStatus(ctx context.Context, status pipeline.Status, limit int) ([]OrderSummary, error) {
+	page, err := st.ByStatus(ctx, status, max(1, min(limit, MaxPage)), "")
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]OrderSummary, 0, len(page.Orders))
+	for _, o := range page.Orders {
+		rows = append(rows, OrderSummary{ID: o.ID, Status: o.Status, CustomerID: o.CustomerID, UpdatedAt: o.UpdatedAt})
+	}
+	return rows, nil
+}
