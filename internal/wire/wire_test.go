@@ -61,7 +61,7 @@ func TestNewWiresEachComponentToTheTopology(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Service.Store.Create(ctx, o, "", ""); err != nil {
+	if _, err := c.Store.Create(ctx, o, "", ""); err != nil {
 		t.Fatalf("create through the wired store: %v", err)
 	}
 	if got, err := e.Store().Get(ctx, o.ID); err != nil || got.ID != o.ID {
