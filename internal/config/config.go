@@ -35,12 +35,15 @@ const (
 	DefaultDeleteLinger      = 100 * time.Millisecond
 	DefaultRetryBase         = time.Second
 	DefaultRetryMax          = 5 * time.Minute
-	DefaultSweepInterval     = 30 * time.Second
-	DefaultStuckAfter        = 2 * time.Minute
-	DefaultSampleInterval    = 15 * time.Second
-	DefaultPublishBatch      = "auto"
-	DefaultPaymentGateway    = "sandbox"
-	DefaultLogLevel          = "info"
+	// DefaultDeferBase is the first hand-back of an event a newer release
+	// wrote (see delivery.DeferDelay).
+	DefaultDeferBase      = 5 * time.Second
+	DefaultSweepInterval  = 30 * time.Second
+	DefaultStuckAfter     = 2 * time.Minute
+	DefaultSampleInterval = 15 * time.Second
+	DefaultPublishBatch   = "auto"
+	DefaultPaymentGateway = "sandbox"
+	DefaultLogLevel       = "info"
 
 	// Lambda-only defaults.
 	DefaultLambdaConcurrency = 10

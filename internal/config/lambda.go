@@ -36,6 +36,9 @@ type Lambda struct {
 	// receive up to RetryMax (5m). CLOUDCOMMERCE_RETRY_BASE, default 1s.
 	RetryBase time.Duration
 	RetryMax  time.Duration
+	// DeferBase is the first hand-back of an event a newer release wrote
+	// (see delivery.DeferDelay). CLOUDCOMMERCE_DEFER_BASE, default 5s.
+	DeferBase time.Duration
 	// Batching turns event and notification batching on. CLOUDCOMMERCE_BATCHING, default true.
 	Batching *bool
 	// BatchLinger is how long a batched call waits for company. CLOUDCOMMERCE_BATCH_LINGER, default 5ms.
@@ -70,6 +73,7 @@ var LambdaEnv = []Var{
 	{"CLOUDCOMMERCE_HANDLER_TIMEOUT", "20s", "deadline of one record's handling"},
 	{"CLOUDCOMMERCE_DEADLINE_MARGIN", "3s", "time kept before the invocation deadline for dead-lettering and answering"},
 	{"CLOUDCOMMERCE_RETRY_BASE", "1s", "first back-off of a transient failure, doubled per receive up to 5m"},
+	{"CLOUDCOMMERCE_DEFER_BASE", "5s", "first hand-back of an event a newer release wrote, doubled per receive up to 5m; the last receive before the DLQ holds it until 30m have passed"},
 	{"CLOUDCOMMERCE_BATCHING", "true", "batch events and notifications across the records of an invocation"},
 	{"CLOUDCOMMERCE_BATCH_LINGER", "5ms", "how long a batched call waits for more entries"},
 	{"CLOUDCOMMERCE_TOPIC_ARN", "", "notifications topic ARN; looked up by name (sns:CreateTopic) when empty"},
@@ -90,6 +94,7 @@ func (c *Lambda) Fill() {
 	c.HandlerTimeout = cmp.Or(c.HandlerTimeout, DefaultHandlerTimeout)
 	c.DeadlineMargin = cmp.Or(c.DeadlineMargin, DefaultDeadlineMargin)
 	c.RetryBase = cmp.Or(c.RetryBase, DefaultRetryBase)
+	c.DeferBase = cmp.Or(c.DeferBase, DefaultDeferBase)
 	c.RetryMax = cmp.Or(c.RetryMax, DefaultRetryMax)
 	c.BatchLinger = cmp.Or(c.BatchLinger, DefaultLambdaLinger)
 	if c.Batching == nil {
@@ -112,6 +117,7 @@ func LambdaFromEnv(getenv func(string) string) (Lambda, error) {
 	r.Duration("CLOUDCOMMERCE_HANDLER_TIMEOUT", &c.HandlerTimeout, false)
 	r.Duration("CLOUDCOMMERCE_DEADLINE_MARGIN", &c.DeadlineMargin, false)
 	r.Duration("CLOUDCOMMERCE_RETRY_BASE", &c.RetryBase, false)
+	r.Duration("CLOUDCOMMERCE_DEFER_BASE", &c.DeferBase, false)
 	r.Duration("CLOUDCOMMERCE_BATCH_LINGER", &c.BatchLinger, false)
 	r.Bool("CLOUDCOMMERCE_BATCHING", &c.Batching)
 	c.TopicARN = r.String("CLOUDCOMMERCE_TOPIC_ARN")

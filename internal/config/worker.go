@@ -63,6 +63,11 @@ type Worker struct {
 	// RetryBase is the first back-off of a transient failure (doubling per
 	// receive, up to 5m). CLOUDCOMMERCE_RETRY_BASE, default 1s.
 	RetryBase time.Duration
+	// DeferBase is the first hand-back of an event a newer release wrote
+	// (doubling per receive up to 5m; the queue's last delivery holds it
+	// until 30m have passed: delivery.DeferDelay).
+	// CLOUDCOMMERCE_DEFER_BASE, default 5s.
+	DeferBase time.Duration
 	// SweepInterval is how often stuck orders are looked for; "off" disables.
 	// CLOUDCOMMERCE_SWEEP_INTERVAL, default 30s.
 	SweepInterval time.Duration
@@ -115,6 +120,7 @@ var WorkerEnv = []Var{
 	{"CLOUDCOMMERCE_RECEIVE_LINGER", "50ms", "wait after a partly filled receive before the next, so receives carry more messages; 0 turns it off"},
 	{"CLOUDCOMMERCE_DELETE_LINGER", "100ms", "how long an acknowledgement waits for more in a DeleteMessageBatch (never delays a handler)"},
 	{"CLOUDCOMMERCE_RETRY_BASE", "1s", "first back-off of a transient failure, doubled per receive up to 5m"},
+	{"CLOUDCOMMERCE_DEFER_BASE", "5s", "first hand-back of an event a newer release wrote, doubled per receive up to 5m; the last receive before the DLQ holds it until 30m have passed"},
 	{"CLOUDCOMMERCE_SWEEP_INTERVAL", "30s", "how often stuck orders are re-published; off disables"},
 	{"CLOUDCOMMERCE_STUCK_AFTER", "2m", "age at which a non-final order counts as stuck"},
 	{"CLOUDCOMMERCE_QUEUE_SAMPLE_INTERVAL", "15s", "how often queue depths are sampled for metrics"},
@@ -158,6 +164,7 @@ func (c *Worker) Fill() {
 	c.ReceiveLinger = cmp.Or(c.ReceiveLinger, DefaultReceiveLinger)
 	c.DeleteLinger = cmp.Or(c.DeleteLinger, DefaultDeleteLinger)
 	c.RetryBase = cmp.Or(c.RetryBase, DefaultRetryBase)
+	c.DeferBase = cmp.Or(c.DeferBase, DefaultDeferBase)
 	c.SweepInterval = cmp.Or(c.SweepInterval, DefaultSweepInterval)
 	c.StuckAfter = cmp.Or(c.StuckAfter, DefaultStuckAfter)
 	c.QueueSampleInterval = cmp.Or(c.QueueSampleInterval, DefaultSampleInterval)
@@ -214,6 +221,7 @@ func WorkerFromEnv(getenv func(string) string) (Worker, error) {
 	r.Duration("CLOUDCOMMERCE_RECEIVE_LINGER", &c.ReceiveLinger, true)
 	r.Duration("CLOUDCOMMERCE_DELETE_LINGER", &c.DeleteLinger, false)
 	r.Duration("CLOUDCOMMERCE_RETRY_BASE", &c.RetryBase, false)
+	r.Duration("CLOUDCOMMERCE_DEFER_BASE", &c.DeferBase, false)
 	r.Duration("CLOUDCOMMERCE_SWEEP_INTERVAL", &c.SweepInterval, true)
 	r.Duration("CLOUDCOMMERCE_STUCK_AFTER", &c.StuckAfter, false)
 	r.Duration("CLOUDCOMMERCE_QUEUE_SAMPLE_INTERVAL", &c.QueueSampleInterval, true)
