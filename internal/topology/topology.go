@@ -225,10 +225,6 @@ func (t *Topology) Names(prefix string) Names {
 // deliveries before SQS moves a message to its DLQ), or 0 for a stage it
 // does not list.
 func (t *Topology) MaxReceives(st pipeline.Stage) int {
-	for _, q := range t.Queues {
-		if q.Stage == st {
-			return q.DLQ.MaxReceiveCount
-		}
-	}
-	return 0
+	q, _ := t.Queue(st)
+	return q.DLQ.MaxReceiveCount
 }
