@@ -73,7 +73,7 @@ var LambdaEnv = []Var{
 	{"CLOUDCOMMERCE_HANDLER_TIMEOUT", "20s", "deadline of one record's handling"},
 	{"CLOUDCOMMERCE_DEADLINE_MARGIN", "3s", "time kept before the invocation deadline for dead-lettering and answering"},
 	{"CLOUDCOMMERCE_RETRY_BASE", "1s", "first back-off of a transient failure, doubled per receive up to 5m"},
-	{"CLOUDCOMMERCE_DEFER_BASE", "5s", "first hand-back of an event a newer release wrote, doubled per receive up to 5m; the last receive before the DLQ holds it until 30m have passed"},
+	{"CLOUDCOMMERCE_DEFER_BASE", "5s", "first hand-back of an event a newer release wrote, growing by itself per receive; the one before the last receive the queue allows holds it so that the last comes 30m after the first"},
 	{"CLOUDCOMMERCE_BATCHING", "true", "batch events and notifications across the records of an invocation"},
 	{"CLOUDCOMMERCE_BATCH_LINGER", "5ms", "how long a batched call waits for more entries"},
 	{"CLOUDCOMMERCE_TOPIC_ARN", "", "notifications topic ARN; looked up by name (sns:CreateTopic) when empty"},

@@ -64,8 +64,8 @@ type Worker struct {
 	// receive, up to 5m). CLOUDCOMMERCE_RETRY_BASE, default 1s.
 	RetryBase time.Duration
 	// DeferBase is the first hand-back of an event a newer release wrote
-	// (doubling per receive up to 5m; the queue's last delivery holds it
-	// until 30m have passed: delivery.DeferDelay).
+	// (growing by itself per receive; the last delivery the queue allows
+	// comes 30m after the first: delivery.DeferDelay).
 	// CLOUDCOMMERCE_DEFER_BASE, default 5s.
 	DeferBase time.Duration
 	// SweepInterval is how often stuck orders are looked for; "off" disables.
@@ -120,7 +120,7 @@ var WorkerEnv = []Var{
 	{"CLOUDCOMMERCE_RECEIVE_LINGER", "50ms", "wait after a partly filled receive before the next, so receives carry more messages; 0 turns it off"},
 	{"CLOUDCOMMERCE_DELETE_LINGER", "100ms", "how long an acknowledgement waits for more in a DeleteMessageBatch (never delays a handler)"},
 	{"CLOUDCOMMERCE_RETRY_BASE", "1s", "first back-off of a transient failure, doubled per receive up to 5m"},
-	{"CLOUDCOMMERCE_DEFER_BASE", "5s", "first hand-back of an event a newer release wrote, doubled per receive up to 5m; the last receive before the DLQ holds it until 30m have passed"},
+	{"CLOUDCOMMERCE_DEFER_BASE", "5s", "first hand-back of an event a newer release wrote, growing by itself per receive; the one before the last receive the queue allows holds it so that the last comes 30m after the first"},
 	{"CLOUDCOMMERCE_SWEEP_INTERVAL", "30s", "how often stuck orders are re-published; off disables"},
 	{"CLOUDCOMMERCE_STUCK_AFTER", "2m", "age at which a non-final order counts as stuck"},
 	{"CLOUDCOMMERCE_QUEUE_SAMPLE_INTERVAL", "15s", "how often queue depths are sampled for metrics"},

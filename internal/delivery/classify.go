@@ -82,50 +82,46 @@ func Jitter(d time.Duration) time.Duration {
 // only then may the queue's redrive policy move it to the DLQ.
 //
 // SQS semantics decide the shape: each receive adds one to the message's
-// receive count; the receive that finds the count at the queue's
-// maxReceiveCount moves it to the DLQ instead of delivering it; a
-// message handed back with ChangeMessageVisibility(V) is invisible for V
-// (at most 12 hours from its receive). A message deferred on every one of
-// its maxReceiveCount deliveries therefore stays in its queue for about
-// the sum of their visibilities. DeferDelay makes the early deliveries
-// short (the first DeferBase, doubling up to deferStepMax: a new task
-// usually takes the message after one or two hand-backs) and the last one
-// long enough that the sum over maxReceiveCount deliveries is at least
-// DeferWindow.
+// receive count, and the receive that finds the count at the queue's
+// maxReceiveCount moves the message to the DLQ instead of delivering it,
+// so a message is delivered at most maxReceiveCount times; a message
+// handed back with ChangeMessageVisibility(V) is invisible for V (at most
+// 12 hours from its receive). A message deferred on every delivery is
+// therefore delivered for the last time the sum of the first
+// maxReceiveCount-1 visibilities after its first delivery: that sum must
+// be at least DeferWindow, or a task of the new release that starts late
+// in a deploy would never see it. DeferDelay makes the early hand-backs
+// short, growing by DeferBase per delivery (a new task usually takes the
+// message after one or two), and the one before the last delivery long
+// enough that the last comes DeferWindow after the first.
 const (
-	// DeferWindow is the least time a message handed back on every
-	// delivery stays in its queue before the dead-letter rule applies.
+	// DeferWindow is the least time between the first and the last
+	// delivery of a message handed back on every delivery.
 	DeferWindow = 30 * time.Minute
 	// MaxVisibility is SQS's limit on a message's visibility timeout.
 	MaxVisibility = 12 * time.Hour
-	// deferStepMax caps the doubling early hand-backs.
-	deferStepMax = 5 * time.Minute
 )
 
 // DeferDelay returns the visibility of the receives-th delivery of a
-// deferred message on a queue whose maxReceiveCount is maxReceives: base
-// doubled per earlier delivery, at most deferStepMax, with up to a
-// quarter more of jitter; and on the last delivery SQS makes
-// (receives >= maxReceives) whatever the earlier nominal steps leave of
-// DeferWindow, if that is more. Never more than MaxVisibility. A
-// maxReceives below 1 (unknown) counts every delivery as the last.
+// deferred message on a queue whose maxReceiveCount is maxReceives:
+// receives·base (at least a second) with up to a quarter more of jitter,
+// except from delivery maxReceives-1 on, which holds the message for
+// whatever the earlier nominal hand-backs leave of DeferWindow (if that
+// is more). A maxReceives below 2 (unknown, or a single delivery) holds
+// every delivery for the whole window. Never more than MaxVisibility.
 func DeferDelay(base time.Duration, maxReceives, receives int) time.Duration {
-	receives = max(receives, 1)
-	if receives < maxReceives {
-		d := deferStep(base, receives)
-		return min(d+rand.N(d/4+1), MaxVisibility)
+	base = max(base, time.Second)
+	n := max(receives, 1)
+	d := time.Duration(n) * base
+	switch {
+	case maxReceives < 2:
+		d = DeferWindow
+	case n < maxReceives-1:
+		d += rand.N(d/4 + 1)
+	default:
+		// The sum of k·base for k = 1..maxReceives-2.
+		before := base * time.Duration((maxReceives-2)*(maxReceives-1)/2)
+		d = max(d, DeferWindow-before)
 	}
-	var before time.Duration
-	for n := 1; n < maxReceives; n++ {
-		before += deferStep(base, n)
-	}
-	return min(max(DeferWindow-before, deferStep(base, receives)), MaxVisibility)
-}
-
-func deferStep(base time.Duration, n int) time.Duration {
-	d := base << min(n-1, 20)
-	if d > deferStepMax || d <= 0 {
-		d = deferStepMax
-	}
-	return d
+	return min(d, MaxVisibility)
 }

@@ -25,50 +25,58 @@ func (testError) Error() string { return "test" }
 
 var errTest = testError{}
 
-// A message handed back on every delivery stays in its queue for the sum
-// of the visibilities of the queue's maxReceiveCount deliveries (SQS moves
-// it to the DLQ on the receive after the last); that sum must cover
-// DeferWindow, for the queues of deploy/topology.json and for any
-// maxReceiveCount, with no visibility over SQS's 12 hours.
+// A message handed back on every delivery is delivered at most
+// maxReceiveCount times (SQS moves it to the DLQ on the receive after the
+// last), the last time after the visibilities of the deliveries before
+// it: those must span DeferWindow, for the queues of deploy/topology.json
+// and for any maxReceiveCount, with no visibility over SQS's 12 hours.
 func TestDeferralsOutlastADeployBeforeTheDeadLetterRule(t *testing.T) {
 	t.Parallel()
 	topo, err := topology.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	check := func(name string, base time.Duration, maxReceives int) time.Duration {
-		var sum time.Duration
+	check := func(name string, base time.Duration, maxReceives int) (first, lastAt time.Duration) {
 		for n := 1; n <= maxReceives; n++ {
 			d := DeferDelay(base, maxReceives, n)
 			if d <= 0 || d > MaxVisibility {
 				t.Errorf("%s: delivery %d of %d hidden for %v, want in (0, 12h]", name, n, maxReceives, d)
 			}
-			sum += d
+			if n == 1 {
+				first = d
+			}
+			if n < maxReceives {
+				lastAt += d
+			}
 		}
-		if sum < DeferWindow {
-			t.Errorf("%s: %d deliveries span %v, want at least %v", name, maxReceives, sum, DeferWindow)
+		if maxReceives > 1 && lastAt < DeferWindow {
+			t.Errorf("%s: the last of %d deliveries comes %v after the first, want at least %v", name, maxReceives, lastAt, DeferWindow)
 		}
-		return sum
+		return first, lastAt
 	}
 	for _, st := range pipeline.Stages {
 		r := topo.MaxReceives(st)
-		if r < 1 {
-			t.Fatalf("no maxReceiveCount for %s in the topology", st)
+		if r < 2 {
+			t.Fatalf("maxReceiveCount %d for %s in the topology: no hand-back could reach another task", r, st)
 		}
-		sum := check(string(st), config.DefaultDeferBase, r)
-		t.Logf("%s: maxReceiveCount %d; first hand-back %v, deliveries span %v", st, r, DeferDelay(config.DefaultDeferBase, r, 1), sum)
+		first, lastAt := check(string(st), config.DefaultDeferBase, r)
+		t.Logf("%s: maxReceiveCount %d; first hand-back %v, hold before the last delivery %v, last delivery %v after the first",
+			st, r, first, DeferDelay(config.DefaultDeferBase, r, r-1), lastAt)
 	}
-	for _, base := range []time.Duration{time.Second, 5 * time.Second, time.Minute, 2 * time.Hour} {
-		for _, r := range []int{1, 2, 5, 10, 100, 1000} {
+	for _, base := range []time.Duration{0, time.Second, 5 * time.Second, time.Minute, 2 * time.Hour} {
+		for _, r := range []int{2, 3, 5, 10, 100, 1000} {
 			check(base.String(), base, r)
 		}
 	}
-	// Early hand-backs are short: a task of the newer release soon takes
-	// the message.
-	if d := DeferDelay(5*time.Second, 10, 1); d < 5*time.Second || d > 5*time.Second*5/4 {
-		t.Errorf("first hand-back %v, want 5s plus at most a quarter", d)
+	// Early hand-backs are short and grow by the base: a task of the newer
+	// release soon takes the message.
+	for n, want := range map[int]time.Duration{1: 5 * time.Second, 2: 10 * time.Second, 3: 15 * time.Second} {
+		if d := DeferDelay(5*time.Second, 10, n); d < want || d > want*5/4 {
+			t.Errorf("hand-back %d: %v, want %v plus at most a quarter", n, d, want)
+		}
 	}
-	// An unknown maxReceiveCount makes every delivery the last.
+	// An unknown maxReceiveCount (or a single delivery) holds the message
+	// for the whole window.
 	if d := DeferDelay(5*time.Second, 0, 3); d < DeferWindow {
 		t.Errorf("unknown maxReceiveCount: hand-back %v, want the whole window", d)
 	}

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Response is one HTTP answer.
@@ -60,6 +61,11 @@ type Proxy struct {
 	rules    []*Rule
 	seen     map[string]int
 	throttle *Throttle
+
+	// Long polls answered by short polls (AnswerLongPolls).
+	pollEvery time.Duration
+	target    string
+	client    *http.Client
 }
 
 // New starts a fault endpoint forwarding to target.
@@ -68,7 +74,8 @@ func New(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse fault endpoint target: %w", err)
 	}
-	p := &Proxy{seen: map[string]int{}}
+	p := &Proxy{seen: map[string]int{}, target: strings.TrimSuffix(target, "/"),
+		client: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	// One upstream connection per request: a pooled keep-alive connection
 	// that the endpoint closes as it is reused cuts a response short now
@@ -101,6 +108,9 @@ func New(target string) (*Proxy, error) {
 		}
 		if rule := p.match(svc, op, body); rule != nil {
 			answer(rule.Response)
+			return
+		}
+		if svc == "SQS" && op == "ReceiveMessage" && p.longPoll(w, r, body) {
 			return
 		}
 		rp.ServeHTTP(w, r)

@@ -124,16 +124,39 @@ func (e *Env) PutRaw(t testing.TB, detailType, detail string) {
 // check it.)
 func (e *Env) Route(t testing.TB, name string, st pipeline.Stage, detailTypes ...string) {
 	t.Helper()
+	e.route(t, name, e.Prov.QueueARNs[e.Prov.Names.Queues[st]], map[string]any{"source": []string{pipeline.EventSource}, "detail-type": detailTypes})
+}
+
+// Tap creates a queue that receives every event of the pipeline's source
+// on the env's bus, and returns its URL.
+func (e *Env) Tap(t testing.TB) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pattern, _ := json.Marshal(map[string]any{"source": []string{pipeline.EventSource}, "detail-type": detailTypes})
+	out, err := e.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(e.Prefix + "-tap")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attrs, err := e.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: out.QueueUrl, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.route(t, "tap", attrs.Attributes[string(types.QueueAttributeNameQueueArn)], map[string]any{"source": []string{pipeline.EventSource}})
+	return aws.ToString(out.QueueUrl)
+}
+
+func (e *Env) route(t testing.TB, name, arn string, eventPattern map[string]any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pattern, _ := json.Marshal(eventPattern)
 	rule := e.Prefix + "-" + name
 	if _, err := e.EB.PutRule(ctx, &eventbridge.PutRuleInput{Name: &rule, EventBusName: aws.String(e.Prov.Names.Bus),
 		EventPattern: aws.String(string(pattern)), State: ebtypes.RuleStateEnabled}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.EB.PutTargets(ctx, &eventbridge.PutTargetsInput{Rule: &rule, EventBusName: aws.String(e.Prov.Names.Bus),
-		Targets: []ebtypes.Target{{Id: aws.String(string(st)), Arn: aws.String(e.Prov.QueueARNs[e.Prov.Names.Queues[st]])}}}); err != nil {
+		Targets: []ebtypes.Target{{Id: aws.String(name), Arn: aws.String(arn)}}}); err != nil {
 		t.Fatal(err)
 	}
 }
