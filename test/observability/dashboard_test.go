@@ -312,7 +312,7 @@ func TestAlertRulesParseAndUseExportedMetrics(t *testing.T) {
 		}
 	}
 	var missing []string
-	for _, a := range []string{"CloudCommerceDeadLetters", "CloudCommerceOldestMessageAge", "CloudCommerceHandlerErrorRatio", "CloudCommerceNoProgress"} {
+	for _, a := range []string{"CloudCommerceDeadLetters", "CloudCommerceOldestMessageAge", "CloudCommerceHandlerErrorRatio", "CloudCommerceNoProgress", "CloudCommerceDeferredDeliveries"} {
 		if !alerts[a] {
 			missing = append(missing, a)
 		}
