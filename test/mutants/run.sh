@@ -44,6 +44,12 @@
 #                            the message.
 #   no-heartbeat             The consumer never extends the visibility of a
 #                            slow handler's message: it is delivered twice.
+#   unknown-fields-dropped   The order codec keeps no member it does not
+#                            know: a write of this release erases what a
+#                            newer release added to the order.
+#   newer-schema-dead-lettered  An event whose schema_version is newer than
+#                            this release's is dead-lettered instead of
+#                            handed back for a task of the newer release.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -62,6 +68,8 @@ MUTATIONS=(
 	"sweep-loop-off|internal/worker/sweep.go|func (w *Worker) sweepLoop(ctx context.Context) {|func (w *Worker) sweepLoop(ctx context.Context) {\n\treturn|TestSweepLoopMovesOnAnOrderWhoseEventWasLost"
 	"ack-before-effect|internal/queue/settle.go|outcome, err := c.handler(work, m)|c.deleter.Submit(receipt)\n\toutcome, err := c.handler(work, m)|TestCrashConsistency TestPanickingHandlerIsRecoveredAndRetried internal/queue:TestATransientFailureIsRetriedAfterTheBackOff"
 	"no-heartbeat|internal/queue/consumer.go|go c.heartbeat(hbDone)|_ = c.heartbeat|TestSlowHandlerIsNotDeliveredTwice TestSlowCarrierIsNotShippedTwice internal/queue:TestASlowHandlersMessageIsKeptInvisible"
+	"unknown-fields-dropped|internal/pipeline/codec.go|eachMember(data, func(name []byte, val []byte) {|eachMember(nil, func(name []byte, val []byte) {|TestRollingDeployAndRollback internal/pipeline:TestAStageKeepsTheMembersANewerReleaseWrote internal/worker:TestWhatANewerReleaseWroteIsKeptOrHandedBack internal/lambda:TestTheFunctionKeepsMembersANewerReleaseWrote"
+	"newer-schema-dead-lettered|internal/pipeline/event.go|return ev, Deferred(ReasonNewerSchema, fmt.Errorf(\"%s detail has schema_version %d, newer than this release's %d\", env|return ev, Permanent(ReasonInvalid, fmt.Errorf(\"%s detail has schema_version %d, newer than this release's %d\", env|TestRollingDeployAndRollback internal/pipeline:TestDecodeEventHandsBackWhatANewerReleaseWrote internal/worker:TestWhatANewerReleaseWroteIsKeptOrHandedBack internal/lambda:TestTheFunctionHandsBackRecordsOfANewerRelease"
 )
 
 baseline=0
