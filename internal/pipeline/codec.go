@@ -37,8 +37,10 @@ const SchemaVersion = 2
 // without regard to case).
 
 // unknownMembers are the members of a JSON object this release does not
-// know, by name, each compacted.
-type unknownMembers map[string]json.RawMessage
+// know, as the text between the object's braces: compacted, in name
+// order, "" for none. A string, so that the structs holding it stay
+// comparable with ==.
+type unknownMembers string
 
 // orderWire is Order without its methods, for encoding/json.
 type orderWire Order
@@ -81,7 +83,7 @@ func (o *Order) UnmarshalJSON(data []byte) error {
 }
 
 func decodeOrder(data []byte, o *Order) error {
-	o.unknown = nil
+	o.unknown = ""
 	if err := json.Unmarshal(data, (*orderWire)(o)); err != nil {
 		return err
 	}
@@ -89,6 +91,7 @@ func decodeOrder(data []byte, o *Order) error {
 		o.SchemaVersion = 1
 	}
 	// data is valid JSON now: the scan below need not check it.
+	var top map[string]json.RawMessage
 	eachMember(data, func(name []byte, val []byte) {
 		switch string(name) {
 		case "customer":
@@ -107,28 +110,50 @@ func decodeOrder(data []byte, o *Order) error {
 			})
 		default:
 			if !isKnown(name, orderMembers) {
-				o.unknown = keep(o.unknown, name, val)
+				top = keep(top, name, val)
 			}
 		}
 	})
+	o.unknown = join(top)
 	return nil
 }
 
 // collect returns the members of the object obj whose names are not in
 // known, or nil when there are none (or obj is not an object).
 func collect(obj []byte, known map[string]bool) unknownMembers {
-	var out unknownMembers
+	var out map[string]json.RawMessage
 	eachMember(obj, func(name []byte, val []byte) {
 		if !isKnown(name, known) {
 			out = keep(out, name, val)
 		}
 	})
-	return out
+	return join(out)
 }
 
-func keep(m unknownMembers, name []byte, val []byte) unknownMembers {
+// join returns the members of m as unknownMembers.
+func join(m map[string]json.RawMessage) unknownMembers {
+	if len(m) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(m))
+	for name := range m {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	var b []byte
+	for i, name := range names {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		key, _ := json.Marshal(name)
+		b = append(append(append(b, key...), ':'), m[name]...)
+	}
+	return unknownMembers(b)
+}
+
+func keep(m map[string]json.RawMessage, name []byte, val []byte) map[string]json.RawMessage {
 	if m == nil {
-		m = unknownMembers{}
+		m = map[string]json.RawMessage{}
 	}
 	var b bytes.Buffer
 	if json.Compact(&b, val) != nil {
@@ -187,7 +212,7 @@ func (o Order) MarshalJSON() ([]byte, error) {
 	if top["items"], err = json.Marshal(items); err != nil {
 		return nil, err
 	}
-	for name, val := range o.unknown {
+	for name, val := range o.UnknownMembers() {
 		top[name] = val
 	}
 	return json.Marshal(top)
@@ -205,31 +230,29 @@ func (o Order) nestedUnknown() bool {
 	return false
 }
 
-// appendMembers returns obj, an encoded JSON object, with the members of
-// m added (in name order, so an order encodes the same way every time).
+// appendMembers returns obj, an encoded JSON object, with the members m
+// added at its end.
 func appendMembers(obj []byte, m unknownMembers) []byte {
-	if len(m) == 0 || len(obj) < 2 || obj[len(obj)-1] != '}' {
+	if m == "" || len(obj) < 2 || obj[len(obj)-1] != '}' {
 		return obj
 	}
-	names := make([]string, 0, len(m))
-	for name := range m {
-		names = append(names, name)
-	}
-	slices.Sort(names)
 	out := append([]byte(nil), obj[:len(obj)-1]...)
-	for _, name := range names {
-		if out[len(out)-1] != '{' {
-			out = append(out, ',')
-		}
-		key, _ := json.Marshal(name)
-		out = append(append(append(out, key...), ':'), m[name]...)
+	if out[len(out)-1] != '{' {
+		out = append(out, ',')
 	}
-	return append(out, '}')
+	return append(append(out, m...), '}')
 }
 
 // UnknownMembers returns the members of the order document this release
 // does not know and kept, by name (for tests and operator tools).
-func (o Order) UnknownMembers() map[string]json.RawMessage { return o.unknown }
+func (o Order) UnknownMembers() map[string]json.RawMessage {
+	if o.unknown == "" {
+		return nil
+	}
+	var m map[string]json.RawMessage
+	_ = json.Unmarshal([]byte("{"+o.unknown+"}"), &m)
+	return m
+}
 
 // --- a scanner of valid JSON, for the members' names and raw values ---
 
