@@ -36,6 +36,7 @@ var (
 	DefaultVisibility     = workerDefaults.Visibility
 	DefaultHandlerTimeout = workerDefaults.HandlerTimeout
 	DefaultRetryBase      = workerDefaults.RetryBase
+	DefaultDeferBase      = workerDefaults.DeferBase
 	DefaultReceiveLinger  = workerDefaults.ReceiveLinger
 	DefaultDeleteLinger   = workerDefaults.DeleteLinger
 )

@@ -28,6 +28,7 @@ type Lambda struct {
 	// invocation's deadline, for dead-lettering, back-off and answering.
 	DeadlineMargin time.Duration `env:"CLOUDCOMMERCE_DEADLINE_MARGIN" envDefault:"3s" doc:"time kept before the invocation deadline for dead-lettering and answering"`
 	RetryBase      time.Duration `env:"CLOUDCOMMERCE_RETRY_BASE" envDefault:"1s" doc:"first back-off of a transient failure, doubled per receive up to 5m"`
+	DeferBase      time.Duration `env:"CLOUDCOMMERCE_DEFER_BASE" envDefault:"5s" doc:"first hand-back of an event a newer release wrote, growing by itself per receive; the one before the last receive the queue allows holds it so that the last comes 30m after the first (docs/deploying.md)"`
 	// RetryMax caps the back-off (not an environment variable).
 	RetryMax    time.Duration
 	Batching    *bool         `env:"CLOUDCOMMERCE_BATCHING" envDefault:"true" doc:"batch events and notifications across the records of an invocation"`

@@ -41,6 +41,7 @@ type Worker struct {
 	ReceiveLinger     time.Duration `env:"CLOUDCOMMERCE_RECEIVE_LINGER" envDefault:"50ms" off:"true" doc:"wait after a partly filled receive before the next, so receives (and the deletes and events after them) carry more messages; 0 turns it off"`
 	DeleteLinger      time.Duration `env:"CLOUDCOMMERCE_DELETE_LINGER" envDefault:"100ms" doc:"how long an acknowledgement waits for more in a DeleteMessageBatch; it never delays a handler"`
 	RetryBase         time.Duration `env:"CLOUDCOMMERCE_RETRY_BASE" envDefault:"1s" doc:"first back-off of a transient failure, doubled per receive up to 5m"`
+	DeferBase         time.Duration `env:"CLOUDCOMMERCE_DEFER_BASE" envDefault:"5s" doc:"first hand-back of an event a newer release wrote, growing by itself per receive; the one before the last receive the queue allows holds it so that the last comes 30m after the first (docs/deploying.md)"`
 	SweepInterval     time.Duration `env:"CLOUDCOMMERCE_SWEEP_INTERVAL" envDefault:"30s" off:"true" doc:"how often stuck orders are re-published; off disables"`
 	StuckAfter        time.Duration `env:"CLOUDCOMMERCE_STUCK_AFTER" envDefault:"2m" doc:"age at which a non-final order counts as stuck"`
 	// QueueSampleInterval: "off" or "0" turns the sampling off.

@@ -11,6 +11,15 @@
 //
 //   - nil error: Acknowledge (the consumer deletes it in a batch; Lambda's
 //     event source mapping deletes a record not reported as failed);
+//   - pipeline.DeferredError (an event a newer release wrote: a higher
+//     schema_version, or a detail-type of the pipeline's source this
+//     release does not know): Defer — neither acted on nor dead-lettered,
+//     handed back through the message's visibility timeout with a
+//     back-off (DeferDelay) that keeps it in its queue for at least
+//     DeferWindow (30 minutes) over the queue's maxReceiveCount
+//     deliveries, so a task of the newer release takes it during a
+//     deploy; counted in cloudcommerce_deliveries_deferred_total and logged
+//     at most once a minute per stage and reason;
 //   - pipeline.PermanentError: DeadLetter with its reason — copied to the
 //     stage's DLQ with the dead-letter attributes (Attr*), then
 //     acknowledged; never retried;

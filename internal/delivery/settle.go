@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -30,6 +31,7 @@ const (
 const (
 	OutcomeDeadLettered = "dead_lettered"
 	OutcomeRetried      = "retried"
+	OutcomeDeferred     = "deferred"
 )
 
 // Settler carries out Classify's decisions for the messages of one stage
@@ -45,9 +47,22 @@ type Settler struct {
 	QueueURL, DLQURL string
 	// RetryBase and RetryMax shape the back-off (see Backoff).
 	RetryBase, RetryMax time.Duration
+	// DeferBase is the first hand-back of a deferred message and
+	// MaxReceives the queue's maxReceiveCount (see DeferDelay).
+	DeferBase   time.Duration
+	MaxReceives int
 	// Metrics, when set, counts outcomes, panics and failed acknowledgements.
 	Metrics *metrics.Metrics
+	// Now is the clock of the deferral log's rate limit; time.Now when nil.
+	Now func() time.Time
+
+	deferLog every
 }
+
+// deferLogEvery is how often, at most, a settler logs a hand-back of each
+// reason: during a deploy every message a newer release wrote may be
+// handed back, and the counter says how many.
+const deferLogEvery = time.Minute
 
 // Result is what became of a settled message.
 type Result struct {
@@ -96,6 +111,18 @@ func (s *Settler) Settle(ctx context.Context, log *zap.Logger, m pipeline.Messag
 		}
 		log.Warn("message dead-lettered", zap.String("reason", d.Reason), zap.Error(d.Err))
 		return Result{Outcome: OutcomeDeadLettered}
+	case Defer:
+		s.count(OutcomeDeferred)
+		if s.Metrics != nil {
+			s.Metrics.Deferred.WithLabelValues(stage, d.Reason).Inc()
+		}
+		delay := DeferDelay(s.DeferBase, s.MaxReceives, m.ReceiveCount)
+		if skipped, ok := s.deferLog.allow(d.Reason, s.now(), deferLogEvery); ok {
+			log.Info("message handed back for a newer release", zap.String("reason", d.Reason), zap.Error(d.Err),
+				zap.Duration("visible_again_in", delay), zap.Int("not_logged_since_last_line", skipped))
+		}
+		s.setVisibility(ctx, log, receipt, delay)
+		return Result{Retry: true, Outcome: OutcomeDeferred}
 	default:
 		s.count(OutcomeRetried)
 		log.Warn("handler failed; will retry", zap.Error(d.Err))
@@ -120,10 +147,14 @@ func AckContext(ctx context.Context) (context.Context, context.CancelFunc) {
 // count. Without it the message would return after the queue's whole
 // visibility timeout, whatever the attempt.
 func (s *Settler) backOff(ctx context.Context, log *zap.Logger, receipt string, receives int) {
+	s.setVisibility(ctx, log, receipt, Backoff(s.RetryBase, s.RetryMax, receives))
+}
+
+// setVisibility hides the message for delay from now.
+func (s *Settler) setVisibility(ctx context.Context, log *zap.Logger, receipt string, delay time.Duration) {
 	if receipt == "" || s.QueueURL == "" {
 		return
 	}
-	delay := Backoff(s.RetryBase, s.RetryMax, receives)
 	// SQS counts visibility in whole seconds; never round a back-off to 0.
 	secs := int32(max((delay+time.Second-1)/time.Second, 1))
 	ctx, cancel := AckContext(ctx)
@@ -134,7 +165,7 @@ func (s *Settler) backOff(ctx context.Context, log *zap.Logger, receipt string, 
 		if s.Metrics != nil {
 			s.Metrics.AckFailures.WithLabelValues(string(s.Stage), "backoff").Inc()
 		}
-		log.Warn("could not set retry back-off; the message returns after its visibility timeout", zap.Error(err))
+		log.Warn("could not set the back-off; the message returns after its visibility timeout", zap.Error(err))
 	}
 }
 
@@ -165,4 +196,36 @@ func (s *Settler) deadLetter(ctx context.Context, m pipeline.Message, reason str
 		return fmt.Errorf("send to DLQ: %w", err)
 	}
 	return nil
+}
+
+func (s *Settler) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// every lets one event of each key through per period and counts the
+// others. The zero value is ready; safe for concurrent use.
+type every struct {
+	mu      sync.Mutex
+	last    map[string]time.Time
+	skipped map[string]int
+}
+
+// allow reports whether an event of key at now may be logged, and how many
+// were not since the last one that was.
+func (e *every) allow(key string, now time.Time, period time.Duration) (skipped int, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.last == nil {
+		e.last, e.skipped = map[string]time.Time{}, map[string]int{}
+	}
+	if last, seen := e.last[key]; seen && now.Sub(last) < period {
+		e.skipped[key]++
+		return 0, false
+	}
+	skipped = e.skipped[key]
+	e.last[key], e.skipped[key] = now, 0
+	return skipped, true
 }

@@ -11,7 +11,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/cloudcommerce/cloudcommerce/internal/delivery"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
@@ -120,8 +122,7 @@ func TestSettlerCarriesOutEachDecision(t *testing.T) {
 	}
 
 	// A dead letter that cannot reach a DLQ is retried instead.
-	noDLQ := *s
-	noDLQ.DLQURL = ""
+	noDLQ := &delivery.Settler{SQS: env.SQS, Stage: st, QueueURL: url, RetryBase: 20 * time.Second, RetryMax: 20 * time.Second, Metrics: m}
 	msg, receipt = received(t, env, url, "{}")
 	if res := noDLQ.Settle(ctx, log, msg, receipt, delivery.Classify("", perm)); !res.Retry || res.Outcome != delivery.OutcomeRetried {
 		t.Fatalf("undeliverable dead letter settled as %+v", res)
@@ -140,4 +141,73 @@ func TestSettlerCarriesOutEachDecision(t *testing.T) {
 	if handled(string(pipeline.OutcomeDuplicate)) != 1 {
 		t.Error("the success was not counted")
 	}
+}
+
+// A deferred message (an event a newer release wrote) is hidden for its
+// hand-back, never copied to the DLQ, counted by stage and reason, and
+// logged at most once a minute per reason.
+func TestSettlerHandsBackDeferredMessages(t *testing.T) {
+	t.Parallel()
+	env := testkit.Provision(t)
+	st := pipeline.StageShipping
+	url, dlq := env.QueueURL(st, false), env.QueueURL(st, true)
+	m := metrics.New()
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	s := &delivery.Settler{SQS: env.SQS, Stage: st, QueueURL: url, DLQURL: dlq, DeferBase: 20 * time.Second, MaxReceives: 10,
+		Metrics: m, Now: func() time.Time { return now }}
+	core, logs := observer.New(zap.InfoLevel)
+	log := zap.New(core)
+	ctx := context.Background()
+	bodies := map[string]string{
+		pipeline.ReasonNewerSchema:  `{"detail-type":"PaymentCaptured","source":"cloudcommerce.orders","detail":{"schema_version":999,"order_id":"o-new"}}`,
+		pipeline.ReasonUnknownEvent: `{"detail-type":"OrderGiftWrapped","source":"cloudcommerce.orders","detail":{"order_id":"o-gift"}}`,
+	}
+	for round := range 3 {
+		for _, reason := range pipeline.DeferReasons {
+			msg, receipt := received(t, env, url, bodies[reason])
+			_, err := msg.Event()
+			if res := s.Settle(ctx, log, msg, receipt, delivery.Classify("", err)); !res.Retry || res.Outcome != delivery.OutcomeDeferred {
+				t.Fatalf("%s (round %d) settled as %+v", reason, round, res)
+			}
+			if visible(t, env, url) {
+				t.Fatalf("%s: a deferred message is visible again at once: no hand-back was set", reason)
+			}
+		}
+		if round == 1 {
+			now = now.Add(time.Minute) // the third round logs again
+		} else {
+			now = now.Add(time.Second)
+		}
+	}
+	for _, reason := range pipeline.DeferReasons {
+		if v := testutil.ToFloat64(m.Deferred.WithLabelValues(string(st), reason)); v != 3 {
+			t.Errorf("%s deferrals counted %v, want 3", reason, v)
+		}
+		lines := logs.FilterMessage("message handed back for a newer release").FilterField(zap.String("reason", reason)).All()
+		if len(lines) != 2 {
+			t.Errorf("%s: %d log lines for 3 hand-backs in a minute and a bit, want 2", reason, len(lines))
+		} else if n := lines[1].ContextMap()["not_logged_since_last_line"]; n != int64(1) {
+			t.Errorf("%s: the second line says %v were not logged, want 1", reason, n)
+		}
+	}
+	if v := testutil.ToFloat64(m.Handled.WithLabelValues(string(st), delivery.OutcomeDeferred)); v != 6 {
+		t.Errorf("deferred outcomes %v, want 6", v)
+	}
+	if n, err := depth(env, dlq); err != nil || n != 0 {
+		t.Errorf("the DLQ holds %d messages (%v), want none", n, err)
+	}
+}
+
+func depth(env *testkit.Env, url string) (int, error) {
+	out, err := env.SQS.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: &url,
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages, types.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, v := range out.Attributes {
+		k, _ := strconv.Atoi(v)
+		n += k
+	}
+	return n, nil
 }

@@ -8,6 +8,9 @@
 //   - pipeline.PermanentError: the body is copied to the stage's DLQ with
 //     the dead-letter attributes (delivery.Attr*), and the record counts
 //     as succeeded so the mapping deletes it — never retried;
+//   - an event a newer release wrote (pipeline.DeferredError): the
+//     record is handed back as a retry is, with delivery.DeferDelay's
+//     longer back-off (see docs/deploying.md);
 //   - any other error, or a panic: the record is reported in
 //     BatchItemFailures (the mapping must have ReportBatchItemFailures on),
 //     so only it comes back, after an exponential back-off set with
@@ -103,7 +106,7 @@ func New(ctx context.Context, cfg config.Lambda, d Deps) (*Handler, error) {
 	for _, st := range stages {
 		h.byQueue[names.Queues[st]] = st
 		h.settlers[st] = &delivery.Settler{SQS: h.sqs, Stage: st, QueueURL: queues[st].URL, DLQURL: queues[st].DLQURL,
-			RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, Metrics: d.Metrics}
+			RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, DeferBase: cfg.DeferBase, MaxReceives: topo.MaxReceives(st), Metrics: d.Metrics}
 	}
 	format, err := store.ParseFormat(cfg.OrderFormat)
 	if err != nil {
@@ -200,7 +203,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 			fields = append(fields, zap.Int(string(o), n))
 		}
 	}
-	for _, o := range []string{delivery.OutcomeDeadLettered, delivery.OutcomeRetried, outcomeUnroutable} {
+	for _, o := range []string{delivery.OutcomeDeadLettered, delivery.OutcomeRetried, delivery.OutcomeDeferred, outcomeUnroutable} {
 		if n := counts[o]; n > 0 {
 			fields = append(fields, zap.Int(o, n))
 		}

@@ -24,6 +24,7 @@ type Metrics struct {
 	PoolSize        *prometheus.GaugeVec     // stage
 	Panics          *prometheus.CounterVec   // stage
 	DeadLettered    *prometheus.CounterVec   // stage, reason
+	Deferred        *prometheus.CounterVec   // stage, reason
 	Extended        *prometheus.CounterVec   // stage
 	AckFailures     *prometheus.CounterVec   // stage, op
 
@@ -69,7 +70,7 @@ func New() *Metrics {
 	m.Received = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "stage", Name: "messages_received_total",
 		Help: "Messages received from a stage queue."}, []string{"stage"})
 	m.Handled = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "stage", Name: "messages_handled_total",
-		Help: "Messages handled by a stage, by outcome (ok, rejected, duplicate, conflict, retried, dead_lettered)."}, []string{"stage", "outcome"})
+		Help: "Messages handled by a stage, by outcome (ok, rejected, duplicate, conflict, retried, deferred, dead_lettered)."}, []string{"stage", "outcome"})
 	m.HandlerDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: "stage", Name: "handler_duration_seconds",
 		Help: "Time a stage handler took per message.", Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"stage"})
 	m.PoolSize = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: "stage", Name: "pool_size",
@@ -78,6 +79,8 @@ func New() *Metrics {
 		Help: "Handler panics recovered (the message is retried)."}, []string{"stage"})
 	m.DeadLettered = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "stage", Name: "dead_lettered_total",
 		Help: "Messages the worker moved to the DLQ at once, by reason."}, []string{"stage", "reason"})
+	m.Deferred = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "deliveries", Name: "deferred_total",
+		Help: "Deliveries handed back to their queue for a newer release (a deploy in progress), by reason (newer_schema, unknown_event)."}, []string{"stage", "reason"})
 	m.Extended = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "stage", Name: "visibility_extensions_total",
 		Help: "Visibility extensions for slow handlers."}, []string{"stage"})
 	m.AckFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: "stage", Name: "ack_failures_total",
@@ -105,7 +108,7 @@ func New() *Metrics {
 		Help: "Intake API requests by route and status code."}, []string{"route", "code"})
 	m.Ready = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: "worker", Name: "ready",
 		Help: "1 when the worker is ready (receiving), 0 when starting, draining or failing."})
-	for _, c := range []prometheus.Collector{m.Received, m.Handled, m.HandlerDuration, m.PoolSize, m.Panics, m.DeadLettered, m.Extended,
+	for _, c := range []prometheus.Collector{m.Received, m.Handled, m.HandlerDuration, m.PoolSize, m.Panics, m.DeadLettered, m.Deferred, m.Extended,
 		m.AckFailures, m.OrderLatency, m.Transitions, m.AWSRequests, m.AWSContention, m.BatchSize, m.QueueMessages, m.QueueOldest, m.Republished, m.Intake, m.Ready} {
 		f(c)
 	}

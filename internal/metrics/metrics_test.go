@@ -148,7 +148,7 @@ func TestNamesFollowTheConvention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	subsystems := map[string]bool{"stage": true, "order": true, "aws": true, "queue": true, "sweep": true, "intake": true, "worker": true}
+	subsystems := map[string]bool{"stage": true, "order": true, "aws": true, "queue": true, "sweep": true, "intake": true, "worker": true, "deliveries": true}
 	for _, mf := range mfs {
 		name := mf.GetName()
 		if strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_") {
@@ -178,6 +178,7 @@ var DashboardMetrics = map[string]dto.MetricType{
 	"cloudcommerce_stage_pool_size":                   dto.MetricType_GAUGE,
 	"cloudcommerce_stage_panics_total":                dto.MetricType_COUNTER,
 	"cloudcommerce_stage_dead_lettered_total":         dto.MetricType_COUNTER,
+	"cloudcommerce_deliveries_deferred_total":         dto.MetricType_COUNTER,
 	"cloudcommerce_stage_ack_failures_total":          dto.MetricType_COUNTER,
 	"cloudcommerce_order_latency_seconds":             dto.MetricType_HISTOGRAM,
 	"cloudcommerce_order_transitions_total":           dto.MetricType_COUNTER,

@@ -12,7 +12,7 @@ var (
 	// HandledOutcomes are the outcome label values of messages_handled_total:
 	// the handler outcomes, then the consumer's own.
 	HandledOutcomes = []string{string(pipeline.OutcomeOK), string(pipeline.OutcomeRejected), string(pipeline.OutcomeDuplicate),
-		string(pipeline.OutcomeConflict), "retried", "dead_lettered"}
+		string(pipeline.OutcomeConflict), "retried", "deferred", "dead_lettered"}
 	// DeadLetterReasons are the reasons a message is dead-lettered at once.
 	DeadLetterReasons = []string{pipeline.ReasonMalformed, pipeline.ReasonWrongEvent, pipeline.ReasonTooLarge,
 		pipeline.ReasonNotFound, pipeline.ReasonInvalid}
@@ -55,6 +55,9 @@ func (m *Metrics) initSeries() {
 		m.Panics.WithLabelValues(s)
 		for _, r := range DeadLetterReasons {
 			m.DeadLettered.WithLabelValues(s, r)
+		}
+		for _, r := range pipeline.DeferReasons {
+			m.Deferred.WithLabelValues(s, r)
 		}
 		m.Extended.WithLabelValues(s)
 		for _, op := range AckOps {

@@ -103,7 +103,8 @@ func TestKnownSeriesCoverWhatAlertsSelect(t *testing.T) {
 	t.Parallel()
 	m := metrics.New()
 	want := map[string]int{
-		"cloudcommerce_stage_messages_handled_total":     len(pipeline.Stages) * 6,
+		"cloudcommerce_stage_messages_handled_total":     len(pipeline.Stages) * 7,
+		"cloudcommerce_deliveries_deferred_total":        len(pipeline.Stages) * len(pipeline.DeferReasons),
 		"cloudcommerce_queue_messages":                   len(pipeline.Stages) * 2 * 3,
 		"cloudcommerce_queue_oldest_message_age_seconds": len(pipeline.Stages),
 		"cloudcommerce_stage_dead_lettered_total":        len(pipeline.Stages) * 5,

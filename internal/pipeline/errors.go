@@ -113,3 +113,46 @@ type StatusError struct {
 func (e *StatusError) Error() string {
 	return fmt.Sprintf("cannot %s order %s: it is %s", e.Op, e.OrderID, e.Status)
 }
+
+// Reasons for handing a message back to its queue for a newer release
+// instead of acting on it or dead-lettering it (see DeferredError).
+const (
+	// ReasonNewerSchema: the event's detail carries a schema_version
+	// higher than this release's SchemaVersion.
+	ReasonNewerSchema = "newer_schema"
+	// ReasonUnknownEvent: the event comes from the pipeline's own source
+	// with a detail-type this release does not know.
+	ReasonUnknownEvent = "unknown_event"
+)
+
+// DeferReasons lists every reason of a DeferredError.
+var DeferReasons = []string{ReasonNewerSchema, ReasonUnknownEvent}
+
+// DeferredError is an event that a newer release of the pipeline wrote and
+// this release must neither act on nor dead-letter: during a deploy a
+// task of the newer release, reading the same queue, will take it. The
+// message goes back to its queue with a back-off long enough to outlast a
+// deploy before the queue's dead-letter rule applies.
+type DeferredError struct {
+	Reason string
+	Err    error
+}
+
+func (e *DeferredError) Error() string { return e.Err.Error() }
+func (e *DeferredError) Unwrap() error { return e.Err }
+
+// Deferred marks err as a hand-back to a newer release, with one of
+// DeferReasons.
+func Deferred(reason string, err error) error {
+	return &DeferredError{Reason: reason, Err: err}
+}
+
+// IsDeferred reports whether err (or anything it wraps) is a hand-back to
+// a newer release, and its reason.
+func IsDeferred(err error) (string, bool) {
+	var d *DeferredError
+	if errors.As(err, &d) {
+		return d.Reason, true
+	}
+	return "", false
+}

@@ -23,6 +23,20 @@ const (
 	EventOrderCancelRequested EventType = "OrderCancelRequested"
 )
 
+// knownEvents are the detail-types of this release.
+var knownEvents = []EventType{EventOrderPlaced, EventInventoryReserved, EventPaymentCaptured, EventOrderShipped,
+	EventOrderRejected, EventPaymentFailed, EventOrderCancelled, EventOrderCancelRequested}
+
+// Known reports whether t is an event type of this release.
+func (t EventType) Known() bool {
+	for _, k := range knownEvents {
+		if k == t {
+			return true
+		}
+	}
+	return false
+}
+
 // EventSource is the EventBridge source of every pipeline event.
 const EventSource = "cloudcommerce.orders"
 
@@ -55,7 +69,12 @@ const MaxMessageBytes = 256 * 1024
 
 // DecodeEvent parses an SQS message body holding an EventBridge envelope.
 // It is the only parser of the envelope. Every error it returns is
-// permanent: the same body will never parse. With an error, the event
+// permanent (the same body will never parse), except a *DeferredError for
+// an event a newer release wrote: a detail-type of the pipeline's source
+// this release does not know (ReasonUnknownEvent), or a detail whose
+// schema_version is higher than SchemaVersion (ReasonNewerSchema). Events
+// of other sources and bodies that are not events stay permanent
+// failures. With an error, the event
 // still carries what could be read (its type and order id when present),
 // for logs and operator tools.
 func DecodeEvent(body []byte) (Event, error) {
@@ -75,11 +94,23 @@ func DecodeEvent(body []byte) (Event, error) {
 		ev.Order = peekOrder(env.Detail)
 		return ev, Permanent(ReasonWrongEvent, fmt.Errorf("event source %q is not %q", env.Source, EventSource))
 	}
-	// Unmarshal, not a Decoder: the detail is one complete value, and a
-	// Decoder would copy it into a buffer of its own first.
-	if err := json.Unmarshal(env.Detail, &ev.Order); err != nil {
+	if !ev.Type.Known() {
+		// A newer release's event, routed to this stage's queue: a task of
+		// that release takes it.
 		ev.Order = peekOrder(env.Detail)
+		return ev, Deferred(ReasonUnknownEvent, fmt.Errorf("%s is not an event type this release knows", env.DetailType))
+	}
+	// decodeOrder, not a Decoder: the detail is one complete value, and a
+	// Decoder would copy it into a buffer of its own first.
+	if err := decodeOrder(env.Detail, &ev.Order); err != nil {
+		ev.Order = peekOrder(env.Detail)
+		if v := ev.Order.SchemaVersion; v > SchemaVersion {
+			return ev, Deferred(ReasonNewerSchema, fmt.Errorf("%s detail has schema_version %d, newer than this release's %d (and does not read as an order here: %v)", env.DetailType, v, SchemaVersion, err))
+		}
 		return ev, Permanent(ReasonMalformed, fmt.Errorf("%s detail is not an order: %w", env.DetailType, err))
+	}
+	if v := ev.Order.SchemaVersion; v > SchemaVersion {
+		return ev, Deferred(ReasonNewerSchema, fmt.Errorf("%s detail has schema_version %d, newer than this release's %d", env.DetailType, v, SchemaVersion))
 	}
 	if ev.Order.ID == "" {
 		return ev, Permanent(ReasonMalformed, fmt.Errorf("%s detail has no order_id", env.DetailType))
@@ -92,13 +123,21 @@ func DecodeEvent(body []byte) (Event, error) {
 // dead-lettered.
 func peekOrder(detail json.RawMessage) Order {
 	var d struct {
-		OrderID string `json:"order_id"`
-		Trace   string `json:"trace"`
+		OrderID       string `json:"order_id"`
+		Trace         string `json:"trace"`
+		SchemaVersion int    `json:"schema_version"`
 	}
 	if len(detail) == 0 || json.Unmarshal(detail, &d) != nil {
-		return Order{}
+		// Member by member: one of another type must not hide the others.
+		var m map[string]json.RawMessage
+		if json.Unmarshal(detail, &m) != nil {
+			return Order{}
+		}
+		_ = json.Unmarshal(m["order_id"], &d.OrderID)
+		_ = json.Unmarshal(m["trace"], &d.Trace)
+		_ = json.Unmarshal(m["schema_version"], &d.SchemaVersion)
 	}
-	return Order{ID: d.OrderID, Trace: d.Trace}
+	return Order{ID: d.OrderID, Trace: d.Trace, SchemaVersion: d.SchemaVersion}
 }
 
 // WithDetailTrace returns body, an EventBridge event, with detail.trace
@@ -131,7 +170,7 @@ func EncodeDetail(ev Event) (string, error) {
 	if ev.Detail != "" {
 		return ev.Detail, nil
 	}
-	b, err := json.Marshal(ev.Order)
+	b, err := ev.Order.MarshalJSON()
 	if err != nil {
 		return "", fmt.Errorf("encode %s detail for order %s: %w", ev.Type, ev.Order.ID, err)
 	}
@@ -141,7 +180,7 @@ func EncodeDetail(ev Event) (string, error) {
 // EncodeOrder returns the order's JSON document: the stored order and the
 // detail of the event that announces it.
 func EncodeOrder(o Order) (string, error) {
-	b, err := json.Marshal(o)
+	b, err := o.MarshalJSON()
 	if err != nil {
 		return "", fmt.Errorf("encode order %s: %w", o.ID, err)
 	}

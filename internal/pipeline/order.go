@@ -120,6 +120,8 @@ type Customer struct {
 	ID    string `json:"id"`
 	Email string `json:"email"`
 	Phone string `json:"phone,omitempty"`
+
+	unknown unknownMembers // members a newer release added (see codec.go)
 }
 
 // Item is one order line.
@@ -127,12 +129,16 @@ type Item struct {
 	SKU       string `json:"sku"`
 	Quantity  int64  `json:"quantity"`
 	UnitPrice Money  `json:"unit_price"`
+
+	unknown unknownMembers // members a newer release added (see codec.go)
 }
 
 // Payment says how the customer pays: a payment-method token from the
 // payment provider, never card data.
 type Payment struct {
 	Token string `json:"token"`
+
+	unknown unknownMembers // members a newer release added (see codec.go)
 }
 
 // Address is a shipping address.
@@ -143,6 +149,8 @@ type Address struct {
 	City       string `json:"city"`
 	PostalCode string `json:"postal_code"`
 	Country    string `json:"country"`
+
+	unknown unknownMembers // members a newer release added (see codec.go)
 }
 
 // HistoryEntry is one recorded transition.
@@ -153,8 +161,13 @@ type HistoryEntry struct {
 
 // Order is the aggregate every stage moves forward. Its JSON form is the
 // detail of every pipeline event, so a stage has what it needs without a
-// read before its conditional write.
+// read before its conditional write. Its codec (codec.go) keeps the
+// members a newer release added, so no write of this release erases them.
 type Order struct {
+	// SchemaVersion is the schema_version of the document the order was
+	// decoded from (1 when it has none). Encoding always writes this
+	// release's SchemaVersion.
+	SchemaVersion   int                  `json:"schema_version"`
 	ID              string               `json:"order_id"`
 	Status          Status               `json:"status"`
 	Customer        Customer             `json:"customer"`
@@ -177,6 +190,8 @@ type Order struct {
 	// Trace carries the trace context of the request that placed the order
 	// (W3C traceparent), so spans in every stage join one trace.
 	Trace string `json:"trace,omitempty"`
+
+	unknown unknownMembers // members a newer release added (see codec.go)
 }
 
 // Timeline returns the history in the order it happened.

@@ -64,6 +64,12 @@ type Config struct {
 	// min(RetryMax, RetryBase·2^(receives-1)) with full jitter in its upper
 	// half. Defaults 1s and 5m.
 	RetryBase, RetryMax time.Duration
+	// DeferBase is the first hand-back of an event a newer release wrote,
+	// and MaxReceives the queue's maxReceiveCount: together they shape the
+	// hand-back (delivery.DeferDelay). Defaults 5s and 0 (unknown: every
+	// hand-back holds the message for delivery.DeferWindow).
+	DeferBase   time.Duration
+	MaxReceives int
 	// DeleteBatch is the most receipts per DeleteMessageBatch (1 disables
 	// batching); DeleteLinger how long a delete waits for company.
 	// Defaults 10 and 100ms; a negative linger turns it off. Deletes never hold up a handler (the slot is
@@ -109,6 +115,9 @@ func (c *Config) defaults() {
 	}
 	if c.RetryBase <= 0 {
 		c.RetryBase = config.DefaultRetryBase
+	}
+	if c.DeferBase <= 0 {
+		c.DeferBase = config.DefaultDeferBase
 	}
 	if c.RetryMax <= 0 {
 		c.RetryMax = config.DefaultRetryMax
@@ -172,7 +181,7 @@ func New(client *sqs.Client, cfg Config, h pipeline.Handler, log *zap.Logger, m 
 		log: log.With(zap.String("stage", string(cfg.Stage))), m: m,
 		stage: string(cfg.Stage), slots: make(chan struct{}, cfg.Concurrency), work: make(chan types.Message)}
 	c.settler = &delivery.Settler{SQS: client, Stage: cfg.Stage, QueueURL: cfg.QueueURL, DLQURL: cfg.DLQURL,
-		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, Metrics: m}
+		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, DeferBase: cfg.DeferBase, MaxReceives: cfg.MaxReceives, Metrics: m}
 	c.queueOldest, c.received, c.receiveBatch = m.QueueOldest.WithLabelValues(c.stage), m.Received.WithLabelValues(c.stage), m.BatchSize.WithLabelValues("receive")
 	deletes := m.BatchSize.WithLabelValues("delete")
 	c.deleter = batch.New(batch.Config{Max: cfg.DeleteBatch, Linger: cfg.DeleteLinger,

@@ -220,3 +220,11 @@ func (t *Topology) Names(prefix string) Names {
 	}
 	return nm
 }
+
+// MaxReceives returns the maxReceiveCount of the stage's queue (the
+// deliveries before SQS moves a message to its DLQ), or 0 for a stage it
+// does not list.
+func (t *Topology) MaxReceives(st pipeline.Stage) int {
+	q, _ := t.Queue(st)
+	return q.DLQ.MaxReceiveCount
+}

@@ -74,9 +74,13 @@ func Handler(tp oteltrace.TracerProvider, stage pipeline.Stage, next pipeline.Ha
 			}
 		}
 		out, err := next(ctx, m)
+		deferReason, deferred := pipeline.IsDeferred(err)
 		switch reason, permanent := pipeline.IsPermanent(err); {
 		case err == nil:
 			span.SetAttributes(AttrOutcome.String(string(out)))
+		case deferred:
+			// Handed back for a newer release: expected during a deploy.
+			span.SetAttributes(AttrOutcome.String("deferred"), AttrReason.String(deferReason))
 		case permanent:
 			span.SetAttributes(AttrOutcome.String("dead_lettered"), AttrReason.String(reason))
 			span.RecordError(err)

@@ -107,6 +107,7 @@ func New(ctx context.Context, cfg config.Worker, d Deps) (*Worker, error) {
 			Stage: st, QueueURL: w.queues[st].URL, DLQURL: w.queues[st].DLQURL,
 			Concurrency: cfg.Concurrency[st], Pollers: cfg.Pollers, WaitTime: cfg.WaitTime,
 			Visibility: cfg.ReceiveVisibility, HandlerTimeout: cfg.HandlerTimeout, RetryBase: cfg.RetryBase,
+			DeferBase: cfg.DeferBase, MaxReceives: topo.MaxReceives(st),
 			DeleteLinger: deleteLinger, ReceiveLinger: receiveLinger,
 		}
 		if !cfg.BatchingOn() {

@@ -51,6 +51,12 @@
 #   bus-entry-errors-ignored Per-entry PutEvents failures are treated as
 #                            success: an event EventBridge refused is lost
 #                            and its message acknowledged.
+#   unknown-fields-dropped   The order codec keeps no member it does not
+#                            know: a write of this release erases what a
+#                            newer release added to the order.
+#   newer-schema-dead-lettered  An event whose schema_version is newer than
+#                            this release's is dead-lettered instead of
+#                            handed back for a task of the newer release.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -71,6 +77,8 @@ MUTATIONS=(
 	"no-heartbeat|internal/queue/consumer.go|go c.heartbeat(hbDone)|_ = c.heartbeat|TestSlowHandlerIsNotDeliveredTwice TestSlowCarrierIsNotShippedTwice internal/queue:TestASlowHandlersMessageIsKeptInvisible"
 	"redrive-deletes-unsent|internal/ops/dlq/dlq.go|continue // not accepted: it stays in the DLQ|// deleted all the same|internal/ops/dlq:TestRedriveLeavesRefusedEntriesInTheDLQ internal/ops/dlq:TestRedriveStopsOnAFailedBatchAndKeepsThePage internal/ops/console:TestConsoleRedriveKeepsWhatTheQueueRefused cmd/worker:TestRedriveListsRefusedMessagesAndFails"
 	"bus-entry-errors-ignored|internal/bus/bus.go|if out.FailedEntryCount == 0 {|if out.FailedEntryCount >= 0 {|internal/bus:TestEntryFailuresReachExactlyTheirCallers"
+	"unknown-fields-dropped|internal/pipeline/codec.go|eachMember(data, func(name []byte, val []byte) {|eachMember(nil, func(name []byte, val []byte) {|TestRollingDeployAndRollback internal/pipeline:TestAStageKeepsTheMembersANewerReleaseWrote internal/worker:TestWhatANewerReleaseWroteIsKeptOrHandedBack internal/lambda:TestTheFunctionKeepsMembersANewerReleaseWrote"
+	"newer-schema-dead-lettered|internal/pipeline/event.go|return ev, Deferred(ReasonNewerSchema, fmt.Errorf(\"%s detail has schema_version %d, newer than this release's %d\", env|return ev, Permanent(ReasonInvalid, fmt.Errorf(\"%s detail has schema_version %d, newer than this release's %d\", env|TestRollingDeployAndRollback internal/pipeline:TestDecodeEventHandsBackWhatANewerReleaseWrote internal/worker:TestWhatANewerReleaseWroteIsKeptOrHandedBack internal/lambda:TestTheFunctionHandsBackRecordsOfANewerRelease"
 )
 
 baseline=0

@@ -62,7 +62,7 @@ func exported(t *testing.T) map[string]bool {
 // touchAll gives every vector of m one series: it offers each label value
 // lists of growing length until one fits.
 func touchAll(m *metrics.Metrics) error {
-	for _, c := range []prometheus.Collector{m.Received, m.Handled, m.HandlerDuration, m.PoolSize, m.Panics, m.DeadLettered, m.Extended,
+	for _, c := range []prometheus.Collector{m.Received, m.Handled, m.HandlerDuration, m.PoolSize, m.Panics, m.DeadLettered, m.Deferred, m.Extended,
 		m.AckFailures, m.OrderLatency, m.Transitions, m.AWSRequests, m.BatchSize, m.QueueMessages, m.QueueOldest, m.Republished, m.Intake} {
 		var err error
 		for n := 0; n <= 8; n++ {
@@ -312,7 +312,7 @@ func TestAlertRulesParseAndUseExportedMetrics(t *testing.T) {
 		}
 	}
 	var missing []string
-	for _, a := range []string{"CloudCommerceDeadLetters", "CloudCommerceOldestMessageAge", "CloudCommerceHandlerErrorRatio", "CloudCommerceNoProgress"} {
+	for _, a := range []string{"CloudCommerceDeadLetters", "CloudCommerceOldestMessageAge", "CloudCommerceHandlerErrorRatio", "CloudCommerceNoProgress", "CloudCommerceDeferredDeliveries"} {
 		if !alerts[a] {
 			missing = append(missing, a)
 		}

@@ -77,6 +77,7 @@ type worker struct {
 	ops     string
 	api     string
 	extra   []string
+	bin     string     // the worker build to run; empty: this release's
 	mu      sync.Mutex // guards p and history (restarts run on their own goroutine)
 	p       *proc
 	history []*proc
@@ -114,7 +115,11 @@ func (w *worker) tryStart(attempts int) error {
 	var err error
 	for i := 0; i < attempts; i++ {
 		w.mu.Lock()
-		w.p = startProc(w.c.r, fmt.Sprintf("%s-run%d", w.name, len(w.history)+1), w.environ(), w.ops, "run")
+		bin := w.bin
+		if bin == "" {
+			bin = workerBinary(w.c.r)
+		}
+		w.p = startBinary(w.c.r, bin, fmt.Sprintf("%s-run%d", w.name, len(w.history)+1), w.environ(), w.ops, "run")
 		w.history = append(w.history, w.p)
 		p := w.p
 		w.mu.Unlock()

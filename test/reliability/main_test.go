@@ -109,7 +109,13 @@ type proc struct {
 // killed when the test ends.
 func startProc(t testing.TB, name string, environ []string, ops string, args ...string) *proc {
 	t.Helper()
-	p := &proc{Process: testkit.Start(t, workerBinary(t), environ, args...), ops: ops}
+	return startBinary(t, workerBinary(t), name, environ, ops, args...)
+}
+
+// startBinary is startProc with another build of the worker.
+func startBinary(t testing.TB, bin, name string, environ []string, ops string, args ...string) *proc {
+	t.Helper()
+	p := &proc{Process: testkit.Start(t, bin, environ, args...), ops: ops}
 	p.Name = name
 	return p
 }

@@ -69,6 +69,11 @@ type Proxy struct {
 	// open and peak count the requests being answered, and the most at
 	// once, by service.operation.
 	open, peak map[string]int
+
+	// Long polls answered by short polls (AnswerLongPolls).
+	pollEvery time.Duration
+	target    string
+	client    *http.Client
 }
 
 // New starts a fault endpoint forwarding to target.
@@ -77,7 +82,8 @@ func New(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse fault endpoint target: %w", err)
 	}
-	p := &Proxy{seen: map[string]int{}, open: map[string]int{}, peak: map[string]int{}}
+	p := &Proxy{seen: map[string]int{}, open: map[string]int{}, peak: map[string]int{}, target: strings.TrimSuffix(target, "/"),
+		client: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	// One upstream connection per request: a pooled keep-alive connection
 	// that the endpoint closes as it is reused cuts a response short now
@@ -129,6 +135,9 @@ func New(target string) (*Proxy, error) {
 			}
 		}
 		if p.serveEntries(w, r, svc, op, body, rp) {
+			return
+		}
+		if svc == "SQS" && op == "ReceiveMessage" && p.longPoll(w, r, body) {
 			return
 		}
 		rp.ServeHTTP(w, r)
