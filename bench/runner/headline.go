@@ -498,7 +498,7 @@ func noiseBand(l ladder, step float64) string {
 // slowOrders lists the steady runs' orders over the threshold with the
 // stage and the cause.
 func (h *headlineRun) slowOrders(w io.Writer) {
-	writeSlow(w, "## Slow orders", []*Measurement{h.Batched, h.Naive})
+	writeSlow(w, "## Slow orders", []*Measurement{h.Batched, h.Compact, h.Naive})
 }
 
 // writeSlow lists, per run, the orders over the slow threshold with the
