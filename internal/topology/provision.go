@@ -303,6 +303,7 @@ func (p *Provisioned) addIndexes(ctx context.Context, c Clients, name string, tb
 		in := &dynamodb.UpdateTableInput{TableName: &name, AttributeDefinitions: defs,
 			GlobalSecondaryIndexUpdates: []ddbtypes.GlobalSecondaryIndexUpdate{{Create: &ddbtypes.CreateGlobalSecondaryIndexAction{
 				IndexName: aws.String(ix.Name), KeySchema: ks, Projection: projection(ix)}}}}
+		var refused time.Time
 		for {
 			if !idle(have) {
 				// Another index change (not this run's) is under way.
@@ -315,7 +316,21 @@ func (p *Provisioned) addIndexes(ctx context.Context, c Clients, name string, tb
 			_, err := db.UpdateTable(ctx, in)
 			var limit *ddbtypes.LimitExceededException
 			if errors.As(err, &limit) {
-				w.say("table %s: DynamoDB is building or removing another index (%s); waiting for it", name, limit.ErrorMessage())
+				// Another change began since the table was described (or a
+				// limit the description does not show): look again after a
+				// pause, for at most IndexWait.
+				if refused.IsZero() {
+					refused = time.Now()
+				}
+				if time.Since(refused) > w.limit() {
+					return fmt.Errorf("add index %s to table %s: refused for %s: %w", ix.Name, name, w.limit(), err)
+				}
+				w.say("table %s: DynamoDB refused index %s for now (%s); waiting", name, ix.Name, limit.ErrorMessage())
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("add index %s to table %s: %w (after %v)", ix.Name, name, ctx.Err(), err)
+				case <-time.After(w.poll()):
+				}
 				have = nil
 				continue
 			}
@@ -371,17 +386,25 @@ func (w *indexWait) say(format string, args ...any) {
 	}
 }
 
+func (w *indexWait) poll() time.Duration {
+	if w.c.IndexPoll > 0 {
+		return w.c.IndexPoll
+	}
+	return 10 * time.Second
+}
+
+func (w *indexWait) limit() time.Duration {
+	if w.c.IndexWait > 0 {
+		return w.c.IndexWait
+	}
+	return 30 * time.Minute
+}
+
 // until describes the table every IndexPoll until it is idle and, when
 // index is named, that index is ACTIVE; it gives up after IndexWait or
 // when ctx ends, saying what it last saw.
 func (w *indexWait) until(ctx context.Context, index string) (*ddbtypes.TableDescription, error) {
-	poll, limit := w.c.IndexPoll, w.c.IndexWait
-	if poll <= 0 {
-		poll = 10 * time.Second
-	}
-	if limit <= 0 {
-		limit = 30 * time.Minute
-	}
+	poll, limit := w.poll(), w.limit()
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	start := time.Now()

@@ -126,6 +126,9 @@ type indexBuilds struct {
 	order    []string
 	building map[string]*build
 	refused  int
+	// refuse is how many more creations to refuse whatever the state (a
+	// change someone else began after provisioning looked).
+	refuse int
 }
 
 type build struct {
@@ -159,7 +162,8 @@ func (b *indexBuilds) updateTable(req []byte) *awsfault.Response {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.creating() {
+	if b.creating() || b.refuse > 0 {
+		b.refuse--
 		b.refused++
 		r := awsfault.DynamoDBIndexLimitExceeded
 		return &r
@@ -370,4 +374,35 @@ func (c *cancelAfter) Write(p []byte) (int, error) {
 		c.cancel()
 	}
 	return len(p), nil
+}
+
+// A creation DynamoDB refuses although the table looked idle (a change
+// begun in between) is tried again after a pause, not given up.
+func TestProvisionRetriesAnIndexDynamoDBRefused(t *testing.T) {
+	t.Parallel()
+	topo, err := topology.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := testkit.Prefix()
+	table := prefix + "-orders"
+	oldOrdersTable(t, clients(t).DynamoDB, table)
+	b, c := building(t, table, 1)
+	// The SDK retries the refusal itself (LimitExceededException is a
+	// throttle to it), three attempts in all; the fourth refusal is
+	// provisioning's.
+	b.refuse = 4
+	var progress strings.Builder
+	c.Progress, c.IndexPoll = &progress, time.Millisecond
+	if _, err := topo.Provision(context.Background(), c, prefix); err != nil {
+		t.Fatalf("provision: %v\nprogress:\n%s", err, progress.String())
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.refused != 4 || strings.Join(b.order, " ") != "by_customer by_open by_outcome" {
+		t.Errorf("refused %d, created %v; want 4 refusals, then every index", b.refused, b.order)
+	}
+	if want := "DynamoDB refused index by_customer for now (Subscriber limit exceeded: Only 1 online index can be created or deleted simultaneously per table); waiting"; !strings.Contains(progress.String(), want) {
+		t.Errorf("progress lacks %q:\n%s", want, progress.String())
+	}
 }
