@@ -36,16 +36,17 @@ type headlineStep struct {
 }
 
 var headlineSteps = []headlineStep{
-	{"steady, batched, 150/s", 2 * time.Minute},
-	{"steady, naive, 150/s", 2 * time.Minute},
-	{"SDK floor: bench/floor, seq and par8", 2*time.Minute + 30*time.Second},
+	{"steady, batched, 150/s", time.Minute + 50*time.Second},
+	{"steady, batched-compact, 150/s", time.Minute + 50*time.Second},
+	{"steady, naive, 150/s", time.Minute + 50*time.Second},
+	{"SDK floor: bench/floor, seq and par8", time.Minute + 30*time.Second},
 	{"peer: the same burst on CloudCommerce, then Temporal", 3*time.Minute + 30*time.Second},
 	{"flash sale at saturation: shards=1, then shards=8", 3 * time.Minute},
 	{"ladder, batched", 3 * time.Minute},
 	{"ladder, naive", 2*time.Minute + 30*time.Second},
 }
 
-// headlineTotal is the sum of the budgets: 18.5 minutes.
+// headlineTotal is the sum of the budgets: 19 minutes.
 func headlineTotal() time.Duration {
 	var t time.Duration
 	for _, s := range headlineSteps {
@@ -60,13 +61,18 @@ type headlineRun struct {
 	Quick        bool
 	LoadAvgAfter string
 	Batched      *Measurement
-	Naive        *Measurement
-	Floor        *floorRun
-	Peer         *peerRun
-	Flash        []*FlashRun
-	Ladders      []ladder
-	LadderStep   float64
-	Steps        []stepTime
+	// Compact is the batched configuration with orders stored in the
+	// compact format (CLOUDCOMMERCE_ORDER_FORMAT=compact), the end state
+	// of the storage rollout: the cost per million orders is priced from
+	// its requests and recorded writes.
+	Compact    *Measurement
+	Naive      *Measurement
+	Floor      *floorRun
+	Peer       *peerRun
+	Flash      []*FlashRun
+	Ladders    []ladder
+	LadderStep float64
+	Steps      []stepTime
 }
 
 type stepTime struct {
@@ -93,6 +99,9 @@ func (b *bench) headline(ctx context.Context, quick bool, m Machine) error {
 	steps := []func(context.Context){
 		func(ctx context.Context) {
 			h.Batched = b.measure(ctx, "steady", batched, 1, false, 150, steadyOrders, loadgen.DefaultMix())
+		},
+		func(ctx context.Context) {
+			h.Compact = b.measure(ctx, "steady", compact, 1, false, 150, steadyOrders, loadgen.DefaultMix())
 		},
 		func(ctx context.Context) {
 			h.Naive = b.measure(ctx, "steady", naive, 1, false, 150, steadyOrders, loadgen.DefaultMix())
@@ -361,11 +370,11 @@ func (h *headlineRun) markdown(w io.Writer) {
 	} else {
 		row("sustained orders/s, batched / naive", "–", "a ladder sustained no rate: "+strings.Join(band, "; "))
 	}
-	if ok(bt) {
-		e := cost.Model(cost.ListPrices, costInput(bt))
-		row("cost per million orders at AWS list prices", fmt.Sprintf("$%.1f", e.Total),
-			fmt.Sprintf("bench/cost from the batched run's requests (%.2f per order), %d-byte orders, %.0f µs of worker CPU per order", bt.Load.Requests.PerOrder, int(bt.Load.AvgOrderItemBytes), bt.WorkerCPUMicros))
-		summary = append(summary, fmt.Sprintf("the bill comes to about **$%.1f per million orders** at AWS list prices", e.Total))
+	if c, err := h.cost(); err != "" {
+		row("cost per million orders at AWS list prices", "–", err)
+	} else {
+		row("cost per million orders at AWS list prices, orders stored in the compact format", fmt.Sprintf("$%.1f", c.total), c.figures)
+		summary = append(summary, fmt.Sprintf("the bill comes to about **$%.1f per million orders** at AWS list prices with orders stored in the compact format (CLOUDCOMMERCE_ORDER_FORMAT=compact), %.2f DynamoDB write units per order as recorded", c.total, c.wru))
 	}
 	fmt.Fprintln(w)
 	smoke := ""
@@ -374,7 +383,61 @@ func (h *headlineRun) markdown(w io.Writer) {
 	}
 	fmt.Fprintf(w, "## Summary (quoted by the README)\n\n%s\n%sMeasured by `bench/run.sh -only headline` on %s (%s, %d cores, load average %s before, %s after), commit %s: %s.\n%s\n\n",
 		headlineBegin, smoke, m.Date, m.CPUModel, m.CPUs, m.LoadAvg, h.LoadAvgAfter, m.Commit, strings.Join(summary, "; "), headlineEnd)
+	h.writeUnits(w)
 	h.slowOrders(w)
+}
+
+// headlineCost is the cost per million orders and what it rests on.
+type headlineCost struct {
+	total, wru float64
+	figures    string
+}
+
+// cost prices the compact run: its requests, its worker CPU and the write
+// units of the DynamoDB writes it recorded, so no item size is assumed.
+// The batched run in the default json format is priced beside it when it
+// recorded its writes too. A non-empty string says why there is no cost.
+func (h *headlineRun) cost() (headlineCost, string) {
+	c := h.Compact
+	switch {
+	case c == nil || c.Load == nil || c.Load.Requests == nil:
+		return headlineCost{}, "the compact run measured nothing: " + errText(c)
+	case c.Writes == nil || c.Writes.Orders == 0:
+		return headlineCost{}, "the compact run recorded no DynamoDB writes, so the writes cannot be priced (see the run's log)"
+	}
+	e := cost.Model(cost.ListPrices, costInput(c))
+	out := headlineCost{total: e.Total, wru: c.Writes.Total()}
+	out.figures = fmt.Sprintf("bench/cost from the %s run (CLOUDCOMMERCE_ORDER_FORMAT=compact, 150/s): its %.2f requests per order, %.0f µs of worker CPU per order and %.2f WRU per order from its recorded DynamoDB writes (%d orders, mean order item %.0f bytes; by table and index below)",
+		c.Config.Name, c.Load.Requests.PerOrder, c.WorkerCPUMicros, c.Writes.Total(), c.Writes.Orders, c.Writes.ItemBytes)
+	if b := h.Batched; b != nil && b.Load != nil && b.Load.Requests != nil && b.Writes != nil && b.Writes.Orders > 0 {
+		j := cost.Model(cost.ListPrices, costInput(b))
+		out.figures += fmt.Sprintf("; in the default json format (the %s run) $%.1f, %.2f WRU per order, mean order item %.0f bytes", b.Config.Name, j.Total, b.Writes.Total(), b.Writes.ItemBytes)
+	}
+	return out, ""
+}
+
+// writeUnits writes the steady runs' recorded DynamoDB write units per
+// order by table and index, and their mean order item size.
+func (h *headlineRun) writeUnits(w io.Writer) {
+	var names []string
+	var runs []cost.WriteUnits
+	for _, r := range []struct {
+		name string
+		m    *Measurement
+	}{{"batched, compact format", h.Compact}, {"batched, json format (default)", h.Batched}} {
+		if r.m != nil && r.m.Writes != nil && r.m.Writes.Orders > 0 {
+			names = append(names, r.name)
+			runs = append(runs, *r.m.Writes)
+		}
+	}
+	fmt.Fprintf(w, "## DynamoDB write units per order (recorded writes, 150/s)\n\n")
+	if len(runs) == 0 {
+		fmt.Fprintf(w, "No steady run recorded its writes.\n\n")
+		return
+	}
+	fmt.Fprintf(w, "Every DynamoDB write request the worker made during the measured window, charged as DynamoDB charges on demand (bench/cost, RecordedWriteUnits); the cost above is priced from the compact column.\n\n")
+	cost.PrintWriteUnits(w, names, runs)
+	fmt.Fprintln(w)
 }
 
 func commitText(m Machine) string {
@@ -435,7 +498,7 @@ func noiseBand(l ladder, step float64) string {
 // slowOrders lists the steady runs' orders over the threshold with the
 // stage and the cause.
 func (h *headlineRun) slowOrders(w io.Writer) {
-	writeSlow(w, "## Slow orders", []*Measurement{h.Batched, h.Naive})
+	writeSlow(w, "## Slow orders", []*Measurement{h.Batched, h.Compact, h.Naive})
 }
 
 // writeSlow lists, per run, the orders over the slow threshold with the

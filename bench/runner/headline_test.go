@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudcommerce/cloudcommerce/bench/cost"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/loadgen"
 )
 
@@ -95,5 +97,72 @@ func TestWriteSlowListsEachOrderWithStageAndCause(t *testing.T) {
 	}
 	if strings.Index(out, "o-queued") > strings.Index(out, "o-retried") {
 		t.Error("the deliberate back-off is listed before the order that is not one")
+	}
+}
+
+// steadyRun is a steady measurement at 150/s with its recorded writes.
+func steadyRun(c config, wru map[string]float64, orders int, itemBytes float64) *Measurement {
+	m := &Measurement{Scenario: "steady", Config: c, WorkerCPUMicros: 1500, Load: &loadgen.Result{OfferedRate: 150, Placed: orders, Target: loadgen.TargetBus,
+		AvgOrderItemBytes: 999, // the load generator's own sample, which the cost must not use
+		Requests:          &loadgen.Breakdown{PerOrder: 6.2, Deliveries: 4, ByOperation: map[string]float64{"SQS ReceiveMessage": 1, "DynamoDB GetItem": 0.5}}}}
+	if wru != nil {
+		m.Writes = &cost.WriteUnits{Orders: orders, ItemBytes: itemBytes, ByTarget: map[string]float64{}}
+		for k, v := range wru {
+			m.Writes.ByTarget[k] = v * float64(orders)
+		}
+	}
+	return m
+}
+
+func TestHeadlineCostFromTheCompactRunsRecordedWrites(t *testing.T) {
+	h := &headlineRun{
+		Compact: steadyRun(compact, map[string]float64{"orders": 6, "orders/by_open": 2, "inventory": 1.5}, 600, 612),
+		Batched: steadyRun(batched, map[string]float64{"orders": 10, "orders/by_open": 2, "inventory": 1.5}, 600, 1100),
+		Naive:   steadyRun(naive, nil, 600, 0),
+	}
+	var b strings.Builder
+	h.markdown(&b)
+	out := b.String()
+	// The cost is the model of the compact run with its recorded write units.
+	want := cost.Model(cost.ListPrices, costInput(h.Compact))
+	if want.Total == cost.Model(cost.ListPrices, costInput(h.Batched)).Total {
+		t.Fatal("the fixture prices both formats alike; the test would not tell them apart")
+	}
+	json := cost.Model(cost.ListPrices, costInput(h.Batched))
+	for _, s := range []string{
+		fmt.Sprintf("| cost per million orders at AWS list prices, orders stored in the compact format | $%.1f |", want.Total),
+		"9.50 WRU per order from its recorded DynamoDB writes (600 orders, mean order item 612 bytes",
+		fmt.Sprintf("in the default json format (the batched run) $%.1f, 13.50 WRU per order, mean order item 1100 bytes", json.Total),
+		fmt.Sprintf("**$%.1f per million orders** at AWS list prices with orders stored in the compact format (CLOUDCOMMERCE_ORDER_FORMAT=compact), 9.50 DynamoDB write units per order as recorded", want.Total),
+		"| WRU per order (recorded writes) | batched, compact format | batched, json format (default) |",
+		"| inventory | 1.50 | 1.50 |",
+		"| orders | 6.00 | 10.00 |",
+		"| orders/by_open | 2.00 | 2.00 |",
+		"| **total** | **9.50** | **13.50** |",
+		"| orders / mean order item bytes | 600 / 612 | 600 / 1100 |",
+	} {
+		if !strings.Contains(out, s) {
+			t.Errorf("the headline lacks %q:\n%s", s, out)
+		}
+	}
+	summary, _ := between(out, headlineBegin, headlineEnd)
+	if !strings.Contains(summary, fmt.Sprintf("$%.1f", want.Total)) || strings.Contains(summary, "999") {
+		t.Errorf("the summary does not quote the compact run's cost alone: %s", summary)
+	}
+	if strings.Contains(out, "999") {
+		t.Error("the headline uses the load generator's sampled item size instead of the recorded writes")
+	}
+
+	// Without recorded writes there is no cost to quote: nothing is
+	// priced from an assumed item size.
+	h.Compact.Writes = nil
+	b.Reset()
+	h.markdown(&b)
+	out = b.String()
+	if !strings.Contains(out, "| cost per million orders at AWS list prices | – | the compact run recorded no DynamoDB writes") {
+		t.Errorf("a compact run without recorded writes is priced anyway:\n%s", out)
+	}
+	if summary, _ := between(out, headlineBegin, headlineEnd); strings.Contains(summary, "per million orders") {
+		t.Errorf("the summary quotes a cost without recorded writes: %s", summary)
 	}
 }

@@ -40,7 +40,7 @@ func provision(ctx context.Context, e env, _ []string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	p, err := topo.Provision(ctx, topology.Clients{SQS: sqs.NewFromConfig(awsCfg), DynamoDB: awsconf.DynamoDB(awsCfg),
-		EventBridge: eventbridge.NewFromConfig(awsCfg), SNS: sns.NewFromConfig(awsCfg)}, cfg.Prefix)
+		EventBridge: eventbridge.NewFromConfig(awsCfg), SNS: sns.NewFromConfig(awsCfg), Progress: e.stdout}, cfg.Prefix)
 	if err != nil {
 		return err
 	}

@@ -307,7 +307,8 @@ func documentedLambdaGrants(stage, gateway, cmk, secretsKey string) map[string][
 
 func checkObservedCalls(t *testing.T, grants map[string]map[string][]string, calls []observedCall) {
 	t.Helper()
-	// The recording covers every surface the issue names.
+	// The recording covers every command that calls AWS in production:
+	// the worker's and the Lambda bootstrap.
 	surfaces := map[string]bool{}
 	for _, call := range calls {
 		surfaces[call.Process+" "+call.Command] = true

@@ -25,7 +25,9 @@ const (
 
 // The worker's declared defaults (Worker's tags), which the queue package
 // takes for a consumer built without the worker's configuration, so that it
-// behaves as the worker does.
+// behaves as the worker does: the consumer's visibility is what each
+// receive asks for, which the worker sets from ReceiveVisibility (not the
+// queue's own timeout, Visibility).
 var (
 	workerDefaults = WorkerDefaults()
 
@@ -33,7 +35,7 @@ var (
 	DefaultConcurrency    = workerDefaults.InventoryConcurrency
 	DefaultPollers        = workerDefaults.Pollers
 	DefaultWaitTime       = workerDefaults.WaitTime
-	DefaultVisibility     = workerDefaults.Visibility
+	DefaultVisibility     = workerDefaults.ReceiveVisibility
 	DefaultHandlerTimeout = workerDefaults.HandlerTimeout
 	DefaultRetryBase      = workerDefaults.RetryBase
 	DefaultDeferBase      = workerDefaults.DeferBase

@@ -25,6 +25,24 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// A queue consumer built without the worker's configuration takes the
+// values the worker would give it: the visibility each receive asks for is
+// the worker's receive visibility, not the queue's own timeout.
+func TestConsumerDefaultsAreTheWorkers(t *testing.T) {
+	t.Parallel()
+	c, err := config.WorkerFromEnv(envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if config.DefaultVisibility != c.ReceiveVisibility {
+		t.Errorf("DefaultVisibility = %s; the worker asks for %s on each receive", config.DefaultVisibility, c.ReceiveVisibility)
+	}
+	if config.DefaultWaitTime != c.WaitTime || config.DefaultPollers != c.Pollers || config.DefaultHandlerTimeout != c.HandlerTimeout ||
+		config.DefaultRetryBase != c.RetryBase || config.DefaultConcurrency != c.Concurrency[pipeline.StageInventory] {
+		t.Errorf("consumer defaults differ from the worker's: %+v", c)
+	}
+}
+
 func TestConfigReadsEveryVariable(t *testing.T) {
 	t.Parallel()
 	c, err := config.WorkerFromEnv(envOf(map[string]string{

@@ -56,7 +56,7 @@ type Config struct {
 	// asks SQS for it (in place of the queue's own timeout), and handlers
 	// still running at half of it get their message extended by it. A
 	// short one makes a lost receive (a response cut on the way) cost
-	// seconds instead of the queue's timeout. Default 30s.
+	// seconds instead of the queue's timeout. Default 10s, as the worker's.
 	Visibility time.Duration
 	// HandlerTimeout bounds one handler run. Default 20s.
 	HandlerTimeout time.Duration

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -18,12 +20,20 @@ import (
 	"github.com/aws/smithy-go"
 )
 
-// Clients are the AWS clients the provisioner uses.
+// Clients are the AWS clients the provisioner uses, and how it reports
+// and bounds the work it waits for.
 type Clients struct {
 	SQS         *sqs.Client
 	DynamoDB    *dynamodb.Client
 	EventBridge *eventbridge.Client
 	SNS         *sns.Client
+	// Progress, when set, gets a line for each index added to an existing
+	// table and for each look at it while DynamoDB builds the index.
+	Progress io.Writer
+	// IndexPoll is how often a table is described while an index is
+	// being built (default 10 s); IndexWait bounds the wait for one index
+	// (default 30 minutes), within the context's deadline.
+	IndexPoll, IndexWait time.Duration
 }
 
 // Provisioned describes what Provision created or found.
@@ -42,7 +52,7 @@ type Provisioned struct {
 func (t *Topology) Provision(ctx context.Context, c Clients, prefix string) (*Provisioned, error) {
 	p := &Provisioned{Names: t.Names(prefix), QueueURLs: map[string]string{}, QueueARNs: map[string]string{}}
 	for _, tb := range t.Tables {
-		if err := p.table(ctx, c.DynamoDB, prefix, tb); err != nil {
+		if err := p.table(ctx, c, prefix, tb); err != nil {
 			return nil, err
 		}
 	}
@@ -87,10 +97,11 @@ func (t *Topology) Provision(ctx context.Context, c Clients, prefix string) (*Pr
 	return p, nil
 }
 
-func (p *Provisioned) table(ctx context.Context, db *dynamodb.Client, prefix string, tb Table) error {
+func (p *Provisioned) table(ctx context.Context, c Clients, prefix string, tb Table) error {
+	db := c.DynamoDB
 	name := prefix + "-" + tb.Name
 	if out, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &name}); err == nil {
-		return p.addIndexes(ctx, db, name, tb, out.Table)
+		return p.addIndexes(ctx, c, name, tb, out.Table)
 	} else if var404 := new(ddbtypes.ResourceNotFoundException); !errors.As(err, &var404) {
 		return fmt.Errorf("describe table %s: %w", name, err)
 	}
@@ -258,22 +269,29 @@ func projection(ix Index) *ddbtypes.Projection {
 }
 
 // addIndexes creates the indexes of tb that the existing table lacks (a
-// topology that gained an index after the table was made, e.g. devstack's
-// kept state), one UpdateTable each as DynamoDB requires; DynamoDB
-// backfills them from the items that have their keys. An endpoint that
+// topology that gained an index after the table was made) the way
+// DynamoDB allows: one index per UpdateTable, and the next only once the
+// table and every index are ACTIVE again, since DynamoDB refuses a second
+// index created or deleted while one is still being built
+// (LimitExceededException). DynamoDB backfills each index from the items
+// that have its keys, which on a large table takes a while: the wait is
+// reported on c.Progress and bounded by c.IndexWait and ctx; provisioning
+// again after a timeout picks up where it stopped. An endpoint that
 // accepts the update but makes no index is reported, naming the index,
 // rather than left to fail on the first query.
-func (p *Provisioned) addIndexes(ctx context.Context, db *dynamodb.Client, name string, tb Table, have *ddbtypes.TableDescription) error {
-	exists := func(d *ddbtypes.TableDescription, ix string) bool {
-		for _, g := range d.GlobalSecondaryIndexes {
-			if aws.ToString(g.IndexName) == ix {
-				return true
-			}
-		}
-		return false
-	}
+func (p *Provisioned) addIndexes(ctx context.Context, c Clients, name string, tb Table, have *ddbtypes.TableDescription) error {
+	db := c.DynamoDB
+	w := &indexWait{c: c, table: name}
 	for _, ix := range tb.GlobalSecondaryIndexes {
-		if exists(have, ix.Name) {
+		if g := findIndex(have, ix.Name); g != nil {
+			if g.IndexStatus == ddbtypes.IndexStatusCreating {
+				// Left building by an earlier run: wait for it as for one
+				// made now.
+				var err error
+				if have, err = w.until(ctx, ix.Name); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		defs := []ddbtypes.AttributeDefinition{{AttributeName: aws.String(ix.HashKey.Name), AttributeType: ddbtypes.ScalarAttributeType(ix.HashKey.Type)}}
@@ -282,21 +300,150 @@ func (p *Provisioned) addIndexes(ctx context.Context, db *dynamodb.Client, name 
 			defs = append(defs, ddbtypes.AttributeDefinition{AttributeName: aws.String(ix.RangeKey.Name), AttributeType: ddbtypes.ScalarAttributeType(ix.RangeKey.Type)})
 			ks = append(ks, ddbtypes.KeySchemaElement{AttributeName: aws.String(ix.RangeKey.Name), KeyType: ddbtypes.KeyTypeRange})
 		}
-		_, err := db.UpdateTable(ctx, &dynamodb.UpdateTableInput{TableName: &name, AttributeDefinitions: defs,
+		in := &dynamodb.UpdateTableInput{TableName: &name, AttributeDefinitions: defs,
 			GlobalSecondaryIndexUpdates: []ddbtypes.GlobalSecondaryIndexUpdate{{Create: &ddbtypes.CreateGlobalSecondaryIndexAction{
-				IndexName: aws.String(ix.Name), KeySchema: ks, Projection: projection(ix)}}}})
-		if err != nil {
-			return fmt.Errorf("add index %s to table %s: %w", ix.Name, name, err)
+				IndexName: aws.String(ix.Name), KeySchema: ks, Projection: projection(ix)}}}}
+		var refused time.Time
+		for {
+			if !idle(have) {
+				// Another index change (not this run's) is under way.
+				var err error
+				if have, err = w.until(ctx, ""); err != nil {
+					return err
+				}
+			}
+			w.say("table %s: adding index %s", name, ix.Name)
+			_, err := db.UpdateTable(ctx, in)
+			var limit *ddbtypes.LimitExceededException
+			if errors.As(err, &limit) {
+				// Another change began since the table was described (or a
+				// limit the description does not show): look again after a
+				// pause, for at most IndexWait.
+				if refused.IsZero() {
+					refused = time.Now()
+				}
+				if time.Since(refused) > w.limit() {
+					return fmt.Errorf("add index %s to table %s: refused for %s: %w", ix.Name, name, w.limit(), err)
+				}
+				w.say("table %s: DynamoDB refused index %s for now (%s); waiting", name, ix.Name, limit.ErrorMessage())
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("add index %s to table %s: %w (after %v)", ix.Name, name, ctx.Err(), err)
+				case <-time.After(w.poll()):
+				}
+				have = nil
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("add index %s to table %s: %w", ix.Name, name, err)
+			}
+			break
 		}
-		out, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &name})
-		if err != nil {
-			return fmt.Errorf("describe table %s: %w", name, err)
-		}
-		if !exists(out.Table, ix.Name) {
-			return fmt.Errorf("table %s has no index %s and the endpoint did not create it: delete the table (devstack: its --data-dir) and provision again", name, ix.Name)
+		var err error
+		if have, err = w.until(ctx, ix.Name); err != nil {
+			return err
 		}
 		p.Created = append(p.Created, "index "+name+"/"+ix.Name)
-		have = out.Table
 	}
 	return nil
+}
+
+func findIndex(d *ddbtypes.TableDescription, name string) *ddbtypes.GlobalSecondaryIndexDescription {
+	if d == nil {
+		return nil
+	}
+	for i, g := range d.GlobalSecondaryIndexes {
+		if aws.ToString(g.IndexName) == name {
+			return &d.GlobalSecondaryIndexes[i]
+		}
+	}
+	return nil
+}
+
+// idle reports whether d is a table DynamoDB would let create or delete
+// an index: the table ACTIVE and no index being built or removed.
+func idle(d *ddbtypes.TableDescription) bool {
+	if d == nil || d.TableStatus != ddbtypes.TableStatusActive {
+		return false
+	}
+	for _, g := range d.GlobalSecondaryIndexes {
+		if g.IndexStatus == ddbtypes.IndexStatusCreating || g.IndexStatus == ddbtypes.IndexStatusDeleting {
+			return false
+		}
+	}
+	return true
+}
+
+// indexWait polls a table while DynamoDB changes its indexes.
+type indexWait struct {
+	c     Clients
+	table string
+}
+
+func (w *indexWait) say(format string, args ...any) {
+	if w.c.Progress != nil {
+		fmt.Fprintf(w.c.Progress, format+"\n", args...)
+	}
+}
+
+func (w *indexWait) poll() time.Duration {
+	if w.c.IndexPoll > 0 {
+		return w.c.IndexPoll
+	}
+	return 10 * time.Second
+}
+
+func (w *indexWait) limit() time.Duration {
+	if w.c.IndexWait > 0 {
+		return w.c.IndexWait
+	}
+	return 30 * time.Minute
+}
+
+// until describes the table every IndexPoll until it is idle and, when
+// index is named, that index is ACTIVE; it gives up after IndexWait or
+// when ctx ends, saying what it last saw.
+func (w *indexWait) until(ctx context.Context, index string) (*ddbtypes.TableDescription, error) {
+	poll, limit := w.poll(), w.limit()
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	start := time.Now()
+	what := "its indexes"
+	if index != "" {
+		what = "index " + index
+	}
+	last := "not yet described"
+	for {
+		out, err := w.c.DynamoDB.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &w.table})
+		if err != nil && ctx.Err() == nil {
+			return nil, fmt.Errorf("describe table %s while waiting for %s: %w", w.table, what, err)
+		}
+		if err == nil {
+			d := out.Table
+			last = fmt.Sprintf("table %s", d.TableStatus)
+			for _, g := range d.GlobalSecondaryIndexes {
+				if g.IndexStatus != ddbtypes.IndexStatusActive || aws.ToString(g.IndexName) == index {
+					last += fmt.Sprintf(", index %s %s", aws.ToString(g.IndexName), g.IndexStatus)
+					if aws.ToBool(g.Backfilling) {
+						last += " (backfilling)"
+					}
+				}
+			}
+			g := findIndex(d, index)
+			if idle(d) && (index == "" || (g != nil && g.IndexStatus == ddbtypes.IndexStatusActive)) {
+				w.say("table %s: %s ready after %s (%s)", w.table, what, time.Since(start).Round(time.Second), last)
+				return d, nil
+			}
+			if index != "" && g == nil {
+				return nil, fmt.Errorf("table %s has no index %s and the endpoint did not create it: delete the table (devstack: its --data-dir) and provision again", w.table, index)
+			}
+			w.say("table %s: waiting for %s: %s, %s so far", w.table, what, last, time.Since(start).Round(time.Second))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("table %s: %s not ready after %s (%s): DynamoDB goes on building it; provision again later to wait for it and add the rest: %w",
+				w.table, what, time.Since(start).Round(time.Second), last, ctx.Err())
+		case <-time.After(poll):
+		}
+	}
 }

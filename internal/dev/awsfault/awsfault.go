@@ -47,6 +47,15 @@ type Rule struct {
 	// Delay, when set, makes the fault a slow service: a matching request
 	// is held that long and then forwarded (Response is not used).
 	Delay time.Duration
+	// Respond, when set, decides per matching request (its body): a
+	// non-nil Response answers it, nil forwards it (Response is not used).
+	// It may keep state of its own, as a service does.
+	Respond func(request []byte) *Response
+	// Rewrite, when set, forwards a matching request that Respond did not
+	// answer and gives the client rewrite's body instead of the endpoint's
+	// (a service state the endpoint does not model, such as an index still
+	// being built).
+	Rewrite func(request, response []byte) []byte
 
 	hits atomic.Int64
 }
@@ -124,13 +133,30 @@ func New(target string) (*Proxy, error) {
 			return
 		}
 		if rule := p.match(svc, op, body); rule != nil {
-			if rule.Delay <= 0 {
+			if rule.Respond != nil {
+				if resp := rule.Respond(body); resp != nil {
+					answer(*resp)
+					return
+				}
+			} else if rule.Delay <= 0 && rule.Rewrite == nil {
 				answer(rule.Response)
 				return
 			}
-			select {
-			case <-time.After(rule.Delay):
-			case <-r.Context().Done():
+			if rule.Delay > 0 {
+				select {
+				case <-time.After(rule.Delay):
+				case <-r.Context().Done():
+					return
+				}
+			}
+			if rule.Rewrite != nil {
+				rec := httptest.NewRecorder()
+				rp.ServeHTTP(rec, r)
+				h := rec.Header().Clone()
+				// The body changes: its length and checksum go with it.
+				h.Del("Content-Length")
+				h.Del("X-Amz-Crc32")
+				answer(Response{Status: rec.Code, Header: h, Body: string(rule.Rewrite(body, rec.Body.Bytes()))})
 				return
 			}
 		}
@@ -262,6 +288,10 @@ var (
 	DynamoDBServiceUnavailable  = DynamoDB(503, "com.amazonaws.dynamodb.v20120810#ServiceUnavailable", "Service unavailable")
 	DynamoDBAccessDenied        = DynamoDB(400, "com.amazon.coral.service#AccessDeniedException",
 		"User: arn:aws:sts::123456789012:assumed-role/worker-task/abc is not authorized to perform: dynamodb:TransactWriteItems on resource: arn:aws:dynamodb:us-east-1:123456789012:table/orders because no identity-based policy allows the dynamodb:TransactWriteItems action")
+	// DynamoDBIndexLimitExceeded is UpdateTable's answer to a second index
+	// created or deleted while one is still being built or removed.
+	DynamoDBIndexLimitExceeded = DynamoDB(400, "com.amazonaws.dynamodb.v20120810#LimitExceededException",
+		"Subscriber limit exceeded: Only 1 online index can be created or deleted simultaneously per table")
 	DynamoDBValidation = DynamoDB(400, "com.amazon.coral.validate#ValidationException",
 		"One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of 2048 bytes")
 )
