@@ -39,11 +39,11 @@ var headlineSteps = []headlineStep{
 	{"steady, batched, 150/s", time.Minute + 50*time.Second},
 	{"steady, batched-compact, 150/s", time.Minute + 50*time.Second},
 	{"steady, naive, 150/s", time.Minute + 50*time.Second},
-	{"SDK floor: bench/floor, seq and par8", time.Minute + 30*time.Second},
+	{"SDK floor: bench/floor, seq and par8", time.Minute},
 	{"peer: the same burst on CloudCommerce, then Temporal", 3*time.Minute + 30*time.Second},
 	{"flash sale at saturation: shards=1, then shards=8", 3 * time.Minute},
 	{"ladder, batched", 3 * time.Minute},
-	{"ladder, naive", 2*time.Minute + 30*time.Second},
+	{"ladder, naive", 3 * time.Minute},
 }
 
 // headlineTotal is the sum of the budgets: 19 minutes.
