@@ -104,15 +104,9 @@ type proc struct {
 	ops string
 }
 
-// startProc starts the worker binary with args and environ; its output
-// goes to a file that is shown (tail) if the test fails. The process is
-// killed when the test ends.
-func startProc(t testing.TB, name string, environ []string, ops string, args ...string) *proc {
-	t.Helper()
-	return startBinary(t, workerBinary(t), name, environ, ops, args...)
-}
-
-// startBinary is startProc with another build of the worker.
+// startBinary starts bin, a build of the worker, with args and environ;
+// its output goes to a file that is shown (tail) if the test fails. The
+// process is killed when the test ends.
 func startBinary(t testing.TB, bin, name string, environ []string, ops string, args ...string) *proc {
 	t.Helper()
 	p := &proc{Process: testkit.Start(t, bin, environ, args...), ops: ops}
