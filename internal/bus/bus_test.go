@@ -2,7 +2,6 @@ package bus_test
 
 import (
 	"context"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -12,7 +11,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
-	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
 	"github.com/cloudcommerce/cloudcommerce/internal/bus"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/awsfault"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
@@ -36,15 +34,8 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{env: testkit.Provision(t)}
-	var err error
-	if f.proxy, err = awsfault.New(os.Getenv("AWS_ENDPOINT_URL")); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.proxy.Close)
-	cfg, err := awsconf.Load(context.Background(), awsconf.Options{Endpoint: f.proxy.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var cfg aws.Config
+	f.proxy, cfg = testkit.FaultEndpoint(t)
 	// A long linger so that concurrent publishers share requests.
 	f.pub = bus.New(eventbridge.NewFromConfig(cfg), bus.Config{Bus: f.env.Prov.Names.Bus, Batch: 10, Linger: 300 * time.Millisecond,
 		OnFlush: func(n int) { f.mu.Lock(); f.flush = append(f.flush, n); f.mu.Unlock() }})

@@ -3,7 +3,6 @@ package sandbox_test
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -26,15 +25,7 @@ var usd = pipeline.Money{Amount: 2500, Currency: "USD"}
 func newGateway(t *testing.T) (*sandbox.Gateway, *awsfault.Proxy, string) {
 	t.Helper()
 	e := testkit.Provision(t)
-	proxy, err := awsfault.New(os.Getenv("AWS_ENDPOINT_URL"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(proxy.Close)
-	cfg, err := awsconf.Load(context.Background(), awsconf.Options{Endpoint: proxy.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxy, cfg := testkit.FaultEndpoint(t)
 	table := e.Prov.Names.Tables["payments_ledger"]
 	return sandbox.NewGateway(awsconf.DynamoDB(cfg), table), proxy, table
 }

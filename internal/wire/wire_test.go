@@ -2,7 +2,6 @@ package wire_test
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -25,15 +24,7 @@ func TestMain(m *testing.M) { emulator.RunTests(m) }
 
 func proxyConfig(t *testing.T) (*awsfault.Proxy, aws.Config) {
 	t.Helper()
-	p, err := awsfault.New(os.Getenv("AWS_ENDPOINT_URL"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	cfg, err := awsconf.Load(context.Background(), awsconf.Options{Endpoint: p.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, cfg := testkit.FaultEndpoint(t)
 	return p, cfg
 }
 

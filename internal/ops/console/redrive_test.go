@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,7 +17,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
 	"github.com/cloudcommerce/cloudcommerce/internal/config"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/awsfault"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
@@ -75,16 +73,8 @@ func TestConsoleRedriveKeepsWhatTheQueueRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := testkit.Provision(t)
-			proxy, err := awsfault.New(os.Getenv("AWS_ENDPOINT_URL"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(proxy.Close)
+			proxy, awsCfg := testkit.FaultEndpoint(t)
 			tc.fault(proxy)
-			awsCfg, err := awsconf.Load(context.Background(), awsconf.Options{Endpoint: proxy.URL})
-			if err != nil {
-				t.Fatal(err)
-			}
 			core, logs := observer.New(zap.InfoLevel)
 			cfg := config.WorkerDefaults()
 			cfg.Prefix, cfg.APIKey = e.Prefix, key

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/cloudcommerce/cloudcommerce/internal/awsconf"
 	"github.com/cloudcommerce/cloudcommerce/internal/delivery"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/awsfault"
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/emulator"
@@ -44,15 +42,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	e := testkit.Provision(t)
-	proxy, err := awsfault.New(os.Getenv("AWS_ENDPOINT_URL"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(proxy.Close)
-	cfg, err := awsconf.Load(context.Background(), awsconf.Options{Endpoint: proxy.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxy, cfg := testkit.FaultEndpoint(t)
 	f := &fixture{env: e, proxy: proxy, queue: e.QueueURL(stage, false), dlq: e.QueueURL(stage, true)}
 	f.mgr = &dlq.Manager{SQS: sqs.NewFromConfig(cfg), Queues: map[pipeline.Stage]dlq.Queue{stage: {URL: f.queue, DLQURL: f.dlq}},
 		Backoff: retry.NewExponentialJitterBackoff(20 * time.Millisecond)}

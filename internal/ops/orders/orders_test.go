@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -107,19 +106,11 @@ func TestShowTellsAMissingOrderFromAFailedRead(t *testing.T) {
 		}
 	}
 	place(t, e.Store(), e.Prefix+"-there", "cust-x", t0, nil)
-	proxy, err := awsfault.New(os.Getenv("AWS_ENDPOINT_URL"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxy.Close()
+	proxy, cfg := testkit.FaultEndpoint(t)
 	proxy.Add(&awsfault.Rule{Service: "DynamoDB", Operation: "GetItem", Response: awsfault.DynamoDBAccessDenied})
-	cfg, err := awsconf.Load(context.Background(), awsconf.Options{Endpoint: proxy.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := e.Prov.Names.Tables
 	denied := orders.Command{Store: store.New(awsconf.DynamoDB(cfg), store.Tables{Orders: n["orders"], Inventory: n["inventory"], Idempotency: n["idempotency"]}), Out: &out}
-	err = denied.Show(context.Background(), e.Prefix+"-there", false)
+	err := denied.Show(context.Background(), e.Prefix+"-there", false)
 	if err == nil || errors.Is(err, orders.ErrUnknownOrder) || !strings.Contains(err.Error(), "AccessDenied") {
 		t.Errorf("show with reads denied = %v, want the AccessDenied error", err)
 	}
