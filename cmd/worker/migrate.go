@@ -12,7 +12,7 @@ import (
 // layout (see store.Migrate and docs/deploying.md).
 var migrateCmd = &command{
 	name:    "migrate",
-	summary: "re-index stored orders for the by_open and by_outcome indexes (idempotent; resumable with --resume)",
+	summary: "give stored orders the index keys of this release (idempotent; resumable with --resume)",
 	setup: func(fs *flag.FlagSet) func(context.Context, env, []string) error {
 		resume := fs.String("resume", "", "resume after the order `ID` a previous run reported")
 		return func(ctx context.Context, e env, _ []string) error {

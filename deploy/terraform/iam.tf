@@ -79,8 +79,10 @@ data "aws_iam_policy_document" "worker_task" {
   }
 
   # Index ARNs by name (the topology's global secondary indexes), not /index/*:
-  # by_status (the sweep, the console, `worker orders list --status`) and
-  # by_customer (GET /v1/orders, `worker orders list --customer`).
+  # by_customer (GET /v1/orders, `worker orders list --customer`); by_placed
+  # (the sweep's walk, the console, `worker orders list --status`) and by_open
+  # (the sweep) in the compact order format; by_status in the JSON format;
+  # by_outcome, which the previous release reads.
   dynamic "statement" {
     for_each = length(flatten([for indexes in values(local.table_indexes) : keys(indexes)])) > 0 ? [1] : []
     content {

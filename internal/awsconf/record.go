@@ -96,6 +96,14 @@ func NewRecorderAs(path, process, command, stage string) (*Recorder, error) {
 	return r, nil
 }
 
+// WithWrites makes r also record each DynamoDB write request
+// (Call.Writes), as RecordWritesEnv does for a binary, and returns r. Call
+// it before r records.
+func (r *Recorder) WithWrites() *Recorder {
+	r.writes = true
+	return r
+}
+
 // NewRecorder opens (appending) the file at path. Calls are recorded as
 // this process's (its executable's name and subcommand) and as stage's
 // (CLOUDCOMMERCE_STAGE, which package config reads; "" for none).

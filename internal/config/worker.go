@@ -43,7 +43,7 @@ type Worker struct {
 	RetryBase         time.Duration `env:"CLOUDCOMMERCE_RETRY_BASE" envDefault:"1s" doc:"first back-off of a transient failure, doubled per receive up to 5m"`
 	DeferBase         time.Duration `env:"CLOUDCOMMERCE_DEFER_BASE" envDefault:"5s" doc:"first hand-back of an event a newer release wrote, growing by itself per receive; the one before the last receive the queue allows holds it so that the last comes 30m after the first (docs/deploying.md)"`
 	SweepInterval     time.Duration `env:"CLOUDCOMMERCE_SWEEP_INTERVAL" envDefault:"30s" off:"true" doc:"how often stuck orders are re-published; off disables"`
-	StuckAfter        time.Duration `env:"CLOUDCOMMERCE_STUCK_AFTER" envDefault:"2m" doc:"age at which a non-final order counts as stuck"`
+	StuckAfter        time.Duration `env:"CLOUDCOMMERCE_STUCK_AFTER" envDefault:"2m" doc:"age at which an order not done counts as stuck; in the compact order format also the age past which a write puts such an order on the by_open index the sweep reads"`
 	// QueueSampleInterval: "off" or "0" turns the sampling off.
 	QueueSampleInterval time.Duration `env:"CLOUDCOMMERCE_QUEUE_SAMPLE_INTERVAL" envDefault:"15s" off:"true" doc:"how often queue depths are sampled for metrics"`
 	TopicARN            string        `env:"CLOUDCOMMERCE_TOPIC_ARN" doc:"notifications topic ARN; looked up by name when empty"`

@@ -50,6 +50,13 @@ func CanTransition(from, to Status) bool {
 // Final reports whether no transition leaves s.
 func (s Status) Final() bool { return len(transitions[s]) == 0 && s.Valid() }
 
+// Done reports whether nothing is left to do for o: its status is final
+// and, when it was cancelled after its charge, the refund is recorded.
+// The stuck-order sweep looks after every order not done.
+func (o Order) Done() bool {
+	return o.Status.Final() && !(o.Status == StatusCancelled && o.ChargeID != "" && o.RefundID == "")
+}
+
 // Valid reports whether s is a known status.
 func (s Status) Valid() bool {
 	for _, k := range AllStatuses {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -29,7 +30,8 @@ func StoredDocument(item map[string]types.AttributeValue) (string, error) {
 	return str(item[jsonDocAttr]), nil
 }
 
-// OpenIDs lists the ids of the orders in status on by_open alone.
+// OpenIDs lists the ids of the orders in status ("": any) on by_open
+// alone.
 func (st *Store) OpenIDs(ctx context.Context, status pipeline.Status) ([]string, error) {
 	out, err := st.db.Query(ctx, &dynamodb.QueryInput{
 		TableName: &st.tables.Orders, IndexName: aws.String(OpenIndex),
@@ -50,9 +52,20 @@ func (st *Store) OpenIDs(ctx context.Context, status pipeline.Status) ([]string,
 	}
 	var res []string
 	for _, id := range ids {
-		if got[id].Status == status {
+		if o, ok := got[id]; ok && (status == "" || o.Status == status) {
 			res = append(res, id)
 		}
 	}
 	return res, nil
+}
+
+// SetClock makes the store read the time from now (its writes decide
+// whether an order is overdue by it).
+func (st *Store) SetClock(now func() time.Time) { st.now = now }
+
+// WalkPosition is the order id at which the sweep's walk stands, "" before
+// the first walk.
+func (st *Store) WalkPosition(ctx context.Context) (string, error) {
+	pos, err := st.walkPosition(ctx)
+	return str(pos["order_id"]), err
 }

@@ -122,31 +122,40 @@ func (st *Store) ByCustomer(ctx context.Context, customerID string, limit int, c
 // current reads the given orders (at most MaxPage) with one BatchGetItem,
 // more only for keys DynamoDB leaves unprocessed.
 func (st *Store) current(ctx context.Context, ids []string) (map[string]pipeline.Order, error) {
+	got, _, err := st.currentWithOpen(ctx, ids)
+	return got, err
+}
+
+// currentWithOpen is current and which of the orders are on by_open.
+func (st *Store) currentWithOpen(ctx context.Context, ids []string) (map[string]pipeline.Order, map[string]bool, error) {
 	got := make(map[string]pipeline.Order, len(ids))
+	open := map[string]bool{}
 	if len(ids) == 0 {
-		return got, nil
+		return got, open, nil
 	}
 	req := map[string]types.KeysAndAttributes{st.tables.Orders: {
-		Keys: orderKeys(ids), ProjectionExpression: aws.String("#o, #d"), ExpressionAttributeNames: map[string]string{"#o": jsonDocAttr, "#d": compactDocAttr},
+		Keys: orderKeys(ids), ProjectionExpression: aws.String("#o, #d, #open"),
+		ExpressionAttributeNames: map[string]string{"#o": jsonDocAttr, "#d": compactDocAttr, "#open": openAttr},
 	}}
 	for attempt := 0; len(req) > 0; attempt++ {
 		if attempt == 5 {
-			return nil, errors.New("read orders: keys still unprocessed after 5 attempts")
+			return nil, nil, errors.New("read orders: keys still unprocessed after 5 attempts")
 		}
 		out, err := st.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
 		if err != nil {
-			return nil, fmt.Errorf("read orders: %w", err)
+			return nil, nil, fmt.Errorf("read orders: %w", err)
 		}
 		for _, item := range out.Responses[st.tables.Orders] {
 			o, err := decodeOrder(item)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			got[o.ID] = o
+			open[o.ID] = item[openAttr] != nil
 		}
 		req = out.UnprocessedKeys
 	}
-	return got, nil
+	return got, open, nil
 }
 
 // encodeCursor is the base64url form of the key attributes of item that

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -12,15 +14,17 @@ import (
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 )
 
-// Migration: `worker migrate` gives every stored order the sparse index
-// keys of its status (open; or outcome and closed_at), which orders
-// written before those indexes existed lack, and which the previous
-// release's whole-item PutItem erases while it runs beside this one. It
-// scans the orders table a page at a time and updates only the items
-// whose keys are wrong, each with one UpdateItem conditional on the status
-// it read, so it changes nothing else, can run while orders flow, and can
-// be run again (idempotent) or resumed after any page from the cursor it
-// reports (resumable).
+// Migration: `worker migrate` gives every stored order the index keys
+// this release's layout needs: placed_bucket (by_placed, the timeline),
+// open on an order not done (by_open, what the sweep watches), and
+// outcome and closed_at on a finished one (by_outcome, which the previous
+// release reads). Orders written before those indexes existed lack them,
+// and the previous release's whole-item PutItem erases the ones it does
+// not know while it runs beside this one. It scans the orders table a page
+// at a time and updates only the items whose keys are wrong, each with one
+// UpdateItem conditional on the status it read, so it changes nothing
+// else, can run while orders flow, and can be run again (idempotent) or
+// resumed after any page from the cursor it reports (resumable).
 
 // MigrateProgress is where a migration stands after a page.
 type MigrateProgress struct {
@@ -47,13 +51,16 @@ func (st *Store) Migrate(ctx context.Context, cursor string, progress func(Migra
 	for {
 		page, err := st.db.Scan(ctx, &dynamodb.ScanInput{
 			TableName: &st.tables.Orders, Limit: aws.Int32(migratePage), ExclusiveStartKey: start, ConsistentRead: aws.Bool(true),
-			ProjectionExpression:     aws.String("order_id, #s, updated_at, #open, #outcome, #closed"),
-			ExpressionAttributeNames: map[string]string{"#s": "status", "#open": openAttr, "#outcome": outcomeAttr, "#closed": closedAtAttr},
+			ProjectionExpression:     aws.String(migrateProjection),
+			ExpressionAttributeNames: migrateNames(),
 		})
 		if err != nil {
 			return p, fmt.Errorf("migrate: scan orders after %q: %w", p.Cursor, err)
 		}
 		for _, item := range page.Items {
+			if !pipeline.ValidID(str(item["order_id"])) {
+				continue // the sweep's position (overdue.go)
+			}
 			p.Scanned++
 			done, err := st.reindex(ctx, item)
 			if err != nil {
@@ -77,10 +84,19 @@ func (st *Store) Migrate(ctx context.Context, cursor string, progress func(Migra
 	}
 }
 
-// reindex sets the sparse index keys of one order if they are wrong for
-// its status, and reports whether it wrote. When the order moves on
-// between the read and the write it reads it again: the writer that moved
-// it set the keys unless it was the previous release.
+// migrateProjection is what the migration reads of an order: the keys,
+// and the document for whether it is done.
+const migrateProjection = "order_id, #s, updated_at, placed_at, #b, #open, #outcome, #closed, #o, #d"
+
+func migrateNames() map[string]string {
+	return map[string]string{"#s": "status", "#b": timelineAttr, "#open": openAttr, "#outcome": outcomeAttr,
+		"#closed": closedAtAttr, "#o": jsonDocAttr, "#d": compactDocAttr}
+}
+
+// reindex sets the index keys of one order if they are wrong for its
+// state, and reports whether it wrote. When the order moves on between
+// the read and the write it reads it again: the writer that moved it set
+// the keys unless it was the previous release.
 func (st *Store) reindex(ctx context.Context, item map[string]types.AttributeValue) (bool, error) {
 	id := str(item["order_id"])
 	for attempt := 0; attempt < 5; attempt++ {
@@ -88,20 +104,25 @@ func (st *Store) reindex(ctx context.Context, item map[string]types.AttributeVal
 		if !status.Valid() {
 			return false, fmt.Errorf("migrate: order %s has status %q", id, status)
 		}
-		in := &dynamodb.UpdateItemInput{
-			TableName:           &st.tables.Orders,
-			Key:                 map[string]types.AttributeValue{"order_id": s(id)},
-			ConditionExpression: aws.String("#s = :s"),
-			ExpressionAttributeNames: map[string]string{
-				"#s": "status", "#open": openAttr, "#outcome": outcomeAttr, "#closed": closedAtAttr},
-			ExpressionAttributeValues: map[string]types.AttributeValue{":s": s(string(status))},
+		o, err := decodeOrder(item)
+		if err != nil {
+			return false, fmt.Errorf("migrate: order %s: %w", id, err)
+		}
+		var set, remove []string
+		vals := map[string]types.AttributeValue{":s": s(string(status))}
+		if item[timelineAttr] == nil && str(item["placed_at"]) != "" {
+			set = append(set, "#b = :b")
+			vals[":b"] = s(timelineValue)
+		}
+		switch open := item[openAttr] != nil; {
+		case !o.Done() && !open:
+			set = append(set, "#open = :open")
+			vals[":open"] = s(openValue)
+		case o.Done() && open:
+			remove = append(remove, "#open")
 		}
 		switch {
-		case status.Final() && str(item[outcomeAttr]) == string(status) && item[openAttr] == nil && item[closedAtAttr] != nil:
-			return false, nil
-		case !status.Final() && str(item[openAttr]) == openValue && item[outcomeAttr] == nil:
-			return false, nil
-		case status.Final():
+		case status.Final() && (str(item[outcomeAttr]) != string(status) || item[closedAtAttr] == nil):
 			closed := str(item[closedAtAttr])
 			if closed == "" {
 				closed = str(item["updated_at"])
@@ -109,13 +130,30 @@ func (st *Store) reindex(ctx context.Context, item map[string]types.AttributeVal
 			if closed == "" {
 				return false, fmt.Errorf("migrate: finished order %s has neither closed_at nor updated_at", id)
 			}
-			in.UpdateExpression = aws.String("SET #outcome = :s, #closed = :c REMOVE #open")
-			in.ExpressionAttributeValues[":c"] = s(closed)
-		default:
-			in.UpdateExpression = aws.String("SET #open = :open REMOVE #outcome, #closed")
-			in.ExpressionAttributeValues[":open"] = s(openValue)
+			set = append(set, "#outcome = :s", "#closed = :c")
+			vals[":c"] = s(closed)
+		case !status.Final() && (item[outcomeAttr] != nil || item[closedAtAttr] != nil):
+			remove = append(remove, "#outcome", "#closed")
 		}
-		_, err := st.db.UpdateItem(ctx, in)
+		if len(set) == 0 && len(remove) == 0 {
+			return false, nil
+		}
+		expr := ""
+		if len(set) > 0 {
+			expr = "SET " + strings.Join(set, ", ")
+		}
+		if len(remove) > 0 {
+			expr = strings.TrimSpace(expr + " REMOVE " + strings.Join(remove, ", "))
+		}
+		in := &dynamodb.UpdateItemInput{
+			TableName:                 &st.tables.Orders,
+			Key:                       map[string]types.AttributeValue{"order_id": s(id)},
+			UpdateExpression:          aws.String(expr),
+			ConditionExpression:       aws.String("#s = :s"),
+			ExpressionAttributeNames:  usedNames(migrateNames(), expr, "#s"),
+			ExpressionAttributeValues: vals,
+		}
+		_, err = st.db.UpdateItem(ctx, in)
 		var ccf *types.ConditionalCheckFailedException
 		if !errors.As(err, &ccf) {
 			if err != nil {
@@ -125,8 +163,7 @@ func (st *Store) reindex(ctx context.Context, item map[string]types.AttributeVal
 		}
 		out, err := st.db.GetItem(ctx, &dynamodb.GetItemInput{
 			TableName: &st.tables.Orders, Key: in.Key, ConsistentRead: aws.Bool(true),
-			ProjectionExpression:     aws.String("order_id, #s, updated_at, #open, #outcome, #closed"),
-			ExpressionAttributeNames: map[string]string{"#s": "status", "#open": openAttr, "#outcome": outcomeAttr, "#closed": closedAtAttr},
+			ProjectionExpression: aws.String(migrateProjection), ExpressionAttributeNames: migrateNames(),
 		})
 		if err != nil {
 			return false, fmt.Errorf("migrate: read order %s again: %w", id, err)
@@ -137,4 +174,16 @@ func (st *Store) reindex(ctx context.Context, item map[string]types.AttributeVal
 		item = out.Item
 	}
 	return false, fmt.Errorf("migrate: order %s kept changing; run the migration again", id)
+}
+
+var nameToken = regexp.MustCompile(`#[A-Za-z0-9_]+`)
+
+// usedNames is the names of all that expr and the extra placeholders use
+// (DynamoDB refuses unused expression attribute names).
+func usedNames(all map[string]string, expr string, extra ...string) map[string]string {
+	out := map[string]string{}
+	for _, k := range append(nameToken.FindAllString(expr, -1), extra...) {
+		out[k] = all[k]
+	}
+	return out
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // orderItem is the stored item of o: the attributes conditions and
-// indexes need, the sparse index keys of its status, and the document
+// indexes need, the sparse index keys of its state, and the document
 // (doc, or o encoded) in the store's format.
 func (st *Store) orderItem(o pipeline.Order, doc string) (map[string]types.AttributeValue, error) {
 	if doc == "" {
@@ -27,11 +27,18 @@ func (st *Store) orderItem(o pipeline.Order, doc string) (map[string]types.Attri
 		"status":      s(string(o.Status)),
 		"customer_id": s(o.Customer.ID),
 		"placed_at":   s(o.PlacedAt.UTC().Format(timeLayout)),
+		timelineAttr:  s(timelineValue),
 	}
-	if o.Status.Final() {
+	switch {
+	case st.format == FormatCompact:
+		// Only an order the sweep must watch is on by_open (store.go).
+		if !o.Done() && o.PlacedAt.Before(st.overdueBefore()) {
+			item[openAttr] = s(openValue)
+		}
+	case o.Status.Final():
 		item[outcomeAttr] = s(string(o.Status))
 		item[closedAtAttr] = s(o.UpdatedAt.UTC().Format(timeLayout))
-	} else {
+	default:
 		item[openAttr] = s(openValue)
 	}
 	if st.format == FormatCompact {

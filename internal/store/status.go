@@ -15,25 +15,18 @@ import (
 
 // Listing orders by status. In FormatJSON every order (also those the
 // previous release writes) is on by_status, which these read as before.
-// In FormatCompact an order in progress is on by_open (keyed by when it was
-// placed: its status is read per page, one BatchGetItem) and a finished
-// one on by_outcome (keyed by its final status and when it got there).
-// Each listing page is one Query and one BatchGetItem.
-
-// statusIndex is the sparse index that holds the orders of status and
-// the names and value of its keys.
-func statusIndex(status pipeline.Status) (index, hashName, hashValue, rangeName string) {
-	if status.Final() {
-		return OutcomeIndex, outcomeAttr, string(status), closedAtAttr
-	}
-	return OpenIndex, openAttr, openValue, "placed_at"
-}
+// In FormatCompact every order is on the timeline, by_placed, keyed by when
+// it was placed: a listing reads its status per page (one BatchGetItem) and
+// keeps the orders of the status asked for, and the sweep reads by_open,
+// the orders overdue (overdue.go). Each listing page is one Query and one
+// BatchGetItem.
 
 // ByStatus returns up to limit (1..MaxPage) orders in status, newest first,
 // starting after cursor ("" for the first page). In FormatCompact a page
-// of an in-progress status may hold fewer orders than limit (the orders on
-// by_open in other statuses are left out) and still carry a cursor. An
-// order that changes status while a client pages leaves this listing.
+// reads limit orders of the timeline, newest placed first, and holds those
+// in status, so it may hold fewer than limit (none, on a stretch of other
+// statuses) and still carry a cursor. An order that changes status while a
+// client pages leaves this listing.
 func (st *Store) ByStatus(ctx context.Context, status pipeline.Status, limit int, cursor string) (OrderPage, error) {
 	if limit < 1 || limit > MaxPage {
 		return OrderPage{}, fmt.Errorf("list %s orders: limit %d is outside 1..%d", status, limit, MaxPage)
@@ -44,7 +37,7 @@ func (st *Store) ByStatus(ctx context.Context, status pipeline.Status, limit int
 	if st.format == FormatJSON {
 		return st.byStatusIndex(ctx, status, limit, cursor)
 	}
-	index, hashName, hashValue, rangeName := statusIndex(status)
+	index, hashName, hashValue, rangeName := TimelineIndex, timelineAttr, timelineValue, "placed_at"
 	start, err := decodeCursor(cursor, hashName, hashValue, rangeName)
 	if err != nil {
 		return OrderPage{}, err
@@ -118,24 +111,21 @@ func (st *Store) byStatusIndex(ctx context.Context, status pipeline.Status, limi
 
 // ListByStatus implements pipeline.OrderLister: up to limit orders in
 // status last changed before (and, when after is not zero, at or after)
-// the given times, oldest first. In FormatCompact it reads the status's
-// sparse index a page at a time (an in-progress order placed before
-// `before` may have changed since; its status and time are read with the
-// page) and, for an in-progress status, by_status too while that index
-// exists: an order the previous release wrote last lost its by_open key
-// (a whole-item PutItem erases attributes that release does not know)
-// until `worker migrate` restores it.
+// the given times, oldest first. In FormatCompact it lists the orders the
+// sweep watches: those on by_open (overdue: not done, placed before the
+// stuck age; MarkOverdue puts the stuck ones there), a page at a time with
+// their status and time read with the page, so a finished status lists
+// only cancelled orders whose refund is not recorded. It reads by_status
+// too while that index exists: an order the previous release wrote last
+// is on it (that release's whole-item PutItem erases the keys it does not
+// know) until `worker migrate` restores them.
 func (st *Store) ListByStatus(ctx context.Context, status pipeline.Status, after, before time.Time, limit int) ([]pipeline.Order, error) {
 	if st.format == FormatJSON {
 		return st.listStatusIndex(ctx, status, after, before, limit)
 	}
-	index, hashName, hashValue, rangeName := statusIndex(status)
+	index, hashName, hashValue, rangeName := OpenIndex, openAttr, openValue, "placed_at"
 	key := "#h = :h AND #r < :before"
 	vals := map[string]types.AttributeValue{":h": s(hashValue), ":before": s(before.UTC().Format(timeLayout))}
-	if status.Final() && !after.IsZero() {
-		key = "#h = :h AND #r BETWEEN :after AND :before"
-		vals[":after"] = s(after.UTC().Format(timeLayout))
-	}
 	found := map[string]pipeline.Order{}
 	var start map[string]types.AttributeValue
 	for len(found) < limit {
@@ -169,14 +159,12 @@ func (st *Store) ListByStatus(ctx context.Context, status pipeline.Status, after
 		}
 		start = page.LastEvaluatedKey
 	}
-	if !status.Final() {
-		legacy, err := st.listStatusIndex(ctx, status, after, before, limit)
-		if err != nil {
-			return nil, err
-		}
-		for _, o := range legacy {
-			found[o.ID] = o
-		}
+	legacy, err := st.listStatusIndex(ctx, status, after, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range legacy {
+		found[o.ID] = o
 	}
 	out := make([]pipeline.Order, 0, len(found))
 	for _, o := range found {
@@ -225,15 +213,18 @@ func (st *Store) listStatusIndex(ctx context.Context, status pipeline.Status, af
 }
 
 // CountByStatus counts the orders in status (max 0: no limit; past max it
-// stops and reports capped). On by_status and by_outcome a COUNT query
-// reads the index but returns no items; an in-progress status in
-// FormatCompact reads the statuses of the orders on by_open a page at a
-// time.
+// stops and reports capped). In FormatJSON a COUNT query on by_status
+// reads the index but returns no items. In FormatCompact it reads the
+// statuses of the orders on the timeline a page at a time, newest placed
+// first, and past max orders read it stops and reports capped: the count
+// is then of the max most recently placed orders.
 func (st *Store) CountByStatus(ctx context.Context, status pipeline.Status, max int) (count int, capped bool, err error) {
+	timeline := st.format == FormatCompact
 	index, hashName, hashValue := StatusIndex, "status", string(status)
-	if st.format == FormatCompact {
-		index, hashName, hashValue, _ = statusIndex(status)
+	if timeline {
+		index, hashName, hashValue = TimelineIndex, timelineAttr, timelineValue
 	}
+	read := 0
 	var start map[string]types.AttributeValue
 	for {
 		in := &dynamodb.QueryInput{
@@ -243,19 +234,19 @@ func (st *Store) CountByStatus(ctx context.Context, status pipeline.Status, max 
 			ExpressionAttributeValues: map[string]types.AttributeValue{":h": s(hashValue)},
 			ExclusiveStartKey:         start,
 		}
-		filter := index == OpenIndex
-		if filter {
-			in.Select, in.Limit = types.SelectAllProjectedAttributes, aws.Int32(int32(batchGetMax))
+		if timeline {
+			in.Select, in.Limit, in.ScanIndexForward = types.SelectAllProjectedAttributes, aws.Int32(int32(batchGetMax)), aws.Bool(false)
 		}
 		page, err := st.db.Query(ctx, in)
 		if err != nil {
 			return count, false, fmt.Errorf("count %s orders: %w", status, err)
 		}
-		if filter {
+		if timeline {
 			ids := make([]string, 0, len(page.Items))
 			for _, it := range page.Items {
 				ids = append(ids, str(it["order_id"]))
 			}
+			read += len(ids)
 			got, _, err := st.Statuses(ctx, ids)
 			if err != nil {
 				return count, false, fmt.Errorf("count %s orders: %w", status, err)
@@ -271,7 +262,7 @@ func (st *Store) CountByStatus(ctx context.Context, status pipeline.Status, max 
 		if page.LastEvaluatedKey == nil {
 			return count, false, nil
 		}
-		if max > 0 && count >= max {
+		if max > 0 && ((!timeline && count >= max) || (timeline && read >= max)) {
 			return count, true, nil
 		}
 		start = page.LastEvaluatedKey

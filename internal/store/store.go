@@ -8,14 +8,19 @@
 // indexes need plus the whole order as one document (codec.go), which
 // keeps the mapping exact (integer money, times, the status history map).
 // The attributes: order_id; status (the write conditions); customer_id and
-// placed_at (by_customer, set by the creating write and never changed);
-// open, set while the order is in progress and removed by the final
-// transition (by_open, with placed_at); outcome and closed_at, set only by
-// the final transition (by_outcome); and in the JSON format updated_at
-// (by_status, the index of the previous layout, fed while a release that
-// reads it may run). Indexes project only keys: a write that changes no
-// index key writes no index, so an order pays for an index entry when it
-// is created, when it leaves by_open and when it enters by_outcome.
+// placed_at (by_customer); placed_bucket, with placed_at (by_placed, the
+// timeline of every order); all three set by the creating write and never
+// changed. open (by_open, with placed_at) marks an order the stuck-order
+// sweep must watch: in the compact format a write sets it only on an
+// order not done whose placement is older than the stuck age, and the
+// sweep sets it on such an order nothing has written since (overdue.go),
+// so an order that finishes in time never enters by_open. In the JSON
+// format, written while the previous release may run beside this one,
+// every write also sets that release's keys: open while the order is in
+// progress, outcome and closed_at once it is final (by_outcome), and
+// updated_at (by_status). Indexes project only keys: a write that changes
+// no index key writes no index, so an order that finishes in time pays
+// for two index entries in the compact format, both when it is created.
 package store
 
 import (
@@ -49,13 +54,25 @@ const (
 	OutcomeIndex = "by_outcome"
 )
 
-// Sparse index key attributes, and the one value of open.
+// TimelineIndex is the index of every order by when it was placed, on
+// (placed_bucket, placed_at): the status listings of the compact format
+// and the sweep's walk (overdue.go) read it.
+const TimelineIndex = "by_placed"
+
+// Sparse index key attributes, and the one value of open and of
+// placed_bucket.
 const (
-	openAttr     = "open"
-	openValue    = "1"
-	outcomeAttr  = "outcome"
-	closedAtAttr = "closed_at"
+	openAttr      = "open"
+	openValue     = "1"
+	outcomeAttr   = "outcome"
+	closedAtAttr  = "closed_at"
+	timelineAttr  = "placed_bucket"
+	timelineValue = "0"
 )
+
+// DefaultStuckAfter is the stuck age a store assumes until SetStuckAfter
+// (the worker's CLOUDCOMMERCE_STUCK_AFTER default).
+const DefaultStuckAfter = 2 * time.Minute
 
 // IdempotencyTTL is how long an intake Idempotency-Key is remembered.
 const IdempotencyTTL = 24 * time.Hour
@@ -68,6 +85,10 @@ type Store struct {
 	db     *dynamodb.Client
 	tables Tables
 	format Format
+	// stuckAfter is the age past which an order not done is written with
+	// open in FormatCompact (0: DefaultStuckAfter); now is the clock.
+	stuckAfter time.Duration
+	now        func() time.Time
 
 	shards      shardCounts
 	rebalancing sync.Map // sku → true while a rebalance runs
@@ -86,6 +107,24 @@ func NewFormat(db *dynamodb.Client, t Tables, f Format) *Store {
 
 // Format is the form in which the store writes orders.
 func (st *Store) Format() Format { return st.format }
+
+// SetStuckAfter sets the age at which an order not done counts as stuck
+// (the sweep's CLOUDCOMMERCE_STUCK_AFTER). Call it before the store is used.
+func (st *Store) SetStuckAfter(d time.Duration) { st.stuckAfter = d }
+
+// overdueBefore is the placement time before which an order not done is
+// overdue: written with open, and passed by the sweep's walk.
+func (st *Store) overdueBefore() time.Time {
+	d := st.stuckAfter
+	if d <= 0 {
+		d = DefaultStuckAfter
+	}
+	now := time.Now
+	if st.now != nil {
+		now = st.now
+	}
+	return now().Add(-d)
+}
 
 func s(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
 func n(v int64) types.AttributeValue {

@@ -44,6 +44,9 @@ type Config struct {
 	PaymentGateway string
 	// OrderFormat is how the store writes orders (default store.FormatJSON).
 	OrderFormat store.Format
+	// StuckAfter is the age at which an order not done counts as stuck
+	// (0: store.DefaultStuckAfter); see store.Store.SetStuckAfter.
+	StuckAfter time.Duration
 	// Stripe configures the stripe gateway.
 	Stripe stripe.Config
 }
@@ -98,6 +101,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Components, error) {
 	}
 	db := awsconf.DynamoDB(d.AWS)
 	c.Store = store.NewFormat(db, store.Tables{Orders: names.Tables["orders"], Inventory: names.Tables["inventory"], Idempotency: names.Tables["idempotency"]}, cfg.OrderFormat)
+	c.Store.SetStuckAfter(cfg.StuckAfter)
 	batchMax, linger := 10, cfg.Linger
 	if !cfg.Batching {
 		batchMax, linger = 1, -1

@@ -55,7 +55,7 @@ func TestSweepMovesOnAnOrderOfThePreviousLayoutAfterTheMigration(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// Shipped, it is on by_outcome and no longer in progress.
+	// Shipped, it is listed as SHIPPED (the timeline) and no longer swept.
 	page, err := f.w.Store.ByStatus(ctx, pipeline.StatusShipped, 10, "")
 	if err != nil || len(page.Orders) != 1 || page.Orders[0].ID != o.ID {
 		t.Fatalf("SHIPPED listing = %+v, %v", page.Orders, err)

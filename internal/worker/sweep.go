@@ -39,6 +39,14 @@ func (w *Worker) sweepLoop(ctx context.Context) {
 // still in progress, and returns how many it moved on.
 func (w *Worker) Sweep(ctx context.Context, olderThan time.Time) (int, error) {
 	total := 0
+	// In the compact format the orders the sweep reads are the overdue
+	// ones; the walk adds those no write has marked (store/overdue.go).
+	// A failed walk leaves the orders already on by_open to sweep.
+	if n, err := w.Store.MarkOverdue(ctx); err != nil {
+		w.log.Warn("the sweep's walk of the order timeline failed; it resumes at the next sweep", zap.Error(err))
+	} else if n > 0 {
+		w.log.Info("orders overdue and not written since marked for the sweep", zap.Int("orders", n))
+	}
 	for _, st := range []pipeline.Status{pipeline.StatusPlaced, pipeline.StatusReserved, pipeline.StatusPaid} {
 		orders, err := w.Store.ListByStatus(ctx, st, time.Time{}, olderThan, 500)
 		if err != nil {

@@ -91,7 +91,8 @@ func New(ctx context.Context, cfg config.Worker, d Deps) (*Worker, error) {
 		return nil, err
 	}
 	comp, err := wire.New(ctx, wire.Config{Names: names, TopicARN: cfg.TopicARN, Batching: cfg.BatchingOn(), Linger: cfg.BatchLinger,
-		PublishBatch: cfg.PublishBatch, PaymentGateway: cfg.PaymentGateway, Stripe: stripe.Config{SecretKey: cfg.StripeSecretKey}, OrderFormat: format},
+		PublishBatch: cfg.PublishBatch, PaymentGateway: cfg.PaymentGateway, Stripe: stripe.Config{SecretKey: cfg.StripeSecretKey}, OrderFormat: format,
+		StuckAfter: cfg.StuckAfter},
 		withCarrier(d, carrier))
 	if err != nil {
 		return nil, err

@@ -57,6 +57,13 @@
 #   newer-schema-dead-lettered  An event whose schema_version is newer than
 #                            this release's is dead-lettered instead of
 #                            handed back for a task of the newer release.
+#   overdue-walk-off         The sweep's walk of the order timeline does
+#                            nothing: in the compact order format an order
+#                            that stopped moving while young is never put on
+#                            by_open, so the sweep never finds it.
+#   overdue-write-unmarked   A write of an order already overdue does not put
+#                            it on by_open: an order created or moved after
+#                            the walk passed it is never swept.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -79,6 +86,8 @@ MUTATIONS=(
 	"bus-entry-errors-ignored|internal/bus/bus.go|if out.FailedEntryCount == 0 {|if out.FailedEntryCount >= 0 {|internal/bus:TestEntryFailuresReachExactlyTheirCallers"
 	"unknown-fields-dropped|internal/pipeline/codec.go|eachMember(data, func(name []byte, val []byte) {|eachMember(nil, func(name []byte, val []byte) {|TestRollingDeployAndRollback internal/pipeline:TestAStageKeepsTheMembersANewerReleaseWrote internal/worker:TestWhatANewerReleaseWroteIsKeptOrHandedBack internal/lambda:TestTheFunctionKeepsMembersANewerReleaseWrote"
 	"newer-schema-dead-lettered|internal/pipeline/event.go|return ev, Deferred(ReasonNewerSchema, fmt.Errorf(\"%s detail has schema_version %d, newer than this release's %d\", env|return ev, Permanent(ReasonInvalid, fmt.Errorf(\"%s detail has schema_version %d, newer than this release's %d\", env|TestRollingDeployAndRollback internal/pipeline:TestDecodeEventHandsBackWhatANewerReleaseWrote internal/worker:TestWhatANewerReleaseWroteIsKeptOrHandedBack internal/lambda:TestTheFunctionHandsBackRecordsOfANewerRelease"
+	"overdue-walk-off|internal/store/overdue.go|func (st *Store) MarkOverdue(ctx context.Context) (int, error) {|func (st *Store) MarkOverdue(ctx context.Context) (int, error) {\n\treturn 0, nil|TestSweepLoopMovesOnAnOrderWhoseEventWasLost internal/store:TestTheSweepFindsEveryOrderNotDoneAndOnlyThose"
+	"overdue-write-unmarked|internal/store/order.go|if !o.Done() && o.PlacedAt.Before(st.overdueBefore()) {|if false {|internal/store:TestTheSweepFindsEveryOrderNotDoneAndOnlyThose bench/runner:TestWriteUnitsOfAnOrderFromItsRecordedWrites"
 )
 
 baseline=0

@@ -9,6 +9,7 @@ import (
 	"github.com/cloudcommerce/cloudcommerce/internal/dev/testkit"
 	"github.com/cloudcommerce/cloudcommerce/internal/pipeline"
 	"github.com/cloudcommerce/cloudcommerce/internal/sandbox"
+	"github.com/cloudcommerce/cloudcommerce/internal/store"
 )
 
 // TestSweepLoopMovesOnAnOrderWhoseEventWasLost: orders recorded as the
@@ -18,16 +19,27 @@ import (
 // loop, at the interval and threshold its environment sets
 // (CLOUDCOMMERCE_SWEEP_INTERVAL, CLOUDCOMMERCE_STUCK_AFTER), can move them
 // on: the test publishes nothing and calls nothing in the worker. Each
-// must end SHIPPED, charged once, with the re-publish counted.
+// must end SHIPPED, charged once, with the re-publish counted. In the
+// compact order format the orders are written while young, so they are not
+// on by_open: the sweep's walk of the timeline must put them there.
 func TestSweepLoopMovesOnAnOrderWhoseEventWasLost(t *testing.T) {
 	t.Parallel()
+	for _, f := range []store.Format{store.FormatJSON, store.FormatCompact} {
+		t.Run(f.String(), func(t *testing.T) {
+			t.Parallel()
+			sweepMovesOnLostEvents(t, f)
+		})
+	}
+}
+
+func sweepMovesOnLostEvents(t *testing.T, f store.Format) {
 	r := newRT(t)
-	c := newCluster(r, "CLOUDCOMMERCE_SWEEP_INTERVAL=1s", "CLOUDCOMMERCE_STUCK_AFTER=2s")
+	c := newCluster(r, "CLOUDCOMMERCE_SWEEP_INTERVAL=1s", "CLOUDCOMMERCE_STUCK_AFTER=2s", "CLOUDCOMMERCE_ORDER_FORMAT="+f.String())
 	stock := map[string]int64{"SKU-LOST": 10}
 	c.setStock(stock)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	st := c.env.Store()
+	st := c.env.StoreFormat(f)
 	tag := fmt.Sprintf("%x", r.IntN(1<<30))
 
 	// Recorded by the intake; OrderPlaced never published.
@@ -74,5 +86,8 @@ func TestSweepLoopMovesOnAnOrderWhoseEventWasLost(t *testing.T) {
 	}
 	if n := w.grep("stuck orders moved on"); n < 1 {
 		r.Errorf("the worker never logged that its sweep moved stuck orders on")
+	}
+	if n := w.grep("orders overdue and not written since marked for the sweep"); (n > 0) != (f == store.FormatCompact) {
+		r.Errorf("the worker logged %d walks that marked overdue orders; want some only in the compact format", n)
 	}
 }
