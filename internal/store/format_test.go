@@ -129,7 +129,7 @@ func TestMigrationIndexesOrdersOfThePreviousLayout(t *testing.T) {
 		}
 	}
 	if page, err := st.ByStatus(ctx, pipeline.StatusShipped, 10, ""); err != nil || len(page.Orders) != 0 {
-		t.Fatalf("before the migration by_outcome lists %+v, %v; want nothing (no keys yet)", page.Orders, err)
+		t.Fatalf("before the migration the timeline lists %+v, %v; want nothing (no keys yet)", page.Orders, err)
 	}
 	var pages int
 	p, err := st.Migrate(ctx, "", func(store.MigrateProgress) { pages++ })

@@ -2,8 +2,10 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -212,58 +214,120 @@ func (st *Store) listStatusIndex(ctx context.Context, status pipeline.Status, af
 	return out, nil
 }
 
-// CountByStatus counts the orders in status (max 0: no limit; past max it
-// stops and reports capped). In FormatJSON a COUNT query on by_status
-// reads the index but returns no items. In FormatCompact it reads the
-// statuses of the orders on the timeline a page at a time, newest placed
-// first, and past max orders read it stops and reports capped: the count
-// is then of the max most recently placed orders.
+// StatusCount is the number of orders in a status. Capped: counting
+// stopped at its bound, so there are at least Count.
+type StatusCount struct {
+	Status pipeline.Status
+	Count  int
+	Capped bool
+}
+
+// CountStatuses counts the orders of every status, in the order of
+// pipeline.AllStatuses (max 0: no bound). In FormatJSON each status is a
+// COUNT query on by_status (it reads the index but returns no items), all
+// at once, each stopping past max orders. In FormatCompact one read of the
+// timeline, newest placed first, reads the statuses of at most max orders
+// a page at a time: past that every count is of the max most recently
+// placed orders, and capped.
+func (st *Store) CountStatuses(ctx context.Context, max int) ([]StatusCount, error) {
+	out := make([]StatusCount, len(pipeline.AllStatuses))
+	for i, status := range pipeline.AllStatuses {
+		out[i].Status = status
+	}
+	if st.format == FormatCompact {
+		return out, st.countTimeline(ctx, max, out)
+	}
+	errs := make([]error, len(out))
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Go(func() { out[i].Count, out[i].Capped, errs[i] = st.countStatusIndex(ctx, out[i].Status, max) })
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+// CountByStatus counts the orders in status as CountStatuses does.
 func (st *Store) CountByStatus(ctx context.Context, status pipeline.Status, max int) (count int, capped bool, err error) {
-	timeline := st.format == FormatCompact
-	index, hashName, hashValue := StatusIndex, "status", string(status)
-	if timeline {
-		index, hashName, hashValue = TimelineIndex, timelineAttr, timelineValue
+	if st.format == FormatJSON {
+		return st.countStatusIndex(ctx, status, max)
+	}
+	all, err := st.CountStatuses(ctx, max)
+	for _, c := range all {
+		if c.Status == status {
+			return c.Count, c.Capped, err
+		}
+	}
+	return 0, false, err
+}
+
+// countStatusIndex counts the orders of status on by_status.
+func (st *Store) countStatusIndex(ctx context.Context, status pipeline.Status, max int) (count int, capped bool, err error) {
+	var start map[string]types.AttributeValue
+	for {
+		page, err := st.db.Query(ctx, &dynamodb.QueryInput{
+			TableName: &st.tables.Orders, IndexName: aws.String(StatusIndex), Select: types.SelectCount,
+			KeyConditionExpression:    aws.String("#h = :h"),
+			ExpressionAttributeNames:  map[string]string{"#h": "status"},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":h": s(string(status))},
+			ExclusiveStartKey:         start,
+		})
+		if err != nil {
+			return count, false, fmt.Errorf("count %s orders: %w", status, err)
+		}
+		count += int(page.Count)
+		if page.LastEvaluatedKey == nil {
+			return count, false, nil
+		}
+		if max > 0 && count >= max {
+			return count, true, nil
+		}
+		start = page.LastEvaluatedKey
+	}
+}
+
+// countTimeline adds up in out the statuses of the orders on the
+// timeline, newest placed first, until max orders are read.
+func (st *Store) countTimeline(ctx context.Context, max int, out []StatusCount) error {
+	at := make(map[pipeline.Status]int, len(out))
+	for i, c := range out {
+		at[c.Status] = i
 	}
 	read := 0
 	var start map[string]types.AttributeValue
 	for {
-		in := &dynamodb.QueryInput{
-			TableName: &st.tables.Orders, IndexName: aws.String(index), Select: types.SelectCount,
+		page, err := st.db.Query(ctx, &dynamodb.QueryInput{
+			TableName: &st.tables.Orders, IndexName: aws.String(TimelineIndex), ScanIndexForward: aws.Bool(false),
 			KeyConditionExpression:    aws.String("#h = :h"),
-			ExpressionAttributeNames:  map[string]string{"#h": hashName},
-			ExpressionAttributeValues: map[string]types.AttributeValue{":h": s(hashValue)},
+			ExpressionAttributeNames:  map[string]string{"#h": timelineAttr},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":h": s(timelineValue)},
+			Limit:                     aws.Int32(int32(batchGetMax)),
 			ExclusiveStartKey:         start,
-		}
-		if timeline {
-			in.Select, in.Limit, in.ScanIndexForward = types.SelectAllProjectedAttributes, aws.Int32(int32(batchGetMax)), aws.Bool(false)
-		}
-		page, err := st.db.Query(ctx, in)
+		})
 		if err != nil {
-			return count, false, fmt.Errorf("count %s orders: %w", status, err)
+			return fmt.Errorf("count orders: %w", err)
 		}
-		if timeline {
-			ids := make([]string, 0, len(page.Items))
-			for _, it := range page.Items {
-				ids = append(ids, str(it["order_id"]))
+		ids := make([]string, 0, len(page.Items))
+		for _, it := range page.Items {
+			ids = append(ids, str(it["order_id"]))
+		}
+		read += len(ids)
+		got, _, err := st.Statuses(ctx, ids)
+		if err != nil {
+			return fmt.Errorf("count orders: %w", err)
+		}
+		for _, status := range got {
+			if i, ok := at[status]; ok {
+				out[i].Count++
 			}
-			read += len(ids)
-			got, _, err := st.Statuses(ctx, ids)
-			if err != nil {
-				return count, false, fmt.Errorf("count %s orders: %w", status, err)
-			}
-			for _, s := range got {
-				if s == status {
-					count++
-				}
-			}
-		} else {
-			count += int(page.Count)
 		}
 		if page.LastEvaluatedKey == nil {
-			return count, false, nil
+			return nil
 		}
-		if max > 0 && ((!timeline && count >= max) || (timeline && read >= max)) {
-			return count, true, nil
+		if max > 0 && read >= max {
+			for i := range out {
+				out[i].Capped = true
+			}
+			return nil
 		}
 		start = page.LastEvaluatedKey
 	}

@@ -51,7 +51,7 @@ import (
 type Store interface {
 	pipeline.OrderReader
 	pipeline.OrderLister
-	CountByStatus(ctx context.Context, status pipeline.Status, max int) (count int, capped bool, err error)
+	CountStatuses(ctx context.Context, max int) ([]store.StatusCount, error)
 	RecentByStatus(ctx context.Context, status pipeline.Status, limit int) ([]store.OrderSummary, error)
 	ListStock(ctx context.Context, limit int) ([]store.StockLevel, error)
 }
@@ -222,7 +222,8 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/console/login", http.StatusSeeOther)
 }
 
-// maxCount is where counting the orders of one status stops.
+// maxCount is where counting stops: the orders of one status on
+// by_status, or the orders read of the timeline in the compact format.
 const maxCount = 10000
 
 // StatusCount is the number of orders in a status (Capped: at least).
@@ -357,24 +358,17 @@ func errText(what string, err error) string {
 	return "could not read " + what + ": " + err.Error()
 }
 
-// counts counts the orders of every status on the by_status index (a COUNT
-// query reads the index but returns no items).
+// counts counts the orders of every status (store.CountStatuses: a COUNT
+// query per status on by_status, or in the compact format the statuses of
+// the most recently placed orders).
 func (c *Console) counts(ctx context.Context, p *Page) {
-	out := make([]StatusCount, len(pipeline.AllStatuses))
-	errs := make([]error, len(out))
-	var wg sync.WaitGroup
-	for i, st := range pipeline.AllStatuses {
-		wg.Go(func() {
-			out[i] = StatusCount{Status: st}
-			out[i].Count, out[i].Capped, errs[i] = c.cfg.Store.CountByStatus(ctx, st, maxCount)
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	got, err := c.cfg.Store.CountStatuses(ctx, maxCount)
+	if err != nil {
 		p.CountsErr = errText("order counts", err)
 	}
-	p.Counts = out
-	for _, sc := range out {
+	p.Counts = make([]StatusCount, len(got))
+	for i, sc := range got {
+		p.Counts[i] = StatusCount{Status: sc.Status, Count: sc.Count, Capped: sc.Capped}
 		p.Total += sc.Count
 	}
 }
