@@ -71,6 +71,11 @@ func (st *Store) MarkOverdue(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if pos != nil && str(pos["placed_at"]) >= before {
+		// A worker whose clock runs ahead walked further; DynamoDB refuses
+		// a start key outside the query's range.
+		return 0, nil
+	}
 	marked := 0
 	for range walkPages {
 		page, err := st.db.Query(ctx, &dynamodb.QueryInput{

@@ -88,6 +88,12 @@ func TestTheSweepFindsEveryOrderNotDoneAndOnlyThose(t *testing.T) {
 	if n, err := now.MarkOverdue(ctx); err != nil || n != 0 {
 		t.Fatalf("a second walk marked %d, %v; want 0", n, err)
 	}
+	// A worker whose clock runs behind finds the walk ahead of it.
+	behind := e.StoreFormat(store.FormatCompact)
+	behind.SetClock(func() time.Time { return placed.Add(-time.Hour) })
+	if n, err := behind.MarkOverdue(ctx); err != nil || n != 0 {
+		t.Fatalf("a walk by a worker whose clock is behind marked %d, %v; want 0 and no error", n, err)
+	}
 
 	// Written after it was overdue: the write itself puts it on by_open,
 	// even placed before where the walk stands.
