@@ -39,6 +39,9 @@ type Lambda struct {
 	PublishBatch   string `env:"CLOUDCOMMERCE_SNS_PUBLISH_BATCH" envDefault:"auto" doc:"auto uses SNS PublishBatch where the endpoint has it; off never"`
 	OrderFormat    string `env:"CLOUDCOMMERCE_ORDER_FORMAT" envDefault:"json" doc:"how orders are stored: json (every release reads it) or compact (smaller items; only once no release older than this one runs, see docs/deploying.md)"`
 	PaymentGateway string `env:"CLOUDCOMMERCE_PAYMENT_GATEWAY" envDefault:"sandbox" doc:"payment provider adapter: sandbox or stripe"`
+	// StuckAfter must be the sweeping worker's: in the compact format a
+	// write of an order older than it puts the order on by_open.
+	StuckAfter time.Duration `env:"CLOUDCOMMERCE_STUCK_AFTER" envDefault:"2m" doc:"the sweeping worker's CLOUDCOMMERCE_STUCK_AFTER: in the compact order format a write of an order not done and older than this puts it on the by_open index the sweep reads"`
 	// StripeSecretARN is read once at cold start. A Lambda environment
 	// variable is stored in the function's configuration (and Terraform
 	// state), so production sets it rather than StripeSecretKey.

@@ -113,7 +113,7 @@ func New(ctx context.Context, cfg config.Lambda, d Deps) (*Handler, error) {
 		return nil, err
 	}
 	sc := wire.Config{Names: names, TopicARN: cfg.TopicARN, Batching: cfg.BatchingOn(), Linger: cfg.BatchLinger,
-		PublishBatch: cfg.PublishBatch, PaymentGateway: cfg.PaymentGateway, OrderFormat: format}
+		PublishBatch: cfg.PublishBatch, PaymentGateway: cfg.PaymentGateway, OrderFormat: format, StuckAfter: cfg.StuckAfter}
 	if cfg.PaymentGateway == "stripe" && d.Payments == nil {
 		key := cfg.StripeSecretKey
 		if cfg.StripeSecretARN != "" {

@@ -46,9 +46,11 @@ type Tables struct {
 // previous layout: fed only in FormatJSON, read while it exists.
 const StatusIndex = "by_status"
 
-// OpenIndex is the sparse index of orders in progress on (open,
-// placed_at); OutcomeIndex the sparse index of finished orders on
-// (outcome, closed_at).
+// OpenIndex is the sparse index on (open, placed_at) of the orders the
+// sweep watches (in FormatJSON: every order in progress, as the previous
+// release wrote it); OutcomeIndex the sparse index of finished orders on
+// (outcome, closed_at), fed only in FormatJSON, which the previous release
+// reads.
 const (
 	OpenIndex    = "by_open"
 	OutcomeIndex = "by_outcome"
