@@ -134,7 +134,13 @@ func TestRollingDeployAndRollback(t *testing.T) {
 	// A short first hand-back, so the run's deferrals end within seconds;
 	// no sweep, so every event on the bus is a stage's write (the sweep
 	// re-publishes orders in the encoding of the task that runs it).
-	c := newCluster(r, "CLOUDCOMMERCE_DEFER_BASE=1s", "CLOUDCOMMERCE_SWEEP_INTERVAL=off")
+	// 1 s long polls: the emulator wakes a parked long poll only on a send,
+	// not when a handed-back message turns visible again (KUMO.md), so with
+	// 20 s polls the task that just handed a message back, polling again at
+	// once, tends to receive it again, and a message of the next release
+	// can use up its receives on old tasks while a next-release task runs.
+	// SQS answers a waiting poll as soon as a message is visible.
+	c := newCluster(r, "CLOUDCOMMERCE_DEFER_BASE=1s", "CLOUDCOMMERCE_SWEEP_INTERVAL=off", "CLOUDCOMMERCE_WAIT_TIME=1s")
 	// The workers' long polls are answered as SQS answers them, as soon as
 	// a message is visible again: the emulator wakes a parked long poll
 	// only on a send, so the task that handed a message back, starting its
