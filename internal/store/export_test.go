@@ -42,10 +42,7 @@ func (st *Store) OpenIDs(ctx context.Context, status pipeline.Status) ([]string,
 	if err != nil {
 		return nil, err
 	}
-	var ids []string
-	for _, it := range out.Items {
-		ids = append(ids, str(it["order_id"]))
-	}
+	ids := orderIDs(out.Items)
 	got, err := st.current(ctx, ids)
 	if err != nil {
 		return nil, err

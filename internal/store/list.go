@@ -101,10 +101,7 @@ func (st *Store) ByCustomer(ctx context.Context, customerID string, limit int, c
 		items = items[:limit]
 		page.Next = encodeCursor(items[limit-1], "order_id", "customer_id", "placed_at")
 	}
-	ids := make([]string, 0, len(items))
-	for _, it := range items {
-		ids = append(ids, str(it["order_id"]))
-	}
+	ids := orderIDs(items)
 	orders, err := st.current(ctx, ids)
 	if err != nil {
 		return OrderPage{}, fmt.Errorf("list orders of customer %s: %w", customerID, err)
@@ -156,6 +153,15 @@ func (st *Store) currentWithOpen(ctx context.Context, ids []string) (map[string]
 		req = out.UnprocessedKeys
 	}
 	return got, open, nil
+}
+
+// orderIDs are the order ids of the items of an index page.
+func orderIDs(items []map[string]types.AttributeValue) []string {
+	ids := make([]string, 0, len(items))
+	for _, it := range items {
+		ids = append(ids, str(it["order_id"]))
+	}
+	return ids
 }
 
 // encodeCursor is the base64url form of the key attributes of item that

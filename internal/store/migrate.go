@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -109,17 +108,16 @@ func (st *Store) reindex(ctx context.Context, item map[string]types.AttributeVal
 			return false, fmt.Errorf("migrate: order %s: %w", id, err)
 		}
 		var set, remove []string
+		names := map[string]string{"#s": "status"}
 		vals := map[string]types.AttributeValue{":s": s(string(status))}
 		if item[timelineAttr] == nil && str(item["placed_at"]) != "" {
-			set = append(set, "#b = :b")
-			vals[":b"] = s(timelineValue)
+			set, names["#b"], vals[":b"] = append(set, "#b = :b"), timelineAttr, s(timelineValue)
 		}
 		switch open := item[openAttr] != nil; {
 		case !o.Done() && !open:
-			set = append(set, "#open = :open")
-			vals[":open"] = s(openValue)
+			set, names["#open"], vals[":open"] = append(set, "#open = :open"), openAttr, s(openValue)
 		case o.Done() && open:
-			remove = append(remove, "#open")
+			remove, names["#open"] = append(remove, "#open"), openAttr
 		}
 		switch {
 		case status.Final() && (str(item[outcomeAttr]) != string(status) || item[closedAtAttr] == nil):
@@ -130,10 +128,11 @@ func (st *Store) reindex(ctx context.Context, item map[string]types.AttributeVal
 			if closed == "" {
 				return false, fmt.Errorf("migrate: finished order %s has neither closed_at nor updated_at", id)
 			}
-			set = append(set, "#outcome = :s", "#closed = :c")
-			vals[":c"] = s(closed)
+			set, vals[":c"] = append(set, "#outcome = :s", "#closed = :c"), s(closed)
+			names["#outcome"], names["#closed"] = outcomeAttr, closedAtAttr
 		case !status.Final() && (item[outcomeAttr] != nil || item[closedAtAttr] != nil):
 			remove = append(remove, "#outcome", "#closed")
+			names["#outcome"], names["#closed"] = outcomeAttr, closedAtAttr
 		}
 		if len(set) == 0 && len(remove) == 0 {
 			return false, nil
@@ -150,7 +149,7 @@ func (st *Store) reindex(ctx context.Context, item map[string]types.AttributeVal
 			Key:                       map[string]types.AttributeValue{"order_id": s(id)},
 			UpdateExpression:          aws.String(expr),
 			ConditionExpression:       aws.String("#s = :s"),
-			ExpressionAttributeNames:  usedNames(migrateNames(), expr, "#s"),
+			ExpressionAttributeNames:  names,
 			ExpressionAttributeValues: vals,
 		}
 		_, err = st.db.UpdateItem(ctx, in)
@@ -174,16 +173,4 @@ func (st *Store) reindex(ctx context.Context, item map[string]types.AttributeVal
 		item = out.Item
 	}
 	return false, fmt.Errorf("migrate: order %s kept changing; run the migration again", id)
-}
-
-var nameToken = regexp.MustCompile(`#[A-Za-z0-9_]+`)
-
-// usedNames is the names of all that expr and the extra placeholders use
-// (DynamoDB refuses unused expression attribute names).
-func usedNames(all map[string]string, expr string, extra ...string) map[string]string {
-	out := map[string]string{}
-	for _, k := range append(nameToken.FindAllString(expr, -1), extra...) {
-		out[k] = all[k]
-	}
-	return out
 }

@@ -78,24 +78,14 @@ func (st *Store) MarkOverdue(ctx context.Context) (int, error) {
 	}
 	marked := 0
 	for range walkPages {
-		page, err := st.db.Query(ctx, &dynamodb.QueryInput{
-			TableName: &st.tables.Orders, IndexName: aws.String(TimelineIndex),
-			KeyConditionExpression:    aws.String("#b = :b AND placed_at < :before"),
-			ExpressionAttributeNames:  map[string]string{"#b": timelineAttr},
-			ExpressionAttributeValues: map[string]types.AttributeValue{":b": s(timelineValue), ":before": s(before)},
-			Limit:                     aws.Int32(batchGetMax),
-			ExclusiveStartKey:         pos,
-		})
+		page, err := st.timeline(ctx, before, false, batchGetMax, pos)
 		if err != nil {
 			return marked, fmt.Errorf("walk the order timeline: %w", err)
 		}
 		if len(page.Items) == 0 {
 			return marked, nil
 		}
-		ids := make([]string, 0, len(page.Items))
-		for _, it := range page.Items {
-			ids = append(ids, str(it["order_id"]))
-		}
+		ids := orderIDs(page.Items)
 		orders, open, err := st.currentWithOpen(ctx, ids)
 		if err != nil {
 			return marked, fmt.Errorf("walk the order timeline: %w", err)

@@ -39,19 +39,11 @@ func (st *Store) ByStatus(ctx context.Context, status pipeline.Status, limit int
 	if st.format == FormatJSON {
 		return st.byStatusIndex(ctx, status, limit, cursor)
 	}
-	index, hashName, hashValue, rangeName := TimelineIndex, timelineAttr, timelineValue, "placed_at"
-	start, err := decodeCursor(cursor, hashName, hashValue, rangeName)
+	start, err := decodeCursor(cursor, timelineAttr, timelineValue, "placed_at")
 	if err != nil {
 		return OrderPage{}, err
 	}
-	out, err := st.db.Query(ctx, &dynamodb.QueryInput{
-		TableName: &st.tables.Orders, IndexName: aws.String(index), ScanIndexForward: aws.Bool(false),
-		KeyConditionExpression:    aws.String("#h = :h"),
-		ExpressionAttributeNames:  map[string]string{"#h": hashName},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":h": s(hashValue)},
-		Limit:                     aws.Int32(int32(limit + 1)),
-		ExclusiveStartKey:         start,
-	})
+	out, err := st.timeline(ctx, "", true, limit+1, start)
 	if err != nil {
 		return OrderPage{}, fmt.Errorf("list %s orders: %w", status, err)
 	}
@@ -59,12 +51,9 @@ func (st *Store) ByStatus(ctx context.Context, status pipeline.Status, limit int
 	var page OrderPage
 	if len(items) > limit {
 		items = items[:limit]
-		page.Next = encodeCursor(items[limit-1], "order_id", hashName, rangeName)
+		page.Next = encodeCursor(items[limit-1], "order_id", timelineAttr, "placed_at")
 	}
-	ids := make([]string, 0, len(items))
-	for _, it := range items {
-		ids = append(ids, str(it["order_id"]))
-	}
+	ids := orderIDs(items)
 	orders, err := st.current(ctx, ids)
 	if err != nil {
 		return OrderPage{}, fmt.Errorf("list %s orders: %w", status, err)
@@ -142,10 +131,7 @@ func (st *Store) ListByStatus(ctx context.Context, status pipeline.Status, after
 		if err != nil {
 			return nil, fmt.Errorf("list %s orders: %w", status, err)
 		}
-		ids := make([]string, 0, len(page.Items))
-		for _, it := range page.Items {
-			ids = append(ids, str(it["order_id"]))
-		}
+		ids := orderIDs(page.Items)
 		orders, err := st.current(ctx, ids)
 		if err != nil {
 			return nil, fmt.Errorf("list %s orders: %w", status, err)
@@ -285,6 +271,24 @@ func (st *Store) countStatusIndex(ctx context.Context, status pipeline.Status, m
 	}
 }
 
+// timeline reads one page of by_placed: up to limit orders after start,
+// placed before before ("": no bound), newest or oldest placed first.
+func (st *Store) timeline(ctx context.Context, before string, newestFirst bool, limit int, start map[string]types.AttributeValue) (*dynamodb.QueryOutput, error) {
+	key, vals := "#b = :b", map[string]types.AttributeValue{":b": s(timelineValue)}
+	if before != "" {
+		key += " AND placed_at < :before"
+		vals[":before"] = s(before)
+	}
+	return st.db.Query(ctx, &dynamodb.QueryInput{
+		TableName: &st.tables.Orders, IndexName: aws.String(TimelineIndex), ScanIndexForward: aws.Bool(!newestFirst),
+		KeyConditionExpression:    aws.String(key),
+		ExpressionAttributeNames:  map[string]string{"#b": timelineAttr},
+		ExpressionAttributeValues: vals,
+		Limit:                     aws.Int32(int32(limit)),
+		ExclusiveStartKey:         start,
+	})
+}
+
 // countTimeline adds up in out the statuses of the orders on the
 // timeline, newest placed first, until max orders are read.
 func (st *Store) countTimeline(ctx context.Context, max int, out []StatusCount) error {
@@ -295,21 +299,11 @@ func (st *Store) countTimeline(ctx context.Context, max int, out []StatusCount) 
 	read := 0
 	var start map[string]types.AttributeValue
 	for {
-		page, err := st.db.Query(ctx, &dynamodb.QueryInput{
-			TableName: &st.tables.Orders, IndexName: aws.String(TimelineIndex), ScanIndexForward: aws.Bool(false),
-			KeyConditionExpression:    aws.String("#h = :h"),
-			ExpressionAttributeNames:  map[string]string{"#h": timelineAttr},
-			ExpressionAttributeValues: map[string]types.AttributeValue{":h": s(timelineValue)},
-			Limit:                     aws.Int32(int32(batchGetMax)),
-			ExclusiveStartKey:         start,
-		})
+		page, err := st.timeline(ctx, "", true, batchGetMax, start)
 		if err != nil {
 			return fmt.Errorf("count orders: %w", err)
 		}
-		ids := make([]string, 0, len(page.Items))
-		for _, it := range page.Items {
-			ids = append(ids, str(it["order_id"]))
-		}
+		ids := orderIDs(page.Items)
 		read += len(ids)
 		got, _, err := st.Statuses(ctx, ids)
 		if err != nil {
